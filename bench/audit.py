@@ -1,0 +1,525 @@
+"""Correctness audit: did every order end exactly once, and consistently?
+
+After a run, :func:`read_topics` reads the saga topics from the beginning to
+their high watermarks; :func:`audit` folds the records into an
+:class:`AuditReport` and :func:`step_latencies` derives per-step latency from
+consecutive ``ts_us`` of one order. Both are pure functions over an iterable of
+:class:`Record`, so they are tested with synthetic logs and need no broker.
+
+Words used below:
+
+- *step event*: a message the audit reads as a step of one order: order-created,
+  a service fact (choreography: payment-, inventory-, shipping-events;
+  orchestration: replies on order-processor-replies), a command
+  (orchestration), a terminal event on order-events. Saga state is bookkeeping:
+  it counts as progress and as cost, never as a business fact.
+- *effect*: a fact that changes the world: charged, reserved, shipped, refunded,
+  released.
+- *production*: one message as its producer stamped it (its ``ts_us``). The same
+  status with the same ``ts_us`` twice is one production delivered twice.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from bench import events as ev
+
+EXAMPLES_PER_CATEGORY = 5
+
+_FACTS = frozenset(
+    {ev.CHARGED, ev.DECLINED, ev.REFUNDED, ev.RESERVED, ev.OUT_OF_STOCK, ev.RELEASED, ev.SHIPPED, ev.REFUSED}
+)
+# Each effect and the command that requests it (orchestration); choreography has no commands.
+_EFFECT_REQUEST = {
+    ev.CHARGED: ev.CHARGE,
+    ev.RESERVED: ev.RESERVE,
+    ev.SHIPPED: ev.SHIP,
+    ev.REFUNDED: ev.REFUND,
+    ev.RELEASED: ev.RELEASE,
+}
+_EVENT_KEYS = _FACTS | {ev.CREATED, *ev.TERMINAL}
+_ENTRY_EXIT = frozenset({ev.ORDER_CREATED, ev.ORDER_EVENTS})
+
+StepLog = dict[str, list[int]]  # step key (a status or a command) -> ts_us of each message, in read order
+Latencies = dict[str, list[tuple[float, int]]]
+
+
+@dataclass(slots=True)
+class Record:
+    """One Kafka message as the audit sees it. ``value`` is None when it did not decode;
+    ``size`` is the bytes on the wire of key plus value."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: dict | None
+    timestamp_ms: int
+    size: int
+
+
+@dataclass
+class AuditReport:
+    """What the log says about every started order.
+
+    Every started order is exactly one of completed, cancelled, lost or stuck,
+    so ``completed + cancelled + lost + stuck == orders_started``:
+
+    - completed / cancelled: its first terminal event on order-events (by ts_us).
+    - lost: no terminal event and no record past order-created (the order never
+      entered the saga, or order-created itself never reached Kafka).
+    - stuck: no terminal event, but some record past order-created (a fact,
+      command, reply, saga state or dead letter): the saga started and stalled.
+
+    Duplicates are counted in orders. ``duplicate_events``: orders with some step
+    event (created, fact, reply, terminal) present more than once, for any
+    reason. ``duplicate_effects`` (a subset): orders where an effect was applied
+    more than once, i.e. more distinct productions of it than explain
+    themselves: one, or in orchestration one per distinct command sent for it (a
+    retried command answered identically is a duplicate delivery, not a
+    duplicate effect).
+
+    ``inconsistent``: finished orders breaking a rule of ``inconsistent_by_rule``
+    (an order counts once, each rule it breaks counts once); an outcome other
+    than ``events.expected_outcome`` is one of those rules.
+    """
+
+    orders_started: int
+    completed: int = 0
+    cancelled: int = 0
+    lost: int = 0
+    stuck: int = 0
+    never_created: int = 0
+    duplicate_events: int = 0
+    duplicate_effects: int = 0
+    duplicate_effects_by_fact: dict[str, int] = field(default_factory=dict)
+    multiple_terminal: int = 0
+    inconsistent: int = 0
+    inconsistent_by_rule: dict[str, int] = field(default_factory=dict)
+    unexpected_outcome: int = 0
+    compensations: dict[str, int] = field(default_factory=lambda: {"refunds": 0, "releases": 0})
+    undecodable: dict[str, int] = field(default_factory=dict)
+    unconsumed_topics: dict[str, int] = field(default_factory=dict)
+    unknown_orders: int = 0
+    messages_per_order: float | None = None
+    bytes_per_order: float | None = None
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.cancelled
+
+    @property
+    def unfinished(self) -> int:
+        return self.lost + self.stuck
+
+    @property
+    def clean(self) -> bool:
+        return not (self.lost or self.stuck or self.inconsistent or self.duplicate_effects or self.multiple_terminal)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "finished": self.finished, "unfinished": self.unfinished, "clean": self.clean}
+
+
+# --- reading the log -------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Log:
+    orders: dict[str, StepLog]
+    t0_us: dict[str, int]
+    messages: dict[str, int]  # every record attributed to an orderId (value, else key)
+    bytes: dict[str, int]
+    progressed: set[str]  # orderIds with a record on a topic other than order-created / order-events
+    per_topic: dict[str, int]
+    undecodable: dict[str, int]
+
+
+def _collect(records: Iterable[Record], topics: Mapping[str, tuple[str, frozenset[str]]]) -> _Log:
+    """One pass over the records; per record only dict and list operations."""
+    log = _Log({}, {}, {}, {}, set(), {}, {})
+    orders, t0s, messages, nbytes = log.orders, log.t0_us, log.messages, log.bytes
+    progressed, per_topic, undecodable = log.progressed, log.per_topic, log.undecodable
+    for r in records:
+        topic = r.topic
+        per_topic[topic] = per_topic.get(topic, 0) + 1
+        value = r.value
+        oid = None if value is None else value.get("orderId")
+        if type(oid) is not str:
+            undecodable[topic] = undecodable.get(topic, 0) + 1
+            value, oid = None, r.key
+            if oid is None:
+                continue
+        kind = topics.get(topic)
+        if value is not None and kind is not None:
+            name = value.get(kind[0])
+            if type(name) is str and name in kind[1]:
+                ts = value.get("ts_us")
+                if type(ts) is int:
+                    steps = orders.get(oid)
+                    if steps is None:
+                        orders[oid] = {name: [ts]}
+                    elif name in steps:
+                        steps[name].append(ts)
+                    else:
+                        steps[name] = [ts]
+                    if oid not in t0s and type(t0 := value.get("t0_us")) is int:
+                        t0s[oid] = t0
+                else:  # a step event without its timestamp breaks the wire format
+                    undecodable[topic] = undecodable.get(topic, 0) + 1
+        messages[oid] = messages.get(oid, 0) + 1
+        nbytes[oid] = nbytes.get(oid, 0) + r.size
+        if topic not in _ENTRY_EXIT:
+            progressed.add(oid)
+    return log
+
+
+# --- judging one order -----------------------------------------------------
+
+
+def _effects(steps: StepLog, status: str) -> int:
+    """How many times an effect was applied: distinct productions beyond those
+    explained by distinct requests for it (see AuditReport)."""
+    seen = steps.get(status)
+    if not seen:
+        return 0
+    if len(seen) == 1:
+        return 1
+    requests = len(set(steps.get(_EFFECT_REQUEST[status], ())))
+    return 1 + max(0, len(set(seen)) - max(requests, 1))
+
+
+def _outcome(steps: StepLog) -> str | None:
+    completed, cancelled = steps.get(ev.COMPLETED), steps.get(ev.CANCELLED)
+    if not cancelled:
+        return ev.COMPLETED if completed else None
+    if completed and min(completed) <= min(cancelled):
+        return ev.COMPLETED
+    return ev.CANCELLED
+
+
+def _violations(steps: StepLog, outcome: str, expected: str, effects: Mapping[str, int]) -> list[str]:
+    charged, reserved, shipped = effects[ev.CHARGED], effects[ev.RESERVED], effects[ev.SHIPPED]
+    refunded, released = effects[ev.REFUNDED], effects[ev.RELEASED]
+    rules = []
+    if ev.COMPLETED in steps and ev.CANCELLED in steps:
+        rules.append("conflicting_terminal")
+    if outcome == ev.COMPLETED:
+        if not (charged and reserved and shipped):
+            rules.append("completed_without_effect")
+        if refunded or released:
+            rules.append("completed_but_compensated")
+    else:
+        if refunded < charged:
+            rules.append("charge_not_refunded")
+        if released < reserved:
+            rules.append("reservation_not_released")
+        if shipped:
+            rules.append("cancelled_but_shipped")
+    if refunded > charged or released > reserved:
+        rules.append("compensation_without_effect")
+    if outcome != expected:
+        rules.append("unexpected_outcome")
+    return rules
+
+
+class _Tally:
+    """Counts per problem category, with the first few orderIds of each."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[str]] = {}
+
+    def note(self, category: str, order_id: str) -> None:
+        self.counts[category] = self.counts.get(category, 0) + 1
+        examples = self.examples.setdefault(category, [])
+        if len(examples) < EXAMPLES_PER_CATEGORY:
+            examples.append(order_id)
+
+
+def _judge(order_id: str, steps: StepLog, progressed: bool, failures: dict[str, float], report: AuditReport,
+           tally: _Tally) -> None:
+    if ev.CREATED not in steps:
+        tally.note("never_created", order_id)
+    effects = {status: _effects(steps, status) for status in _EFFECT_REQUEST}
+    report.compensations["refunds"] += effects[ev.REFUNDED]
+    report.compensations["releases"] += effects[ev.RELEASED]
+    if any(len(seen) > 1 for key, seen in steps.items() if key in _EVENT_KEYS):
+        tally.note("duplicate_events", order_id)
+    doubled = [status for status, n in effects.items() if n > 1]
+    if doubled:
+        tally.note("duplicate_effects", order_id)
+        for status in doubled:
+            report.duplicate_effects_by_fact[status] = report.duplicate_effects_by_fact.get(status, 0) + 1
+
+    outcome = _outcome(steps)
+    if outcome is None:
+        tally.note("stuck" if progressed else "lost", order_id)
+        return
+    if outcome == ev.COMPLETED:
+        report.completed += 1
+    else:
+        report.cancelled += 1
+    if len(steps.get(ev.COMPLETED, ())) + len(steps.get(ev.CANCELLED, ())) > 1:
+        tally.note("multiple_terminal", order_id)
+    rules = _violations(steps, outcome, ev.expected_outcome(order_id, failures), effects)
+    if rules:
+        tally.note("inconsistent", order_id)
+        for rule in rules:
+            report.inconsistent_by_rule[rule] = report.inconsistent_by_rule.get(rule, 0) + 1
+        if "unexpected_outcome" in rules:
+            tally.note("unexpected_outcome", order_id)
+
+
+def audit(records: Iterable[Record], started: Mapping[str, int], pattern: str, failures: Mapping[str, float],
+          consumed_topics: set[str]) -> AuditReport:
+    """Audit the whole log of one run.
+
+    ``started``: orderId -> intended start (t0_us) of every order the load
+    generator produced. ``failures``: the workload's failure probabilities per
+    step. ``consumed_topics``: topics some service or the load generator reads;
+    any other topic holding messages is reported in ``unconsumed_topics``.
+    ``messages_per_order`` / ``bytes_per_order``: every record attributed to a
+    started order (on any topic read, undecodable ones by key) per finished
+    order; None when nothing finished.
+    """
+    log = _collect(records, _pattern(pattern).topics)
+    report, tally = AuditReport(orders_started=len(started)), _Tally()
+    failures = dict(failures)
+    no_steps: StepLog = {}
+    messages = nbytes = 0
+    for order_id in started:
+        _judge(order_id, log.orders.get(order_id, no_steps), order_id in log.progressed, failures, report, tally)
+        messages += log.messages.get(order_id, 0)
+        nbytes += log.bytes.get(order_id, 0)
+    for order_id in log.messages:
+        if order_id not in started:
+            tally.note("unknown_orders", order_id)
+
+    for category, count in tally.counts.items():
+        setattr(report, category, count)
+    report.examples = tally.examples
+    report.undecodable = log.undecodable
+    report.unconsumed_topics = {t: n for t, n in log.per_topic.items() if t not in consumed_topics}
+    if report.finished:
+        report.messages_per_order = messages / report.finished
+        report.bytes_per_order = nbytes / report.finished
+    return report
+
+
+# --- per-step latency ------------------------------------------------------
+
+
+def _first(steps: StepLog, *keys: str) -> int | None:
+    return min((min(steps[k]) for k in keys if k in steps), default=None)
+
+
+def _span(out: Latencies, step: str, start: int | None, end: int | None) -> None:
+    if start is not None and end is not None:
+        out[step].append((end / 1e6, end - start))
+
+
+def _choreography_steps(steps: StepLog, t0_us: int | None, out: Latencies) -> None:
+    _span(out, "payment", _first(steps, ev.CREATED), _first(steps, ev.CHARGED, ev.DECLINED))
+    _span(out, "inventory", _first(steps, ev.CHARGED), _first(steps, ev.RESERVED, ev.OUT_OF_STOCK))
+    _span(out, "shipping", _first(steps, ev.RESERVED), _first(steps, ev.SHIPPED, ev.REFUSED))
+    _span(out, "release", _first(steps, ev.REFUSED), _first(steps, ev.RELEASED))
+    _span(out, "refund", _first(steps, ev.OUT_OF_STOCK, ev.RELEASED), _first(steps, ev.REFUNDED))
+    outcome = _outcome(steps)
+    if outcome is not None:
+        end = _first(steps, outcome)
+        if outcome == ev.COMPLETED:
+            ender = _first(steps, ev.SHIPPED)
+        else:
+            ender = _first(steps, ev.REFUNDED) if ev.REFUNDED in steps else _first(steps, ev.DECLINED)
+        _span(out, "order", ender, end)
+        _span(out, "e2e", t0_us, end)
+
+
+_COMMAND_STEP = {ev.CHARGE: "payment", ev.RESERVE: "inventory", ev.SHIP: "shipping", ev.REFUND: "refund",
+                 ev.RELEASE: "release"}
+
+
+def _orchestration_steps(steps: StepLog, t0_us: int | None, out: Latencies) -> None:
+    for command, step in _COMMAND_STEP.items():
+        if command in steps:
+            sent = max(steps[command])  # the latest attempt
+            replies = [ts for status in ev.REPLIES_TO[command] for ts in steps.get(status, ()) if ts >= sent]
+            _span(out, step, sent, min(replies, default=None))
+    # Orchestrator time: from what it reacted to (order-created or a reply) to what it
+    # sent next (a command or the terminal event). A retry after a timeout follows no input.
+    inputs = sorted(ts for key in (ev.CREATED, *_FACTS) for ts in steps.get(key, ()))
+    outputs = sorted(ts for key in (*_COMMAND_STEP, *ev.TERMINAL) for ts in steps.get(key, ()))
+    i, pending = 0, None
+    for sent in outputs:
+        while i < len(inputs) and inputs[i] <= sent:
+            pending, i = inputs[i], i + 1
+        _span(out, "orchestrator", pending, sent)
+        pending = None
+    outcome = _outcome(steps)
+    if outcome is not None:
+        _span(out, "e2e", t0_us, _first(steps, outcome))
+
+
+StepFunction = Callable[[StepLog, "int | None", Latencies], None]
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    topics: Mapping[str, tuple[str, frozenset[str]]]  # topic -> (field naming the step, values that are steps)
+    step_names: tuple[str, ...]
+    steps: StepFunction
+
+
+def _statuses(*statuses: str) -> tuple[str, frozenset[str]]:
+    return "status", frozenset(statuses)
+
+
+_ENTRY_EXIT_STEPS = {ev.ORDER_CREATED: _statuses(ev.CREATED), ev.ORDER_EVENTS: _statuses(*ev.TERMINAL)}
+
+PATTERNS: dict[str, _Pattern] = {
+    "choreography": _Pattern(
+        topics={
+            **_ENTRY_EXIT_STEPS,
+            ev.PAYMENT_EVENTS: _statuses(ev.CHARGED, ev.DECLINED, ev.REFUNDED),
+            ev.INVENTORY_EVENTS: _statuses(ev.RESERVED, ev.OUT_OF_STOCK, ev.RELEASED),
+            ev.SHIPPING_EVENTS: _statuses(ev.SHIPPED, ev.REFUSED),
+        },
+        step_names=("payment", "inventory", "shipping", "release", "refund", "order", "e2e"),
+        steps=_choreography_steps,
+    ),
+    "orchestration": _Pattern(
+        topics={
+            **_ENTRY_EXIT_STEPS,
+            ev.REPLIES: _statuses(*_FACTS),
+            ev.PAYMENT_COMMANDS: ("command", frozenset({ev.CHARGE, ev.REFUND})),
+            ev.INVENTORY_COMMANDS: ("command", frozenset({ev.RESERVE, ev.RELEASE})),
+            ev.SHIPPING_COMMANDS: ("command", frozenset({ev.SHIP})),
+        },
+        step_names=("payment", "inventory", "shipping", "release", "refund", "orchestrator", "e2e"),
+        steps=_orchestration_steps,
+    ),
+}
+
+
+def _pattern(name: str) -> _Pattern:
+    try:
+        return PATTERNS[name]
+    except KeyError:
+        raise ValueError(f"unknown pattern {name!r}; expected one of {sorted(PATTERNS)}") from None
+
+
+def step_latencies(records: Iterable[Record], pattern: str) -> Latencies:
+    """Per step name, one ``(ts_s, latency_us)`` per order that took the step:
+    ``ts_s`` is the wall-clock second the step ended, ``latency_us`` the
+    difference of the ``ts_us`` stamps that bound it (producers on different
+    hosts may disagree, so it can be negative under clock skew). Duplicated
+    events count once, from their earliest copy. ``e2e`` runs from the order's
+    intended start ``t0_us`` to its first terminal event's ``ts_us``."""
+    spec = _pattern(pattern)
+    log = _collect(records, spec.topics)
+    out: Latencies = {name: [] for name in spec.step_names}
+    for order_id, steps in log.orders.items():
+        spec.steps(steps, log.t0_us.get(order_id), out)
+    return out
+
+
+# --- the Kafka reader ------------------------------------------------------
+
+
+def read_topics(bootstrap_servers: str, topics: Iterable[str], client_config: dict,
+                timeout_s: float) -> Iterator[Record]:
+    """Yield every record of ``topics``, each partition from its beginning to the
+    high watermark it had when this was called, via assign() (no group, no commits).
+
+    Missing topics and empty partitions yield nothing. Tombstones (deletes on the
+    compacted saga-state topic) carry no event and are skipped. Raises
+    TimeoutError when the end is not reached within ``timeout_s`` of the start.
+    """
+    deadline = time.monotonic() + timeout_s
+    consumer = Consumer({
+        **client_config,
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": f"bench-audit-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+    })
+    try:
+        bounds = _partition_bounds(consumer, topics, timeout_s)
+        consumer.assign([TopicPartition(topic, partition, low) for (topic, partition), (low, _) in bounds.items()])
+        yield from _read_assigned(consumer, {tp: high for tp, (_, high) in bounds.items()}, deadline)
+    finally:
+        consumer.close()
+
+
+def _partition_bounds(consumer: Consumer, topics: Iterable[str], timeout_s: float) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (low, high) watermarks of every non-empty partition."""
+    metadata = consumer.list_topics(timeout=timeout_s)
+    bounds = {}
+    for topic in topics:
+        meta = metadata.topics.get(topic)
+        if meta is None or (meta.error is not None and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+            continue
+        if meta.error is not None:
+            raise KafkaException(meta.error)
+        for partition in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s,
+                                                       cached=False)
+            if high > low:
+                bounds[(topic, partition)] = (low, high)
+    return bounds
+
+
+def _read_assigned(consumer, ends: dict[tuple[str, int], int], deadline: float) -> Iterator[Record]:
+    """Consume until every partition in ``ends`` reached its end offset (the high watermark)."""
+    remaining = dict(ends)
+    while remaining:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"audit read: {len(remaining)} partitions not read to their end, e.g. "
+                               f"{next(iter(remaining))}")
+        for message in consumer.consume(num_messages=10_000, timeout=min(left, 1.0)):
+            tp = (message.topic(), message.partition())
+            end = remaining.get(tp)
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    # End of log reached; also covers transaction markers occupying the last offsets.
+                    if end is not None and message.offset() >= end:
+                        del remaining[tp]
+                    continue
+                if error.fatal() or end is not None:
+                    raise KafkaException(error)
+                continue  # client-level and transient: librdkafka recovers; the deadline bounds it
+            if end is None:
+                continue
+            offset = message.offset()
+            if offset < end:
+                raw = message.value()
+                if raw is not None:
+                    yield _record(message, raw)
+            if offset >= end - 1:
+                del remaining[tp]
+
+
+def _record(message, raw: bytes) -> Record:
+    key = message.key()
+    try:
+        value = ev.decode(raw)
+    except ValueError:
+        value = None
+    return Record(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=None if key is None else key.decode("utf-8", "replace"),
+        value=value,
+        timestamp_ms=message.timestamp()[1],
+        size=len(raw) + (0 if key is None else len(key)),
+    )

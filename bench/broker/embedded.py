@@ -1,0 +1,357 @@
+"""Start and stop a real Apache Kafka (KRaft, combined broker+controller nodes) on loopback.
+
+Node ``i`` of a cluster started on ``port`` listens for clients on ``port + i``
+and for the controller quorum on ``port + 100 + i``. Each start formats fresh
+storage: a benchmark starts from an empty cluster. The cluster's pids and
+ports are kept in ``state.json`` in the state directory so ``stop``,
+``status`` and ``logs`` work from any later process.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+from bench.broker import dist
+from bench.broker.errors import BrokerError
+
+CONTROLLER_PORT_OFFSET = 100
+START_TIMEOUT_S = 90.0
+
+LOG4J2 = """\
+Configuration:
+  name: bench-broker
+  Appenders:
+    File:
+      name: file
+      fileName: "{log}"
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: file
+    Logger:
+      - name: kafka.request.logger
+        level: WARN
+      - name: org.apache.kafka.controller
+        level: INFO
+      - name: state.change.logger
+        level: WARN
+"""
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("BENCH_BROKER_DIR") or dist.cache_root() / "broker")
+
+
+@dataclass
+class NodeInfo:
+    node_id: int
+    port: int
+    controller_port: int
+    pid: int
+    dir: str
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.dir) / "server.log"
+
+
+@dataclass
+class Cluster:
+    nodes: list[NodeInfo]
+    state_dir: str
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"localhost:{n.port}" for n in self.nodes)
+
+    def node(self, node_id: int) -> NodeInfo:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    def save(self) -> None:
+        path = Path(self.state_dir) / "state.json"
+        path.write_text(json.dumps({"nodes": [asdict(n) for n in self.nodes], "state_dir": self.state_dir}, indent=2))
+
+    @staticmethod
+    def load(state_dir: Path | None = None) -> "Cluster | None":
+        path = (state_dir or state_root()) / "state.json"
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text())
+        return Cluster([NodeInfo(**n) for n in raw["nodes"]], raw["state_dir"])
+
+    def alive_nodes(self) -> list[NodeInfo]:
+        return [n for n in self.nodes if _pid_is_ours(n.pid)]
+
+
+def _pid_is_ours(pid: int) -> bool:
+    """True when ``pid`` is a live kafka.Kafka JVM (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return b"kafka.Kafka" in cmdline and stat.split(")")[-1].split()[0] != "Z"
+
+
+def port_owner(port: int) -> str | None:
+    """Name the process listening on ``port`` when the OS lets us see it."""
+    try:
+        out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if 'users:((' in out:
+        name, pid = out.split('users:(("', 1)[1].split('"', 1)[0], out.split("pid=", 1)[1].split(",", 1)[0]
+        return f"{name} (pid {pid})"
+    return None
+
+
+def check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            owner = port_owner(port)
+            held = f" by {owner}" if owner else ""
+            raise BrokerError(f"port {port} is already in use{held}: stop that process or choose another with --port") from None
+
+
+def server_properties(node_id: int, nodes: int, port: int, data_dir: Path) -> str:
+    voters = ",".join(f"{i + 1}@localhost:{port + CONTROLLER_PORT_OFFSET + i}" for i in range(nodes))
+    me = node_id - 1
+    replication = min(3, nodes)
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": node_id,
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://localhost:{port + me},CONTROLLER://localhost:{port + CONTROLLER_PORT_OFFSET + me}",
+        "advertised.listeners": f"PLAINTEXT://localhost:{port + me}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(data_dir / "data"),
+        # Sized for a 2-core machine: few threads, few internal-topic partitions.
+        "num.network.threads": 2,
+        "num.io.threads": 4,
+        # Topics are created explicitly (as in the tutorial); a typo must fail, not make a new topic.
+        "auto.create.topics.enable": "false",
+        "num.partitions": 1,
+        "default.replication.factor": 1,
+        "offsets.topic.num.partitions": 6,
+        "offsets.topic.replication.factor": replication,
+        "transaction.state.log.num.partitions": 6,
+        "transaction.state.log.replication.factor": replication,
+        "transaction.state.log.min.isr": min(2, replication),
+        "share.coordinator.state.topic.replication.factor": replication,
+        "share.coordinator.state.topic.min.isr": min(2, replication),
+        "log.cleaner.dedupe.buffer.size": 16 * 1024 * 1024,
+        "log.cleaner.threads": 1,
+        # Benchmarks start consumers right away; the default 3 s delay would sit in every number.
+        "group.initial.rebalance.delay.ms": 0,
+        "log.segment.bytes": 256 * 1024 * 1024,
+        "log.retention.hours": 24,
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _java_command(heap_mb: int, log_config: Path, main: str, *args: str) -> list[str]:
+    return [
+        dist.java_executable(), f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m",
+        "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log_config}",
+        "-cp", dist.classpath(), main, *args,
+    ]
+
+
+def _format(node_dir: Path, cluster_id: str, heap_log: Path) -> None:
+    proc = subprocess.run(
+        _java_command(256, heap_log, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                      "-c", str(node_dir / "server.properties"), "--ignore-formatted"),
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise BrokerError(f"formatting storage in {node_dir} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+
+
+def _last_lines(path: Path, n: int = 12) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log written)"
+
+
+def _serving(bootstrap: str, expected_brokers: int) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0,
+                         "logger": _silent_logger()})
+    try:
+        md = admin.list_topics(timeout=2)
+    except Exception:  # noqa: BLE001 - any failure here just means "not serving yet"
+        return False
+    return len(md.brokers) >= expected_brokers
+
+
+def _silent_logger():
+    import logging
+
+    logger = logging.getLogger("bench.broker.probe")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    return logger
+
+
+def running() -> Cluster | None:
+    cluster = Cluster.load()
+    if cluster and cluster.alive_nodes():
+        return cluster
+    return None
+
+
+def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_s: float = START_TIMEOUT_S) -> Cluster:
+    """Format and start a fresh cluster; returns once every node serves requests."""
+    if nodes not in (1, 3):
+        raise BrokerError(f"--nodes must be 1 or 3, got {nodes}")
+    existing = running()
+    if existing:
+        raise BrokerError(f"a bench broker is already running at {existing.bootstrap_servers}: `bench broker stop` first")
+    for i in range(nodes):
+        check_port_free(port + i)
+        check_port_free(port + CONTROLLER_PORT_OFFSET + i)
+    dist.install()
+    heap_mb = heap_mb or (768 if nodes == 1 else 512)
+    root = state_root()
+    for old in root.glob("node-*"):
+        _rmtree(old)
+    root.mkdir(parents=True, exist_ok=True)
+    cluster_id = _cluster_id()
+    cluster = Cluster([], str(root))
+    try:
+        for i in range(nodes):
+            node_dir = root / f"node-{i + 1}"
+            node_dir.mkdir(parents=True)
+            (node_dir / "server.properties").write_text(server_properties(i + 1, nodes, port, node_dir))
+            (node_dir / "log4j2.yaml").write_text(LOG4J2.format(log=node_dir / "server.log"))
+            _format(node_dir, cluster_id, node_dir / "log4j2.yaml")
+        for i in range(nodes):
+            node = _launch(root / f"node-{i + 1}", i + 1, port + i, port + CONTROLLER_PORT_OFFSET + i, heap_mb)
+            cluster.nodes.append(node)
+            cluster.save()
+        _wait_serving(cluster, timeout_s)
+    except BaseException:
+        _kill(cluster)
+        raise
+    return cluster
+
+
+def _launch(node_dir: Path, node_id: int, port: int, controller_port: int, heap_mb: int) -> NodeInfo:
+    out = open(node_dir / "kafka.out", "ab")
+    cmd = _java_command(heap_mb, node_dir / "log4j2.yaml", "kafka.Kafka", str(node_dir / "server.properties"))
+    # Own session: Ctrl-C in the terminal must not reach the JVM directly; we stop it ourselves.
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    out.close()
+    return NodeInfo(node_id, port, controller_port, proc.pid, str(node_dir))
+
+
+def restart_node(cluster: Cluster, node_id: int, heap_mb: int = 512) -> NodeInfo:
+    """Start a stopped node again on its existing storage (used by failure tests)."""
+    old = cluster.node(node_id)
+    node = _launch(Path(old.dir), node_id, old.port, old.controller_port, heap_mb)
+    cluster.nodes[cluster.nodes.index(old)] = node
+    cluster.save()
+    return node
+
+
+def _wait_serving(cluster: Cluster, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for node in cluster.nodes:
+            if not _pid_is_ours(node.pid):
+                raise BrokerError(
+                    f"Kafka node {node.node_id} exited during start; last lines of {node.log_path}:\n{_last_lines(node.log_path)}"
+                    f"\n{_last_lines(Path(node.dir) / 'kafka.out', 5)}"
+                )
+        if _serving(cluster.bootstrap_servers, len(cluster.nodes)):
+            return
+        time.sleep(0.3)
+    node = cluster.nodes[0]
+    raise BrokerError(f"Kafka did not serve requests within {timeout_s:.0f}s; last lines of {node.log_path}:\n{_last_lines(node.log_path)}")
+
+
+def kill_node(node: NodeInfo, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.kill(node.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _kill(cluster: Cluster, grace_s: float = 15.0) -> None:
+    live = cluster.alive_nodes()
+    for node in live:
+        kill_node(node, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_pid_is_ours(n.pid) for n in live):
+        time.sleep(0.1)
+    for node in live:
+        if _pid_is_ours(node.pid):
+            kill_node(node, signal.SIGKILL)
+    for node in live:
+        _reap(node.pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop() -> Cluster | None:
+    """Stop the running cluster; returns it, or None when nothing was running."""
+    cluster = Cluster.load()
+    if not cluster or not cluster.alive_nodes():
+        return None
+    _kill(cluster)
+    return cluster
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def rss_mb(cluster: Cluster) -> dict[int, float]:
+    out = {}
+    for node in cluster.alive_nodes():
+        for line in Path(f"/proc/{node.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                out[node.node_id] = int(line.split()[1]) / 1024
+    return out
+
+
+@contextmanager
+def embedded(nodes: int = 1, port: int = 9092) -> Iterator[Cluster]:
+    """A fresh cluster for the duration of the block."""
+    cluster = start(nodes=nodes, port=port)
+    try:
+        yield cluster
+    finally:
+        _kill(cluster)

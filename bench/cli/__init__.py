@@ -1,0 +1,28 @@
+"""The `bench` command: one click group, thin commands (each in a module named for it)."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from bench.cli.errors import BenchGroup
+
+
+@click.group(cls=BenchGroup)
+@click.version_option(package_name="bench")
+def cli() -> None:
+    """Choreography vs orchestration order sagas on a real Kafka broker."""
+
+
+def _register() -> None:
+    # Explicit registry of subcommands: no discovery by import side effect.
+    from bench.cli import broker
+
+    cli.add_command(broker.broker)
+
+
+_register()
+
+
+def main() -> None:
+    sys.exit(cli.main(prog_name="bench"))

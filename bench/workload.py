@@ -1,0 +1,380 @@
+"""Workloads: one YAML file per scenario, loaded into a frozen, validated :class:`Workload`.
+
+Every error is a :class:`WorkloadError` whose message is one line naming the file
+and the key, so the CLI can print it as is.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from bench.arrivals import ARRIVALS
+from bench.events import FAILURE_STEPS
+
+DEFAULT_WORKLOAD = Path(__file__).resolve().parent.parent / "workloads" / "default.yaml"
+
+ROLES = ("order", "payment", "inventory", "shipping", "orchestrator")
+FAULT_TYPES = ("kill", "pause", "broker-kill", "poison", "duplicate", "slow")
+DELIVERIES = ("at-least-once", "exactly-once")
+ACKS = ("all", "-1", "0", "1")
+DEFAULT_CLIENT: Mapping[str, str | int | float | bool] = MappingProxyType(
+    {"linger.ms": 2, "compression.type": "none"}
+)
+DEFAULT_FAILURES: Mapping[str, float] = MappingProxyType({"payment": 0.02, "inventory": 0.02, "shipping": 0.01})
+
+# YAML key -> field name, where they differ (fields carry their unit in the name).
+_FIELD_OF_KEY = {
+    "rate": "rate_per_s",
+    "duration": "duration_s",
+    "warmup": "warmup_s",
+    "drain": "drain_s",
+    "processing": "processing_s",
+    "step_timeout": "step_timeout_s",
+    "latency_bound_p99": "latency_bound_p99_s",
+}
+_KEY_OF_FIELD = {field: key for key, field in _FIELD_OF_KEY.items()}
+_DURATION_KEYS = ("duration", "warmup", "drain", "step_timeout", "latency_bound_p99")
+# (field, must be > 0): the numeric fields stored as float.
+_FLOAT_FIELDS = (
+    ("rate_per_s", True),
+    ("duration_s", True),
+    ("warmup_s", False),
+    ("drain_s", False),
+    ("step_timeout_s", True),
+    ("latency_bound_p99_s", True),
+)
+FAULT_KEYS = ("type", "at", "duration", "role", "instance", "count", "topic", "delay")
+
+_SECONDS_PER_UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|m|h)?\s*")
+
+
+class WorkloadError(ValueError):
+    """A workload that cannot be used; the message is one line naming file and key."""
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds from ``"500ms"``, ``"10s"``, ``"2m"``, ``"1.5s"``, ``"250us"``, ``"1h"``,
+    or a plain number (or numeric string) of seconds. Raises ValueError otherwise."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    elif isinstance(text, str) and (match := _DURATION.fullmatch(text)):
+        seconds = float(match[1]) * _SECONDS_PER_UNIT[match[2] or "s"]
+    else:
+        raise ValueError(
+            f"invalid duration {text!r}: expected seconds or a number with a unit "
+            "(us, ms, s, m, h), e.g. '500ms', '10s', '2m'"
+        )
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"invalid duration {text!r}: must be finite and not negative")
+    return seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """One injected fault. ``at_s`` counts from the start of load, warm-up included;
+    ``instance`` is 0-based within ``role``."""
+
+    type: str
+    at_s: float
+    duration_s: float | None = None
+    role: str | None = None
+    instance: int | None = None
+    count: int | None = None
+    topic: str | None = None
+    delay_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One benchmark scenario. Mapping fields list every role/step; when built, a
+    mapping may name only what differs from the defaults, the rest is filled in."""
+
+    name: str
+    description: str = ""
+    arrival: str = "poisson"
+    rate_per_s: float = 1000.0
+    duration_s: float = 60.0
+    warmup_s: float = 10.0
+    drain_s: float = 30.0  # max wait after load for in-flight orders to finish
+    seed: int = 1
+    partitions: int = 6
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    acks: str = "all"
+    instances: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    failures: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    processing_s: Mapping[str, float] = dataclasses.field(default_factory=dict)  # per message
+    payload_bytes: int = 0  # extra padding in each order event
+    step_timeout_s: float = 5.0
+    step_retries: int = 2
+    delivery: str = "at-least-once"
+    latency_bound_p99_s: float = 0.5  # a valid sweep point's p99 must stay under this
+    client: Mapping[str, str | int | float | bool] = dataclasses.field(default_factory=dict)
+    faults: tuple[Fault, ...] = ()
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        _Validator(self).run()
+
+    def with_overrides(self, **changes: Any) -> Workload:
+        """A copy with fields replaced (field names, e.g. ``rate_per_s=5000``), validated again.
+        A mapping given here replaces the whole mapping; its missing keys take the defaults."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields, for summary.json."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, Mapping):
+                value = dict(value)
+            elif field.name == "faults":
+                value = [dataclasses.asdict(fault) for fault in value]
+            elif field.name == "source" and value is not None:
+                value = str(value)
+            out[field.name] = value
+        return out
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # mappingproxy cannot be pickled (multiprocessing, deepcopy); rebuild from plain dicts.
+        args = tuple(
+            dict(value) if isinstance(value, Mapping) else value
+            for value in (getattr(self, field.name) for field in dataclasses.fields(self))
+        )
+        return (type(self), args)
+
+
+def load_workload(path: str | Path | None = None) -> Workload:
+    """Load and validate a workload file; ``None`` loads :data:`DEFAULT_WORKLOAD`
+    (or the built-in defaults when the package is installed without it)."""
+    if path is None:
+        if not DEFAULT_WORKLOAD.exists():
+            return Workload(name="default")
+        path = DEFAULT_WORKLOAD
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise WorkloadError(f"{path}: cannot read workload: {err.strerror or err}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).replace("\n", " ")
+        raise WorkloadError(f"{path}: invalid YAML{at}: {problem}") from None
+    return parse_workload(raw, source=path)
+
+
+def parse_workload(raw: Any, source: str | Path | None = None) -> Workload:
+    """Build a workload from an already parsed YAML document (a mapping of YAML keys)."""
+    where = str(source) if source is not None else "workload"
+    if not isinstance(raw, Mapping):
+        raise WorkloadError(f"{where}: expected a mapping of workload keys, got {type(raw).__name__}")
+    if "name" not in raw:
+        raise WorkloadError(f"{where}: name is required")
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in KNOWN_KEYS:
+            raise WorkloadError(f"{where}: unknown key {key!r} (known: {', '.join(KNOWN_KEYS)})")
+        if key in _DURATION_KEYS:
+            value = _duration(value, where, key)
+        elif key == "processing":
+            value = {role: _duration(v, where, f"processing.{role}") for role, v in _mapping(value, where, key).items()}
+        elif key == "faults":
+            value = _faults(value, where)
+        fields[_FIELD_OF_KEY.get(key, key)] = value
+    return Workload(**fields, source=Path(source) if source is not None else None)
+
+
+KNOWN_KEYS = tuple(
+    _KEY_OF_FIELD.get(field.name, field.name) for field in dataclasses.fields(Workload) if field.name != "source"
+)
+
+
+def _duration(value: Any, where: str, key: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as err:
+        raise WorkloadError(f"{where}: {key}: {err}") from None
+
+
+def _mapping(value: Any, where: str, key: str) -> Mapping[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise WorkloadError(f"{where}: {key} must be a mapping, got {value!r}")
+    return value
+
+
+def _faults(value: Any, where: str) -> tuple[Fault, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise WorkloadError(f"{where}: faults must be a list of mappings, got {value!r}")
+    return tuple(_fault(item, where, f"faults[{i}]") for i, item in enumerate(value))
+
+
+def _fault(item: Any, where: str, key: str) -> Fault:
+    if isinstance(item, Fault):
+        return item
+    item = _mapping(item, where, key)
+    for name in item:
+        if name not in FAULT_KEYS:
+            raise WorkloadError(f"{where}: unknown key '{key}.{name}' (known: {', '.join(FAULT_KEYS)})")
+    for required in ("type", "at"):
+        if required not in item:
+            raise WorkloadError(f"{where}: {key}.{required} is required")
+    durations = {
+        name: _duration(item[name], where, f"{key}.{name}") for name in ("at", "duration", "delay") if name in item
+    }
+    return Fault(
+        type=item["type"],
+        at_s=durations["at"],
+        duration_s=durations.get("duration"),
+        role=item.get("role"),
+        instance=item.get("instance"),
+        count=item.get("count"),
+        topic=item.get("topic"),
+        delay_s=durations.get("delay"),
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Validator:
+    """Checks one workload and normalises its fields in place (it is frozen, hence setattr)."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.w = workload
+        self.where = str(workload.source) if workload.source is not None else f"workload {workload.name!r}"
+
+    def fail(self, key: str, problem: str) -> None:
+        raise WorkloadError(f"{self.where}: {key} {problem}")
+
+    def set(self, field: str, value: Any) -> None:
+        object.__setattr__(self.w, field, value)
+
+    def run(self) -> None:
+        w = self.w
+        if not (isinstance(w.name, str) and w.name.strip()):
+            self.fail("name", f"must be a non-empty string, got {w.name!r}")
+        if not isinstance(w.description, str):
+            self.fail("description", f"must be a string, got {w.description!r}")
+        self.choice("arrival", w.arrival, tuple(ARRIVALS))
+        for field, positive in _FLOAT_FIELDS:
+            self.number(_KEY_OF_FIELD[field], getattr(w, field), positive=positive)
+            self.set(field, float(getattr(w, field)))
+        self.integer("seed", w.seed, minimum=0)
+        for field in ("partitions", "replication_factor", "min_insync_replicas"):
+            self.integer(field, getattr(w, field), minimum=1)
+        if w.min_insync_replicas > w.replication_factor:
+            self.fail("min_insync_replicas", f"({w.min_insync_replicas}) must not exceed replication_factor ({w.replication_factor})")
+        # YAML reads `acks: 1` as an int; librdkafka takes either, we keep one spelling.
+        self.set("acks", str(w.acks) if _is_int(w.acks) else w.acks)
+        self.choice("acks", w.acks, ACKS)
+        self.integer("payload_bytes", w.payload_bytes, minimum=0)
+        self.integer("step_retries", w.step_retries, minimum=0)
+        self.choice("delivery", w.delivery, DELIVERIES)
+        if w.delivery == "exactly-once" and w.acks not in ("all", "-1"):
+            self.fail("acks", f"must be 'all' for delivery 'exactly-once', got {w.acks!r}")
+        self.instances()
+        self.failures()
+        self.processing()
+        self.client()
+        self.faults()
+
+    def choice(self, key: str, value: Any, known: tuple[str, ...]) -> None:
+        if value not in known:
+            self.fail(key, f"must be one of {', '.join(known)}; got {value!r}")
+
+    def number(self, key: str, value: Any, *, positive: bool) -> None:
+        if not _is_number(value) or value < 0 or (positive and value == 0):
+            self.fail(key, f"must be a number {'> 0' if positive else '>= 0'}, got {value!r}")
+
+    def integer(self, key: str, value: Any, *, minimum: int) -> None:
+        if not _is_int(value) or value < minimum:
+            self.fail(key, f"must be an integer >= {minimum}, got {value!r}")
+
+    def per_key(self, field: str, known: tuple[str, ...], defaults: Mapping[str, Any]) -> dict[str, Any]:
+        key = _KEY_OF_FIELD.get(field, field)
+        given = getattr(self.w, field)
+        if not isinstance(given, Mapping):
+            self.fail(key, f"must be a mapping, got {given!r}")
+        for name in given:
+            if name not in known:
+                self.fail(f"{key}.{name}", f"is not known (known: {', '.join(known)})")
+        return {**defaults, **given}
+
+    def instances(self) -> None:
+        merged = self.per_key("instances", ROLES, dict.fromkeys(ROLES, 1))
+        for role, count in merged.items():
+            self.integer(f"instances.{role}", count, minimum=1)
+        self.set("instances", MappingProxyType(merged))
+
+    def failures(self) -> None:
+        merged = self.per_key("failures", FAILURE_STEPS, DEFAULT_FAILURES)
+        for step, probability in merged.items():
+            if not (_is_number(probability) and 0 <= probability <= 1):
+                self.fail(f"failures.{step}", f"must be a probability in [0, 1], got {probability!r}")
+        self.set("failures", MappingProxyType({step: float(p) for step, p in merged.items()}))
+
+    def processing(self) -> None:
+        merged = self.per_key("processing_s", ROLES, dict.fromkeys(ROLES, 0.0))
+        for role, seconds in merged.items():
+            self.number(f"processing.{role}", seconds, positive=False)
+        self.set("processing_s", MappingProxyType({role: float(s) for role, s in merged.items()}))
+
+    def client(self) -> None:
+        if not isinstance(self.w.client, Mapping):
+            self.fail("client", f"must be a mapping, got {self.w.client!r}")
+        merged = {**DEFAULT_CLIENT, **self.w.client}
+        for prop, value in merged.items():
+            if not isinstance(prop, str):
+                self.fail("client", f"property names must be strings, got {prop!r}")
+            if not isinstance(value, (str, int, float, bool)):
+                self.fail(f"client.{prop}", f"must be a scalar, got {value!r}")
+        if "acks" in merged:
+            self.fail("client.acks", "is set by the top-level 'acks' key")
+        self.set("client", MappingProxyType(merged))
+
+    def faults(self) -> None:
+        faults = self.w.faults
+        if not isinstance(faults, (list, tuple)):
+            self.fail("faults", f"must be a list, got {faults!r}")
+        faults = tuple(_fault(item, self.where, f"faults[{i}]") for i, item in enumerate(faults))
+        load_end_s = self.w.warmup_s + self.w.duration_s
+        for i, fault in enumerate(faults):
+            self.fault(f"faults[{i}]", fault, load_end_s)
+        self.set("faults", faults)
+
+    def fault(self, key: str, fault: Fault, load_end_s: float) -> None:
+        self.choice(f"{key}.type", fault.type, FAULT_TYPES)
+        self.number(f"{key}.at", fault.at_s, positive=False)
+        if fault.at_s >= load_end_s:
+            self.fail(f"{key}.at", f"({fault.at_s:g}s) is not before the load ends ({load_end_s:g}s = warmup + duration)")
+        for name, value in (("duration", fault.duration_s), ("delay", fault.delay_s)):
+            if value is not None:
+                self.number(f"{key}.{name}", value, positive=False)
+        if fault.role is not None:
+            self.choice(f"{key}.role", fault.role, ROLES)
+        if fault.instance is not None:
+            self.integer(f"{key}.instance", fault.instance, minimum=0)
+            if fault.role is None:
+                self.fail(f"{key}.instance", "needs a role")
+            elif fault.instance >= self.w.instances[fault.role]:
+                self.fail(f"{key}.instance", f"is {fault.instance} but instances.{fault.role} is {self.w.instances[fault.role]} (0-based)")
+        if fault.count is not None:
+            self.integer(f"{key}.count", fault.count, minimum=1)
+        if fault.topic is not None and not (isinstance(fault.topic, str) and fault.topic):
+            self.fail(f"{key}.topic", f"must be a non-empty string, got {fault.topic!r}")

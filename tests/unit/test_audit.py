@@ -1,0 +1,377 @@
+"""Audit over synthetic event logs: correct histories of both patterns, then broken variants."""
+from __future__ import annotations
+
+import itertools
+
+import orjson
+import pytest
+from confluent_kafka import KafkaError
+
+from bench import events as ev
+from bench.audit import AuditReport, Record, _read_assigned, audit, step_latencies
+
+FAILURES = {"payment": 0.3, "inventory": 0.3, "shipping": 0.3}
+STEP_US = 1_000
+T0 = 1_700_000_000_000_000
+CHOREOGRAPHY_CONSUMED = {ev.ORDER_CREATED, ev.PAYMENT_EVENTS, ev.INVENTORY_EVENTS, ev.SHIPPING_EVENTS, ev.ORDER_EVENTS}
+ORCHESTRATION_CONSUMED = {ev.ORDER_CREATED, ev.PAYMENT_COMMANDS, ev.INVENTORY_COMMANDS, ev.SHIPPING_COMMANDS,
+                          ev.REPLIES, ev.SAGA_STATE, ev.ORDER_EVENTS}
+CONSUMED = {"choreography": CHOREOGRAPHY_CONSUMED, "orchestration": ORCHESTRATION_CONSUMED}
+
+
+def failing_step(order_id: str) -> str | None:
+    return next((s for s in ev.FAILURE_STEPS if not ev.decide(order_id, s, FAILURES[s])), None)
+
+
+def order_failing_at(step: str | None, skip: int = 0) -> str:
+    """An orderId whose decided history fails at ``step`` (None: completes)."""
+    ids = (f"order-{i}" for i in itertools.count())
+    return [oid for oid in itertools.islice(ids, 1000) if failing_step(oid) == step][skip]
+
+
+class Log:
+    """Builds a record log; each message is stamped STEP_US after the previous one of its order."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.offsets: dict[str, int] = {}
+        self.clock: dict[str, int] = {}
+
+    def emit(self, topic: str, order_id: str, ts_us: int | None = None, **fields) -> int:
+        if ts_us is None:
+            ts_us = self.clock.get(order_id, T0) + STEP_US
+        self.clock[order_id] = max(ts_us, self.clock.get(order_id, T0))
+        value = {"orderId": order_id, "t0_us": T0, "ts_us": ts_us, **fields}
+        self.append(topic, order_id, value, len(ev.encode(value)))
+        return ts_us
+
+    def append(self, topic: str, key: str | None, value: dict | None, value_size: int) -> None:
+        offset = self.offsets.get(topic, 0)
+        self.offsets[topic] = offset + 1
+        size = value_size + len(key or "")
+        self.records.append(Record(topic, 0, offset, key, value, 0, size))
+
+    def choreography(self, order_id: str, fail: str | None = "decide") -> None:
+        """The correct choreography history of one order, failing where ``decide`` says."""
+        fail = failing_step(order_id) if fail == "decide" else fail
+        self.emit(ev.ORDER_CREATED, order_id, status=ev.CREATED)
+        if fail == "payment":
+            self.emit(ev.PAYMENT_EVENTS, order_id, status=ev.DECLINED)
+            self.emit(ev.ORDER_EVENTS, order_id, status=ev.CANCELLED)
+            return
+        self.emit(ev.PAYMENT_EVENTS, order_id, status=ev.CHARGED)
+        if fail == "inventory":
+            self.emit(ev.INVENTORY_EVENTS, order_id, status=ev.OUT_OF_STOCK)
+        else:
+            self.emit(ev.INVENTORY_EVENTS, order_id, status=ev.RESERVED)
+            if fail is None:
+                self.emit(ev.SHIPPING_EVENTS, order_id, status=ev.SHIPPED)
+                self.emit(ev.ORDER_EVENTS, order_id, status=ev.COMPLETED)
+                return
+            self.emit(ev.SHIPPING_EVENTS, order_id, status=ev.REFUSED)
+            self.emit(ev.INVENTORY_EVENTS, order_id, status=ev.RELEASED)
+        self.emit(ev.PAYMENT_EVENTS, order_id, status=ev.REFUNDED)
+        self.emit(ev.ORDER_EVENTS, order_id, status=ev.CANCELLED)
+
+    def command(self, order_id: str, command: str, status: str, attempt: int = 1) -> None:
+        topic = {ev.CHARGE: ev.PAYMENT_COMMANDS, ev.REFUND: ev.PAYMENT_COMMANDS, ev.RESERVE: ev.INVENTORY_COMMANDS,
+                 ev.RELEASE: ev.INVENTORY_COMMANDS, ev.SHIP: ev.SHIPPING_COMMANDS}[command]
+        self.emit(topic, order_id, command=command, attempt=attempt)
+        self.emit(ev.REPLIES, order_id, status=status, service=topic.rsplit("-", 1)[1])
+        self.emit(ev.SAGA_STATE, order_id, status=status)
+
+    def orchestration(self, order_id: str, fail: str | None = "decide") -> None:
+        """The correct orchestration history of one order, failing where ``decide`` says."""
+        fail = failing_step(order_id) if fail == "decide" else fail
+        self.emit(ev.ORDER_CREATED, order_id, status=ev.CREATED)
+        self.emit(ev.SAGA_STATE, order_id, status=ev.CREATED)
+        if fail == "payment":
+            self.command(order_id, ev.CHARGE, ev.DECLINED)
+        else:
+            self.command(order_id, ev.CHARGE, ev.CHARGED)
+            if fail == "inventory":
+                self.command(order_id, ev.RESERVE, ev.OUT_OF_STOCK)
+            else:
+                self.command(order_id, ev.RESERVE, ev.RESERVED)
+                if fail is None:
+                    self.command(order_id, ev.SHIP, ev.SHIPPED)
+                else:
+                    self.command(order_id, ev.SHIP, ev.REFUSED)
+                    self.command(order_id, ev.RELEASE, ev.RELEASED)
+            if fail is not None:
+                self.command(order_id, ev.REFUND, ev.REFUNDED)
+        self.emit(ev.ORDER_EVENTS, order_id, status=ev.COMPLETED if fail is None else ev.CANCELLED)
+
+    def history(self, pattern: str, order_id: str, fail: str | None = "decide") -> None:
+        getattr(self, pattern)(order_id, fail)
+
+
+def run_audit(log: Log, pattern: str, started: list[str], consumed: set[str] | None = None) -> AuditReport:
+    report = audit(log.records, {oid: T0 for oid in started}, pattern, FAILURES,
+                   CONSUMED[pattern] if consumed is None else consumed)
+    assert report.completed + report.cancelled + report.lost + report.stuck == report.orders_started
+    return report
+
+
+PATTERNS = ["choreography", "orchestration"]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("fail, refunds, releases", [
+    (None, 0, 0), ("payment", 0, 0), ("inventory", 1, 0), ("shipping", 1, 1),
+])
+def test_correct_history_is_clean(pattern, fail, refunds, releases):
+    log, oid = Log(), order_failing_at(fail)
+    log.history(pattern, oid)
+    report = run_audit(log, pattern, [oid])
+    assert report.clean
+    assert (report.completed, report.cancelled) == ((1, 0) if fail is None else (0, 1))
+    assert report.compensations == {"refunds": refunds, "releases": releases}
+    assert report.inconsistent == report.duplicate_events == report.unknown_orders == 0
+    assert report.undecodable == {} and report.unconsumed_topics == {} and report.examples == {}
+    assert report.messages_per_order == len(log.records)
+    assert report.bytes_per_order == sum(r.size for r in log.records)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_many_orders_count_each_once(pattern):
+    log = Log()
+    ids = [f"order-{i}" for i in range(200)]
+    for oid in ids[:150]:
+        log.history(pattern, oid)
+    log.emit(ev.ORDER_CREATED, ids[150], status=ev.CREATED)
+    report = run_audit(log, pattern, ids)
+    expected = [ev.expected_outcome(oid, FAILURES) for oid in ids[:150]]
+    assert report.completed == expected.count(ev.COMPLETED)
+    assert report.cancelled == expected.count(ev.CANCELLED)
+    assert (report.lost, report.stuck, report.never_created) == (50, 0, 49)
+    assert report.examples["lost"] == ids[150:155]
+    assert report.messages_per_order == pytest.approx(len(log.records) / 150)
+    assert not report.clean
+
+
+def test_lost_order_has_no_progress_past_order_created():
+    log = Log()
+    log.emit(ev.ORDER_CREATED, "a", status=ev.CREATED)
+    report = run_audit(log, "choreography", ["a", "b"])
+    assert (report.lost, report.stuck, report.never_created) == (2, 0, 1)
+    assert report.examples["lost"] == ["a", "b"] and report.examples["never_created"] == ["b"]
+    assert report.messages_per_order is None and not report.clean
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_stuck_order_has_partial_progress(pattern):
+    log, oid = Log(), order_failing_at(None)
+    log.history(pattern, oid)
+    log.records = [r for r in log.records if r.topic != ev.ORDER_EVENTS]
+    report = run_audit(log, pattern, [oid])
+    assert (report.stuck, report.lost, report.completed) == (1, 0, 0)
+    assert report.examples["stuck"] == [oid] and not report.clean
+
+
+def test_orchestration_saga_state_alone_is_progress():
+    log = Log()
+    log.emit(ev.ORDER_CREATED, "a", status=ev.CREATED)
+    log.emit(ev.SAGA_STATE, "a", state="started")
+    assert run_audit(log, "orchestration", ["a"]).stuck == 1
+
+
+def test_double_charge_is_a_duplicate_effect():
+    log, oid = Log(), order_failing_at(None)
+    log.choreography(oid)
+    log.emit(ev.PAYMENT_EVENTS, oid, status=ev.CHARGED)
+    report = run_audit(log, "choreography", [oid])
+    assert (report.duplicate_events, report.duplicate_effects) == (1, 1)
+    assert report.duplicate_effects_by_fact == {ev.CHARGED: 1}
+    assert report.examples["duplicate_effects"] == [oid] and not report.clean
+
+
+def test_redelivered_fact_is_a_duplicate_event_only():
+    log, oid = Log(), order_failing_at(None)
+    log.choreography(oid)
+    log.records.append(next(r for r in log.records if r.value["status"] == ev.RESERVED))
+    report = run_audit(log, "choreography", [oid])
+    assert (report.duplicate_events, report.duplicate_effects) == (1, 0)
+    assert report.clean
+
+
+def test_retried_command_answered_identically_is_a_duplicate_event_only():
+    log, oid = Log(), order_failing_at(None)
+    log.orchestration(oid)
+    log.command(oid, ev.SHIP, ev.SHIPPED, attempt=2)
+    report = run_audit(log, "orchestration", [oid])
+    assert (report.duplicate_events, report.duplicate_effects) == (1, 0)
+    assert report.clean
+
+
+def test_two_replies_to_one_command_are_a_duplicate_effect():
+    log, oid = Log(), order_failing_at(None)
+    log.orchestration(oid)
+    log.emit(ev.REPLIES, oid, status=ev.RESERVED, service="inventory")
+    report = run_audit(log, "orchestration", [oid])
+    assert report.duplicate_effects_by_fact == {ev.RESERVED: 1} and not report.clean
+
+
+@pytest.mark.parametrize("second", [ev.COMPLETED, ev.CANCELLED])
+def test_more_than_one_terminal_event(second):
+    log, oid = Log(), order_failing_at(None)
+    log.choreography(oid)
+    log.emit(ev.ORDER_EVENTS, oid, status=second)
+    report = run_audit(log, "choreography", [oid])
+    assert (report.multiple_terminal, report.completed, report.duplicate_effects) == (1, 1, 0)
+    assert report.examples["multiple_terminal"] == [oid] and not report.clean
+    conflicting = second == ev.CANCELLED
+    assert report.inconsistent_by_rule == ({"conflicting_terminal": 1} if conflicting else {})
+
+
+def test_charged_then_cancelled_without_refund_is_inconsistent():
+    log, oid = Log(), order_failing_at("inventory")
+    log.choreography(oid)
+    log.records = [r for r in log.records if r.value["status"] != ev.REFUNDED]
+    report = run_audit(log, "choreography", [oid])
+    assert (report.inconsistent, report.cancelled, report.unexpected_outcome) == (1, 1, 0)
+    assert report.inconsistent_by_rule == {"charge_not_refunded": 1}
+    assert report.examples["inconsistent"] == [oid] and not report.clean
+
+
+def test_completed_against_the_decision_is_an_unexpected_outcome():
+    log, oid = Log(), order_failing_at("shipping")
+    log.orchestration(oid, fail=None)
+    report = run_audit(log, "orchestration", [oid])
+    assert (report.unexpected_outcome, report.inconsistent, report.completed) == (1, 1, 1)
+    assert report.inconsistent_by_rule == {"unexpected_outcome": 1}
+    assert report.examples["unexpected_outcome"] == [oid]
+
+
+def test_completed_with_compensation_is_inconsistent():
+    log, oid = Log(), order_failing_at(None)
+    log.choreography(oid)
+    log.emit(ev.PAYMENT_EVENTS, oid, status=ev.REFUNDED)
+    rules = run_audit(log, "choreography", [oid]).inconsistent_by_rule
+    assert rules == {"completed_but_compensated": 1}
+
+
+def test_undecodable_records_are_counted_per_topic_and_attributed_by_key():
+    log, oid = Log(), order_failing_at(None)
+    log.choreography(oid)
+    log.append(ev.PAYMENT_EVENTS, oid, None, 7)
+    log.append(ev.PAYMENT_EVENTS, None, None, 3)
+    log.append(ev.SHIPPING_EVENTS, oid, {"orderId": oid, "status": ev.SHIPPED}, 30)  # no ts_us
+    report = run_audit(log, "choreography", [oid])
+    assert report.undecodable == {ev.PAYMENT_EVENTS: 2, ev.SHIPPING_EVENTS: 1}
+    assert report.messages_per_order == len(log.records) - 1
+    assert report.duplicate_events == 0 and report.clean
+
+
+def test_topic_nobody_consumes_is_reported():
+    log, oid = Log(), order_failing_at(None)
+    log.choreography(oid)
+    report = run_audit(log, "choreography", [oid], consumed=CHOREOGRAPHY_CONSUMED - {ev.SHIPPING_EVENTS})
+    assert report.unconsumed_topics == {ev.SHIPPING_EVENTS: 1}
+
+
+def test_events_of_orders_never_started_are_unknown():
+    log, oid = Log(), order_failing_at(None)
+    log.choreography(oid)
+    log.choreography("ghost-1")
+    log.emit(ev.ORDER_EVENTS, "ghost-2", status=ev.COMPLETED)
+    report = run_audit(log, "choreography", [oid])
+    assert (report.unknown_orders, report.completed) == (2, 1)
+    assert report.examples["unknown_orders"] == ["ghost-1", "ghost-2"]
+    assert report.messages_per_order == 5  # created, charged, reserved, shipped, completed
+
+
+def test_report_serialises_for_summary_json():
+    log, oid = Log(), order_failing_at("shipping")
+    log.orchestration(oid)
+    summary = orjson.loads(orjson.dumps(run_audit(log, "orchestration", [oid, "lost"]).to_dict()))
+    assert summary["clean"] is False and summary["lost"] == 1 and summary["finished"] == 1
+    assert summary["unfinished"] == 1 and summary["compensations"] == {"refunds": 1, "releases": 1}
+
+
+def test_unknown_pattern_is_refused():
+    with pytest.raises(ValueError, match="sagas"):
+        audit([], {}, "sagas", FAILURES, set())
+    with pytest.raises(ValueError, match="sagas"):
+        step_latencies([], "sagas")
+
+
+def test_choreography_step_latencies():
+    log = Log()
+    log.emit(ev.ORDER_CREATED, "a", ts_us=T0 + 100, status=ev.CREATED)
+    log.emit(ev.PAYMENT_EVENTS, "a", ts_us=T0 + 300, status=ev.CHARGED)
+    log.emit(ev.INVENTORY_EVENTS, "a", ts_us=T0 + 600, status=ev.RESERVED)
+    log.emit(ev.SHIPPING_EVENTS, "a", ts_us=T0 + 1_000, status=ev.REFUSED)
+    log.emit(ev.INVENTORY_EVENTS, "a", ts_us=T0 + 1_500, status=ev.RELEASED)
+    log.emit(ev.PAYMENT_EVENTS, "a", ts_us=T0 + 2_100, status=ev.REFUNDED)
+    log.emit(ev.ORDER_EVENTS, "a", ts_us=T0 + 2_800, status=ev.CANCELLED)
+    log.emit(ev.ORDER_EVENTS, "a", ts_us=T0 + 9_999, status=ev.CANCELLED)  # a duplicate counts once
+    log.emit(ev.ORDER_CREATED, "b", ts_us=T0 + 50, status=ev.CREATED)
+    log.emit(ev.PAYMENT_EVENTS, "b", ts_us=T0 + 250, status=ev.DECLINED)
+    log.emit(ev.ORDER_EVENTS, "b", ts_us=T0 + 270, status=ev.CANCELLED)
+    got = step_latencies(log.records, "choreography")
+    assert {step: sorted(lat for _, lat in spans) for step, spans in got.items()} == {
+        "payment": [200, 200], "inventory": [300], "shipping": [400], "release": [500], "refund": [600],
+        "order": [20, 700], "e2e": [270, 2_800],
+    }
+    assert (T0 + 2_800) / 1e6 in [ts for ts, _ in got["e2e"]]
+
+
+def test_orchestration_step_latencies_use_latest_attempt():
+    log = Log()
+    log.emit(ev.ORDER_CREATED, "a", ts_us=T0 + 100, status=ev.CREATED)
+    log.emit(ev.SAGA_STATE, "a", ts_us=T0 + 110, status=ev.CREATED)
+    log.emit(ev.PAYMENT_COMMANDS, "a", ts_us=T0 + 130, command=ev.CHARGE, attempt=1)
+    log.emit(ev.PAYMENT_COMMANDS, "a", ts_us=T0 + 5_130, command=ev.CHARGE, attempt=2)  # retry on timeout
+    log.emit(ev.REPLIES, "a", ts_us=T0 + 5_200, status=ev.CHARGED, service="payment")
+    log.emit(ev.INVENTORY_COMMANDS, "a", ts_us=T0 + 5_250, command=ev.RESERVE, attempt=1)
+    log.emit(ev.REPLIES, "a", ts_us=T0 + 5_400, status=ev.RESERVED, service="inventory")
+    log.emit(ev.SHIPPING_COMMANDS, "a", ts_us=T0 + 5_410, command=ev.SHIP, attempt=1)
+    log.emit(ev.REPLIES, "a", ts_us=T0 + 5_800, status=ev.SHIPPED, service="shipping")
+    log.emit(ev.ORDER_EVENTS, "a", ts_us=T0 + 5_900, status=ev.COMPLETED)
+    got = step_latencies(log.records, "orchestration")
+    assert {step: [lat for _, lat in spans] for step, spans in got.items()} == {
+        "payment": [70], "inventory": [150], "shipping": [390], "release": [], "refund": [],
+        "orchestrator": [30, 50, 10, 100], "e2e": [5_900],
+    }
+    assert got["shipping"] == [((T0 + 5_800) / 1e6, 390)]
+
+
+class FakeMessage:
+    def __init__(self, topic, partition, offset, value=b"", key=None, error=None):
+        self._fields = topic, partition, offset, value, key, error
+
+    def topic(self): return self._fields[0]
+    def partition(self): return self._fields[1]
+    def offset(self): return self._fields[2]
+    def value(self): return self._fields[3]
+    def key(self): return self._fields[4]
+    def error(self): return self._fields[5]
+    def timestamp(self): return (1, 1234)
+
+
+class FakeConsumer:
+    def __init__(self, batches):
+        self.batches = list(batches)
+
+    def consume(self, num_messages, timeout):
+        return self.batches.pop(0) if self.batches else []
+
+
+def test_reader_stops_each_partition_at_its_end():
+    good = ev.encode({"orderId": "a", "status": ev.CREATED, "ts_us": 1})
+    eof = FakeMessage("t", 1, 2, error=KafkaError(KafkaError._PARTITION_EOF))
+    consumer = FakeConsumer([
+        [FakeMessage("t", 0, 0, good, b"a"), FakeMessage("t", 0, 1, b"{not json", b"a"),
+         FakeMessage("t", 1, 0, None, b"a")],  # a tombstone
+        [eof, FakeMessage("t", 0, 2, good), FakeMessage("t", 0, 3, good)],  # offset 3: produced after the call
+    ])
+    records = list(_read_assigned(consumer, {("t", 0): 3, ("t", 1): 2}, deadline=float("inf")))
+    assert [(r.partition, r.offset, r.key, r.value is None) for r in records] == [
+        (0, 0, "a", False), (0, 1, "a", True), (0, 2, None, False)]
+    assert records[0].size == len(good) + 1 and records[0].timestamp_ms == 1234
+
+
+def test_reader_times_out_rather_than_hanging():
+    with pytest.raises(TimeoutError):
+        list(_read_assigned(FakeConsumer([]), {("t", 0): 5}, deadline=0.0))
