@@ -94,21 +94,21 @@ class AuditReport:
     cancelled: int = 0
     lost: int = 0
     stuck: int = 0
-    never_created: int = 0
+    never_created: int = 0  # started orders with no order-created record (explains most lost ones)
     duplicate_events: int = 0
     duplicate_effects: int = 0
-    duplicate_effects_by_fact: dict[str, int] = field(default_factory=dict)
-    multiple_terminal: int = 0
+    duplicate_effects_by_fact: dict[str, int] = field(default_factory=dict)  # effect -> orders applying it twice
+    multiple_terminal: int = 0  # orders with more than one terminal event
     inconsistent: int = 0
     inconsistent_by_rule: dict[str, int] = field(default_factory=dict)
-    unexpected_outcome: int = 0
-    compensations: dict[str, int] = field(default_factory=lambda: {"refunds": 0, "releases": 0})
-    undecodable: dict[str, int] = field(default_factory=dict)
-    unconsumed_topics: dict[str, int] = field(default_factory=dict)
-    unknown_orders: int = 0
+    unexpected_outcome: int = 0  # finished otherwise than events.expected_outcome says
+    compensations: dict[str, int] = field(default_factory=lambda: {"refunds": 0, "releases": 0})  # effects applied
+    undecodable: dict[str, int] = field(default_factory=dict)  # topic -> values that are not order events
+    unconsumed_topics: dict[str, int] = field(default_factory=dict)  # topic nobody reads -> its messages
+    unknown_orders: int = 0  # distinct orderIds in the log that were never started
     messages_per_order: float | None = None
     bytes_per_order: float | None = None
-    examples: dict[str, list[str]] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)  # category -> first orderIds, for debugging
 
     @property
     def finished(self) -> int:
@@ -133,18 +133,21 @@ class AuditReport:
 class _Log:
     orders: dict[str, StepLog]
     t0_us: dict[str, int]
-    messages: dict[str, int]  # every record attributed to an orderId (value, else key)
-    bytes: dict[str, int]
-    progressed: set[str]  # orderIds with a record on a topic other than order-created / order-events
-    per_topic: dict[str, int]
-    undecodable: dict[str, int]
+    messages: int = 0  # records attributed to a started order (by value's orderId, else by key)
+    bytes: int = 0
+    progressed: set[str] = field(default_factory=set)  # started orders with a record past order-created
+    unknown: dict[str, None] = field(default_factory=dict)  # orderIds not started, in first-seen order
+    per_topic: dict[str, int] = field(default_factory=dict)
+    undecodable: dict[str, int] = field(default_factory=dict)
 
 
-def _collect(records: Iterable[Record], topics: Mapping[str, tuple[str, frozenset[str]]]) -> _Log:
-    """One pass over the records; per record only dict and list operations."""
-    log = _Log({}, {}, {}, {}, set(), {}, {})
-    orders, t0s, messages, nbytes = log.orders, log.t0_us, log.messages, log.bytes
-    progressed, per_topic, undecodable = log.progressed, log.per_topic, log.undecodable
+def _collect(records: Iterable[Record], topics: Mapping[str, tuple[str, frozenset[str]]],
+             started: Mapping[str, int]) -> _Log:
+    """One pass over the records; per record only a few dict operations."""
+    log = _Log({}, {})
+    orders, t0s, progressed, unknown = log.orders, log.t0_us, log.progressed, log.unknown
+    per_topic, undecodable = log.per_topic, log.undecodable
+    messages = nbytes = 0
     for r in records:
         topic = r.topic
         per_topic[topic] = per_topic.get(topic, 0) + 1
@@ -155,27 +158,33 @@ def _collect(records: Iterable[Record], topics: Mapping[str, tuple[str, frozense
             value, oid = None, r.key
             if oid is None:
                 continue
+        if oid in started:
+            messages += 1
+            nbytes += r.size
+            if topic not in _ENTRY_EXIT:
+                progressed.add(oid)
+        else:
+            unknown[oid] = None
         kind = topics.get(topic)
-        if value is not None and kind is not None:
-            name = value.get(kind[0])
-            if type(name) is str and name in kind[1]:
-                ts = value.get("ts_us")
-                if type(ts) is int:
-                    steps = orders.get(oid)
-                    if steps is None:
-                        orders[oid] = {name: [ts]}
-                    elif name in steps:
-                        steps[name].append(ts)
-                    else:
-                        steps[name] = [ts]
-                    if oid not in t0s and type(t0 := value.get("t0_us")) is int:
-                        t0s[oid] = t0
-                else:  # a step event without its timestamp breaks the wire format
-                    undecodable[topic] = undecodable.get(topic, 0) + 1
-        messages[oid] = messages.get(oid, 0) + 1
-        nbytes[oid] = nbytes.get(oid, 0) + r.size
-        if topic not in _ENTRY_EXIT:
-            progressed.add(oid)
+        if value is None or kind is None:
+            continue
+        name = value.get(kind[0])
+        if type(name) is not str or name not in kind[1]:
+            continue
+        ts = value.get("ts_us")
+        if type(ts) is not int:  # a step event without its timestamp breaks the wire format
+            undecodable[topic] = undecodable.get(topic, 0) + 1
+            continue
+        steps = orders.get(oid)
+        if steps is None:
+            orders[oid] = {name: [ts]}
+            if type(t0 := value.get("t0_us")) is int:
+                t0s[oid] = t0
+        elif name in steps:
+            steps[name].append(ts)
+        else:
+            steps[name] = [ts]
+    log.messages, log.bytes = messages, nbytes
     return log
 
 
@@ -194,13 +203,12 @@ def _effects(steps: StepLog, status: str) -> int:
     return 1 + max(0, len(set(seen)) - max(requests, 1))
 
 
-def _outcome(steps: StepLog) -> str | None:
+def _first_terminal(steps: StepLog) -> tuple[str, int] | None:
+    """The order's first terminal event, (status, ts_us), or None when it has none."""
     completed, cancelled = steps.get(ev.COMPLETED), steps.get(ev.CANCELLED)
-    if not cancelled:
-        return ev.COMPLETED if completed else None
-    if completed and min(completed) <= min(cancelled):
-        return ev.COMPLETED
-    return ev.CANCELLED
+    if completed and (not cancelled or min(completed) <= min(cancelled)):
+        return ev.COMPLETED, min(completed)
+    return (ev.CANCELLED, min(cancelled)) if cancelled else None
 
 
 def _violations(steps: StepLog, outcome: str, expected: str, effects: Mapping[str, int]) -> list[str]:
@@ -242,13 +250,8 @@ class _Tally:
             examples.append(order_id)
 
 
-def _judge(order_id: str, steps: StepLog, progressed: bool, failures: dict[str, float], report: AuditReport,
-           tally: _Tally) -> None:
-    if ev.CREATED not in steps:
-        tally.note("never_created", order_id)
-    effects = {status: _effects(steps, status) for status in _EFFECT_REQUEST}
-    report.compensations["refunds"] += effects[ev.REFUNDED]
-    report.compensations["releases"] += effects[ev.RELEASED]
+def _note_duplicates(order_id: str, steps: StepLog, effects: Mapping[str, int], report: AuditReport,
+                     tally: _Tally) -> None:
     if any(len(seen) > 1 for key, seen in steps.items() if key in _EVENT_KEYS):
         tally.note("duplicate_events", order_id)
     doubled = [status for status, n in effects.items() if n > 1]
@@ -257,10 +260,24 @@ def _judge(order_id: str, steps: StepLog, progressed: bool, failures: dict[str, 
         for status in doubled:
             report.duplicate_effects_by_fact[status] = report.duplicate_effects_by_fact.get(status, 0) + 1
 
-    outcome = _outcome(steps)
-    if outcome is None:
+
+def _judge(order_id: str, steps: StepLog, progressed: bool, failures: dict[str, float], report: AuditReport,
+           tally: _Tally) -> None:
+    if ev.CREATED not in steps:
+        tally.note("never_created", order_id)
+    if steps and max(map(len, steps.values())) == 1:  # the common case: nothing repeated
+        effects = {status: int(status in steps) for status in _EFFECT_REQUEST}
+    else:
+        effects = {status: _effects(steps, status) for status in _EFFECT_REQUEST}
+        _note_duplicates(order_id, steps, effects, report, tally)
+    report.compensations["refunds"] += effects[ev.REFUNDED]
+    report.compensations["releases"] += effects[ev.RELEASED]
+
+    terminal = _first_terminal(steps)
+    if terminal is None:
         tally.note("stuck" if progressed else "lost", order_id)
         return
+    outcome = terminal[0]
     if outcome == ev.COMPLETED:
         report.completed += 1
     else:
@@ -288,35 +305,33 @@ def audit(records: Iterable[Record], started: Mapping[str, int], pattern: str, f
     started order (on any topic read, undecodable ones by key) per finished
     order; None when nothing finished.
     """
-    log = _collect(records, _pattern(pattern).topics)
+    log = _collect(records, _pattern(pattern).topics, started)
     report, tally = AuditReport(orders_started=len(started)), _Tally()
     failures = dict(failures)
     no_steps: StepLog = {}
-    messages = nbytes = 0
     for order_id in started:
         _judge(order_id, log.orders.get(order_id, no_steps), order_id in log.progressed, failures, report, tally)
-        messages += log.messages.get(order_id, 0)
-        nbytes += log.bytes.get(order_id, 0)
-    for order_id in log.messages:
-        if order_id not in started:
-            tally.note("unknown_orders", order_id)
+    for order_id in log.unknown:
+        tally.note("unknown_orders", order_id)
 
-    for category, count in tally.counts.items():
+    for category, count in tally.counts.items():  # every category is a field of the report
         setattr(report, category, count)
     report.examples = tally.examples
     report.undecodable = log.undecodable
     report.unconsumed_topics = {t: n for t, n in log.per_topic.items() if t not in consumed_topics}
     if report.finished:
-        report.messages_per_order = messages / report.finished
-        report.bytes_per_order = nbytes / report.finished
+        report.messages_per_order = log.messages / report.finished
+        report.bytes_per_order = log.bytes / report.finished
     return report
 
 
 # --- per-step latency ------------------------------------------------------
 
 
-def _first(steps: StepLog, *keys: str) -> int | None:
-    return min((min(steps[k]) for k in keys if k in steps), default=None)
+def _earliest(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
 
 
 def _span(out: Latencies, step: str, start: int | None, end: int | None) -> None:
@@ -325,18 +340,21 @@ def _span(out: Latencies, step: str, start: int | None, end: int | None) -> None
 
 
 def _choreography_steps(steps: StepLog, t0_us: int | None, out: Latencies) -> None:
-    _span(out, "payment", _first(steps, ev.CREATED), _first(steps, ev.CHARGED, ev.DECLINED))
-    _span(out, "inventory", _first(steps, ev.CHARGED), _first(steps, ev.RESERVED, ev.OUT_OF_STOCK))
-    _span(out, "shipping", _first(steps, ev.RESERVED), _first(steps, ev.SHIPPED, ev.REFUSED))
-    _span(out, "release", _first(steps, ev.REFUSED), _first(steps, ev.RELEASED))
-    _span(out, "refund", _first(steps, ev.OUT_OF_STOCK, ev.RELEASED), _first(steps, ev.REFUNDED))
-    outcome = _outcome(steps)
-    if outcome is not None:
-        end = _first(steps, outcome)
+    first = {key: min(seen) for key, seen in steps.items()}
+    get = first.get
+    charged, reserved, refused = get(ev.CHARGED), get(ev.RESERVED), get(ev.REFUSED)
+    _span(out, "payment", get(ev.CREATED), _earliest(charged, get(ev.DECLINED)))
+    _span(out, "inventory", charged, _earliest(reserved, get(ev.OUT_OF_STOCK)))
+    _span(out, "shipping", reserved, _earliest(get(ev.SHIPPED), refused))
+    _span(out, "release", refused, get(ev.RELEASED))
+    _span(out, "refund", _earliest(get(ev.OUT_OF_STOCK), get(ev.RELEASED)), get(ev.REFUNDED))
+    terminal = _first_terminal(steps)
+    if terminal is not None:
+        outcome, end = terminal
         if outcome == ev.COMPLETED:
-            ender = _first(steps, ev.SHIPPED)
+            ender = get(ev.SHIPPED)
         else:
-            ender = _first(steps, ev.REFUNDED) if ev.REFUNDED in steps else _first(steps, ev.DECLINED)
+            ender = get(ev.REFUNDED, get(ev.DECLINED))
         _span(out, "order", ender, end)
         _span(out, "e2e", t0_us, end)
 
@@ -361,9 +379,9 @@ def _orchestration_steps(steps: StepLog, t0_us: int | None, out: Latencies) -> N
             pending, i = inputs[i], i + 1
         _span(out, "orchestrator", pending, sent)
         pending = None
-    outcome = _outcome(steps)
-    if outcome is not None:
-        _span(out, "e2e", t0_us, _first(steps, outcome))
+    terminal = _first_terminal(steps)
+    if terminal is not None:
+        _span(out, "e2e", t0_us, terminal[1])
 
 
 StepFunction = Callable[[StepLog, "int | None", Latencies], None]
@@ -422,7 +440,7 @@ def step_latencies(records: Iterable[Record], pattern: str) -> Latencies:
     events count once, from their earliest copy. ``e2e`` runs from the order's
     intended start ``t0_us`` to its first terminal event's ``ts_us``."""
     spec = _pattern(pattern)
-    log = _collect(records, spec.topics)
+    log = _collect(records, spec.topics, {})
     out: Latencies = {name: [] for name in spec.step_names}
     for order_id, steps in log.orders.items():
         spec.steps(steps, log.t0_us.get(order_id), out)
@@ -433,9 +451,10 @@ def step_latencies(records: Iterable[Record], pattern: str) -> Latencies:
 
 
 def read_topics(bootstrap_servers: str, topics: Iterable[str], client_config: dict,
-                timeout_s: float) -> Iterator[Record]:
+                timeout_s: float, partitions: Iterable[int] | None = None) -> Iterator[Record]:
     """Yield every record of ``topics``, each partition from its beginning to the
     high watermark it had when this was called, via assign() (no group, no commits).
+    ``partitions`` limits the read to those partition numbers of each topic.
 
     Missing topics and empty partitions yield nothing. Tombstones (deletes on the
     compacted saga-state topic) carry no event and are skipped. Raises
@@ -452,6 +471,9 @@ def read_topics(bootstrap_servers: str, topics: Iterable[str], client_config: di
     })
     try:
         bounds = _partition_bounds(consumer, topics, timeout_s)
+        if partitions is not None:
+            wanted = set(partitions)
+            bounds = {tp: b for tp, b in bounds.items() if tp[1] in wanted}
         consumer.assign([TopicPartition(topic, partition, low) for (topic, partition), (low, _) in bounds.items()])
         yield from _read_assigned(consumer, {tp: high for tp, (_, high) in bounds.items()}, deadline)
     finally:

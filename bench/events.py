@@ -93,3 +93,8 @@ def expected_outcome(order_id: str, failures: dict[str, float]) -> str:
         if not decide(order_id, step, failures.get(step, 0.0)):
             return CANCELLED
     return COMPLETED
+
+
+def follow(source: dict, **fields) -> dict:
+    """A new event about the same order, carrying its intended start along."""
+    return {"orderId": source["orderId"], "t0_us": source.get("t0_us"), **fields}

@@ -8,6 +8,7 @@ on the wall clock.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
@@ -15,9 +16,9 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TextIO
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader, HistogramLogWriter
 
@@ -66,10 +67,34 @@ def _open_log(path: Path, name: str, start_wall_s: float) -> tuple[TextIO, _LogW
     return log, writer
 
 
+def _counts(histogram: HdrHistogram) -> np.ndarray:
+    """A numpy view (not a copy) of hdrh's ctypes counts array; its dtype follows the word size."""
+    return np.ctypeslib.as_array(histogram.counts)
+
+
+def _same_layout(a: HdrHistogram, b: HdrHistogram) -> bool:
+    # hdrh's own test for adding the counts arrays index by index.
+    return (a.bucket_count, a.sub_bucket_count, a.unit_magnitude, a.word_size) == (
+        b.bucket_count, b.sub_bucket_count, b.unit_magnitude, b.word_size
+    )
+
+
 def _add(total: HdrHistogram, interval: HdrHistogram) -> None:
+    """hdrh's ``total.add(interval)``, with the counts added by numpy (hdrh's add is ~6x slower)
+    and the same total count, min, max and timestamps kept, so encode() and output still work."""
     # hdrh's add() takes an empty histogram's min (0) as real and corrupts the total's min.
-    if interval.get_total_count():
+    if not interval.get_total_count():
+        return
+    if not _same_layout(total, interval):
         total.add(interval)
+        return
+    counts = _counts(total)
+    np.add(counts, _counts(interval), out=counts)
+    total.total_count += interval.get_total_count()
+    total.max_value = max(total.max_value, interval.get_max_value())
+    total.min_value = min(total.get_min_value(), interval.get_min_value())  # after total_count, as hdrh
+    total.start_time_stamp_msec = min(total.start_time_stamp_msec, interval.start_time_stamp_msec)
+    total.end_time_stamp_msec = max(total.end_time_stamp_msec, interval.end_time_stamp_msec)
 
 
 class IntervalRecorder:
@@ -132,7 +157,7 @@ class IntervalRecorder:
     def __enter__(self) -> IntervalRecorder:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -206,16 +231,49 @@ _PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
 
 def summary_ms(histogram: HdrHistogram) -> dict[str, Any]:
     """p50, p90, p99, p999, max and mean in milliseconds (3 decimals), and count.
-    An empty histogram gives None for every value and count 0."""
+    An empty histogram gives None for every value and count 0. Values equal hdrh's
+    ``get_percentile_to_value_dict``, ``get_max_value`` and ``get_mean_value``, computed
+    with numpy: hdrh loops over all ~23,000 buckets in Python (~50 ms, holding the GIL)."""
     count = histogram.get_total_count()
     if not count:
         return {**dict.fromkeys((*_PERCENTILES, "max", "mean")), "count": 0}
-    values_us = histogram.get_percentile_to_value_dict(list(_PERCENTILES.values()))
-    out: dict[str, Any] = {key: _ms(values_us[p]) for key, p in _PERCENTILES.items()}
+    highest_us, median_us = _bucket_values(histogram)
+    counts = _counts(histogram)
+    cumulative = np.cumsum(counts)
+    targets = [histogram.get_target_count_at_percentile(p) for p in _PERCENTILES.values()]
+    at = np.searchsorted(cumulative, targets)  # first bucket whose cumulative count reaches the target
+    out: dict[str, Any] = {key: _ms(int(highest_us[i])) for key, i in zip(_PERCENTILES, at)}
     out["max"] = _ms(histogram.get_max_value())
-    out["mean"] = _ms(histogram.get_mean_value())
+    out["mean"] = _ms(_sum_of_values_us(counts, median_us, int(cumulative[-1])) / count)
     out["count"] = int(count)
     return out
+
+
+def _bucket_values(histogram: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """Highest- and median-equivalent value (as uint64) of each counts index of ``histogram``."""
+    return _bucket_values_of(histogram.unit_magnitude, histogram.sub_bucket_half_count_magnitude, histogram.counts_len)
+
+
+@functools.cache
+def _bucket_values_of(unit_magnitude: int, half_count_magnitude: int, counts_len: int) -> tuple[np.ndarray, np.ndarray]:
+    # hdrh's get_value_from_index, get_highest_equivalent_value and _hdr_median_equiv_value, vectorized.
+    index = np.arange(counts_len, dtype=np.int64)
+    half_count = 1 << half_count_magnitude
+    bucket = np.maximum((index >> half_count_magnitude) - 1, 0)
+    sub_bucket = np.where(index < half_count, index, (index & (half_count - 1)) + half_count)
+    lowest = sub_bucket << (bucket + unit_magnitude)
+    size = np.int64(1) << (bucket + unit_magnitude)
+    highest, median = (lowest + size - 1).astype(np.uint64), (lowest + (size >> 1)).astype(np.uint64)
+    highest.flags.writeable = median.flags.writeable = False  # shared by every histogram of this layout
+    return highest, median
+
+
+def _sum_of_values_us(counts: np.ndarray, values_us: np.ndarray, count: int) -> int:
+    """Exact sum of ``counts * values_us``, as hdrh's mean takes it with Python ints."""
+    if count * int(values_us[-1]) < 2**64:  # values grow with the index: uint64 cannot wrap
+        return int(np.dot(counts.astype(np.uint64, copy=False), values_us))
+    recorded = np.flatnonzero(counts)
+    return sum(c * v for c, v in zip(counts[recorded].tolist(), values_us[recorded].tolist()))
 
 
 def _ms(value_us: float) -> float:

@@ -143,6 +143,15 @@ class Workload:
             out[field.name] = value
         return out
 
+    def to_source(self) -> dict[str, Any]:
+        """The workload as YAML keys (durations in seconds), so ``parse_workload`` rebuilds
+        it exactly: how a run hands its effective workload to its service processes."""
+        out = {_KEY_OF_FIELD.get(k, k): v for k, v in self.to_dict().items() if k != "source"}
+        out["faults"] = [
+            {k.removesuffix("_s"): v for k, v in fault.items() if v is not None} for fault in out["faults"]
+        ]
+        return out
+
     def __reduce__(self) -> tuple[Any, ...]:
         # mappingproxy cannot be pickled (multiprocessing, deepcopy); rebuild from plain dicts.
         args = tuple(
@@ -279,7 +288,10 @@ class _Validator:
         for field in ("partitions", "replication_factor", "min_insync_replicas"):
             self.integer(field, getattr(w, field), minimum=1)
         if w.min_insync_replicas > w.replication_factor:
-            self.fail("min_insync_replicas", f"({w.min_insync_replicas}) must not exceed replication_factor ({w.replication_factor})")
+            self.fail(
+                "min_insync_replicas",
+                f"({w.min_insync_replicas}) must not exceed replication_factor ({w.replication_factor})",
+            )
         # YAML reads `acks: 1` as an int; librdkafka takes either, we keep one spelling.
         self.set("acks", str(w.acks) if _is_int(w.acks) else w.acks)
         self.choice("acks", w.acks, ACKS)
@@ -362,7 +374,8 @@ class _Validator:
         self.choice(f"{key}.type", fault.type, FAULT_TYPES)
         self.number(f"{key}.at", fault.at_s, positive=False)
         if fault.at_s >= load_end_s:
-            self.fail(f"{key}.at", f"({fault.at_s:g}s) is not before the load ends ({load_end_s:g}s = warmup + duration)")
+            end = f"{load_end_s:g}s = warmup + duration"
+            self.fail(f"{key}.at", f"({fault.at_s:g}s) is not before the load ends ({end})")
         for name, value in (("duration", fault.duration_s), ("delay", fault.delay_s)):
             if value is not None:
                 self.number(f"{key}.{name}", value, positive=False)
@@ -372,8 +385,8 @@ class _Validator:
             self.integer(f"{key}.instance", fault.instance, minimum=0)
             if fault.role is None:
                 self.fail(f"{key}.instance", "needs a role")
-            elif fault.instance >= self.w.instances[fault.role]:
-                self.fail(f"{key}.instance", f"is {fault.instance} but instances.{fault.role} is {self.w.instances[fault.role]} (0-based)")
+            elif fault.instance >= (count := self.w.instances[fault.role]):
+                self.fail(f"{key}.instance", f"is {fault.instance} but instances.{fault.role} is {count} (0-based)")
         if fault.count is not None:
             self.integer(f"{key}.count", fault.count, minimum=1)
         if fault.topic is not None and not (isinstance(fault.topic, str) and fault.topic):

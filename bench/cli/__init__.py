@@ -16,9 +16,10 @@ def cli() -> None:
 
 def _register() -> None:
     # Explicit registry of subcommands: no discovery by import side effect.
-    from bench.cli import broker
+    from bench.cli import broker, run, serve
 
-    cli.add_command(broker.broker)
+    for command in (broker.broker, run.run, serve.serve):
+        cli.add_command(command)
 
 
 _register()

@@ -1,0 +1,57 @@
+"""`bench run`: one measured run of a pattern against a real broker."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from bench import patterns
+from bench.cli.errors import InputError
+from bench.cli.options import bootstrap_option, duration_option, kafka_config_option, workload_option
+from bench.run import RunRequest, run as run_benchmark
+from bench.workload import WorkloadError
+
+
+@click.command()
+@click.option("--pattern", type=click.Choice(sorted(patterns.PATTERNS)), required=True)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Orders per second (overrides the workload).")
+@duration_option("--duration", "Measured load, e.g. 60s (overrides the workload).")
+@duration_option("--warmup", "Unmeasured load before it, e.g. 10s (overrides the workload).")
+@workload_option
+@bootstrap_option()
+@kafka_config_option
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Result directory (default: results/<UTC time>-<pattern>-<rate>/).")
+def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_config, output) -> None:
+    """Drive a pattern at an open-loop rate, audit every order, write results.
+
+    Exit codes: 0 valid and clean; 1 orders lost, stuck, duplicated or inconsistent;
+    3 the run could not hold its rate; 130 interrupted.
+    """
+    overrides = {k: v for k, v in (("rate_per_s", rate), ("duration_s", duration), ("warmup_s", warmup)) if v is not None}
+    try:
+        workload = workload.with_overrides(**overrides)
+    except WorkloadError as exc:
+        raise InputError(str(exc)) from None
+    if output is not None and output.exists() and any(output.iterdir()):
+        raise InputError(f"--output {output} exists and is not empty: choose a new directory")
+    outcome = run_benchmark(RunRequest(patterns.get(pattern), workload, bootstrap_servers,
+                                       Path(kafka_config) if kafka_config else None, output),
+                            echo=lambda line: click.echo(line, err=True))
+    click.echo(_headline(outcome.summary))
+    click.echo(f"results: {outcome.directory}")
+    sys.exit(outcome.exit_code)
+
+
+def _headline(s: dict) -> str:
+    e2e, orders = s["latency_ms"]["e2e"], s["orders"]
+    verdict = "VALID" if s["valid"] else f"INVALID ({s['invalid_reason']})"
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"
+    return (f"{s['pattern']}: {verdict}\n"
+            f"  rate target {s['rate_target_per_s']:g}/s  offered {s['rate_offered_per_s']:g}/s  finished {s['rate_achieved_per_s']:g}/s\n"
+            f"  e2e ms  p50 {fmt(e2e['p50'])}  p90 {fmt(e2e['p90'])}  p99 {fmt(e2e['p99'])}  p99.9 {fmt(e2e['p999'])}  max {fmt(e2e['max'])}\n"
+            f"  orders  started {orders['started']}  completed {orders['completed']}  cancelled {orders['cancelled']}  "
+            f"lost {orders['lost']}  stuck {orders['stuck']}  duplicates {orders['duplicates']}  inconsistent {orders['inconsistent']}\n"
+            f"  messages/order {s['messages_per_order']}  bytes/order {s['bytes_per_order']}  harness CPU {s['cpu_s']['harness_total']}s  broker CPU {s['cpu_s']['broker']}s")

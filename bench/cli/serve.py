@@ -1,0 +1,30 @@
+"""`bench serve`: one service instance, standalone against any cluster."""
+from __future__ import annotations
+
+import click
+
+from bench import clients, patterns, runtime, supervisor
+from bench.cli.options import bootstrap_option, kafka_config_option, workload_option
+
+
+@click.command()
+@click.option("--pattern", type=click.Choice(sorted(patterns.PATTERNS)), required=True)
+@click.option("--role", required=True, help="order, payment, inventory, shipping (choreography); orchestrator, payment, inventory, shipping (orchestration).")
+@click.option("--instance", type=click.IntRange(0), default=0, show_default=True, help="Instance number (names the client).")
+@click.option("--group-prefix", default="bench", show_default=True, help="Consumer groups are <prefix>-<pattern>-<role>.")
+@bootstrap_option(required=True)
+@kafka_config_option
+@workload_option
+def serve(pattern, role, instance, group_prefix, bootstrap_servers, kafka_config, workload) -> None:
+    """Run one instance of a service role until SIGTERM or Ctrl-C.
+
+    Start several instances of a role (on any hosts) and Kafka spreads the
+    partitions over them: they form one consumer group.
+    """
+    supervisor.die_with_parent()
+    chosen = patterns.get(pattern)
+    if role not in chosen.roles:
+        raise click.BadParameter(f"{pattern} has roles {', '.join(chosen.roles)}", param_hint="--role")
+    spec = runtime.ServiceSpec(chosen, role, instance, bootstrap_servers, workload, group_prefix,
+                               clients.read_properties(kafka_config) if kafka_config else {})
+    runtime.serve(spec)

@@ -1,0 +1,107 @@
+"""Kafka client settings shared by every process of a run, and the properties file they come from.
+
+One function builds each kind of client config, so every role of both patterns
+(and the load generator) gets the same settings; only group ids differ.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from bench.workload import Workload
+
+# librdkafka warns when a consumer is given producer-only properties and vice
+# versa; the workload's `client:` section is one mapping for both, so split it.
+PRODUCER_ONLY = frozenset({
+    "linger.ms", "queue.buffering.max.ms", "batch.size", "batch.num.messages", "compression.type",
+    "compression.codec", "compression.level", "acks", "request.required.acks", "enable.idempotence",
+    "queue.buffering.max.messages", "queue.buffering.max.kbytes", "message.timeout.ms", "delivery.timeout.ms",
+    "retries", "message.send.max.retries", "retry.backoff.ms", "transactional.id", "transaction.timeout.ms",
+    "partitioner", "sticky.partitioning.linger.ms", "request.timeout.ms", "max.in.flight.requests.per.connection",
+    "max.in.flight",
+})
+CONSUMER_ONLY = frozenset({
+    "fetch.wait.max.ms", "fetch.min.bytes", "fetch.max.bytes", "max.partition.fetch.bytes",
+    "fetch.message.max.bytes", "queued.min.messages", "queued.max.messages.kbytes", "session.timeout.ms",
+    "heartbeat.interval.ms", "max.poll.interval.ms", "auto.offset.reset", "isolation.level",
+    "enable.auto.commit", "auto.commit.interval.ms", "partition.assignment.strategy", "group.protocol",
+    "fetch.queue.backoff.ms", "group.instance.id", "enable.auto.offset.store", "check.crcs",
+})
+
+
+class ConfigError(ValueError):
+    """A client properties file that cannot be used; the message names file and line."""
+
+
+def read_properties(path: str | Path) -> dict[str, str]:
+    """Read a Java-style ``key=value`` properties file (as Kafka's tools take) for librdkafka."""
+    props: dict[str, str] = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read client properties ({exc.strerror})") from None
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        sep = min((i for i in (line.find("="), line.find(":")) if i > 0), default=-1)
+        if sep < 0:
+            raise ConfigError(f"{path}:{number}: expected key=value, got {line!r}")
+        props[line[:sep].strip()] = line[sep + 1:].strip()
+    return props
+
+
+def _quiet_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(f"bench.kafka.{name}")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+    return logger
+
+
+def _common(bootstrap_servers: str, workload: Workload, extra: Mapping[str, str], drop: frozenset[str]) -> dict:
+    merged = {**{k: v for k, v in workload.client.items()}, **extra}
+    conf = {k: v for k, v in merged.items() if k not in drop}
+    conf["bootstrap.servers"] = bootstrap_servers
+    return conf
+
+
+def producer_config(bootstrap_servers: str, workload: Workload, extra: Mapping[str, str] = {},
+                    transactional_id: str | None = None) -> dict:
+    conf = _common(bootstrap_servers, workload, extra, CONSUMER_ONLY)
+    conf.setdefault("acks", workload.acks)
+    # Idempotence keeps per-partition order under retries; it needs acks=all.
+    conf.setdefault("enable.idempotence", str(conf["acks"]) in ("all", "-1"))
+    if transactional_id:
+        conf["transactional.id"] = transactional_id
+    conf["logger"] = _quiet_logger("producer")
+    return conf
+
+
+def consumer_config(bootstrap_servers: str, workload: Workload, group_id: str, extra: Mapping[str, str] = {},
+                    store_acknowledged: bool = False) -> dict:
+    """``store_acknowledged``: the service runtime stores each offset itself once the outputs
+    it caused are acknowledged, and librdkafka commits stored offsets in the background."""
+    conf = _common(bootstrap_servers, workload, extra, PRODUCER_ONLY)
+    conf.update({
+        "group.id": group_id,
+        "enable.auto.commit": store_acknowledged,
+        "enable.auto.offset.store": False,
+        "auto.commit.interval.ms": 500,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed" if workload.delivery == "exactly-once" else "read_uncommitted",
+    })
+    conf.setdefault("fetch.wait.max.ms", 100)
+    conf["logger"] = _quiet_logger("consumer")
+    return conf
+
+
+def admin_config(bootstrap_servers: str, extra: Mapping[str, str] = {}) -> dict:
+    conf = {k: v for k, v in extra.items() if k not in PRODUCER_ONLY | CONSUMER_ONLY}
+    conf["bootstrap.servers"] = bootstrap_servers
+    conf["logger"] = _quiet_logger("admin")
+    return conf

@@ -1,0 +1,246 @@
+"""The open-loop load generator: starts orders on schedule and times their endings.
+
+Orders start at intended times from :mod:`bench.arrivals`, whether or not the
+system keeps up. Each order carries its intended start (``t0_us``); the
+generator's own consumer of ``order-events`` records end-to-end latency as
+``now - t0_us`` on this process's clock (one clock), so a stall shows up in the
+latency of every order scheduled during it (no coordinated omission). How late
+each order was actually sent is recorded separately as schedule slip.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from bench import arrivals, clients
+from bench import events as ev
+from bench.recording import IntervalRecorder, summary_ms
+from bench.workload import Workload
+
+TERMINAL_POLL_S = 0.05
+
+
+@dataclass
+class Second:
+    """One row of the live timeseries."""
+
+    t_s: float
+    offered: int
+    finished: int
+    in_flight: int
+    lag: int | None
+    p99_ms: float | None
+
+
+@dataclass
+class LoadResult:
+    started: dict[str, int]  # orderId -> intended start, wall us (every order, warm-up included)
+    outcomes: dict[str, str]  # orderId -> first terminal status seen
+    start_wall_s: float
+    measure_start_s: float  # wall clock
+    measure_end_s: float
+    offered_in_window: int  # sent during the measurement window (by send time)
+    scheduled_in_window: int  # intended starts inside the window
+    finished_in_window: int  # terminal events received inside the window
+    send_failures: int
+    seconds: list[Second] = field(default_factory=list)
+    interrupted: bool = False
+    histograms: dict = field(default_factory=dict)  # name -> total HdrHistogram
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.started) - len(self.outcomes)
+
+
+class _Terminals(threading.Thread):
+    """Consumes order-events and records latency from each order's intended start."""
+
+    def __init__(self, conf: dict, partitions: int, recorders: dict[str, IntervalRecorder],
+                 measure_from_us: int, lock: threading.Lock) -> None:
+        super().__init__(name="terminals", daemon=True)
+        self.consumer = Consumer(conf)
+        self.consumer.assign([TopicPartition(ev.ORDER_EVENTS, p, OFFSET_BEGINNING) for p in range(partitions)])
+        self.recorders, self.lock = recorders, lock
+        self.measure_from_us = measure_from_us
+        self.measure_until_us = 1 << 62
+        self.outcomes: dict[str, str] = {}
+        self.finished_total = 0
+        self.finished_in_window = 0
+        self.duplicates = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                # consume(n, timeout) waits for n messages or the timeout: poll for the
+                # first one, then take only what is already there, so no wait adds latency.
+                first = self.consumer.poll(TERMINAL_POLL_S)
+                if first is not None:
+                    self._take([first, *self.consumer.consume(1000, 0)])
+        finally:
+            self.consumer.close()
+
+    def _take(self, msgs: list) -> None:
+        now_us = ev.now_us()
+        with self.lock:
+            for msg in msgs:
+                if msg.error() is not None:
+                    continue
+                try:
+                    event = ev.decode(msg.value())
+                except ValueError:
+                    continue
+                order_id, status = event["orderId"], event.get("status")
+                if order_id in self.outcomes:
+                    self.duplicates += 1  # the audit judges duplicates; latency counts the first ending only
+                    continue
+                self.outcomes[order_id] = status
+                self.finished_total += 1
+                if self.measure_from_us <= now_us < self.measure_until_us:
+                    self.finished_in_window += 1
+                t0 = event.get("t0_us")
+                if t0 is None or t0 < self.measure_from_us or t0 >= self.measure_until_us:
+                    continue  # warm-up orders (and any after the window) are not measured
+                latency = now_us - t0
+                self.recorders["e2e"].record_us(latency)
+                self.recorders["e2e-completed" if status == ev.COMPLETED else "e2e-cancelled"].record_us(latency)
+
+
+class LoadGenerator:
+    def __init__(self, bootstrap_servers: str, workload: Workload, out_dir: Path, run_id: str,
+                 client_extra: dict | None = None, lag: Callable[[], int | None] = lambda: None,
+                 on_second: Callable[[Second], None] = lambda s: None) -> None:
+        self.workload = workload
+        self.out_dir = out_dir
+        self.run_id = run_id
+        self.lag = lag
+        self.on_second = on_second
+        extra = {**(client_extra or {}), "client.id": "bench-load"}
+        self.producer = Producer(clients.producer_config(bootstrap_servers, workload, extra))
+        self.consumer_conf = clients.consumer_config(bootstrap_servers, workload, f"bench-load-{run_id}", extra)
+        self.stop_requested = threading.Event()
+        self.send_failures = 0
+        self.padding = "x" * workload.payload_bytes
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+
+    def _delivered(self, err, msg) -> None:
+        if err is not None:
+            self.send_failures += 1
+
+    def run(self) -> LoadResult:
+        w = self.workload
+        self.lock = threading.Lock()
+        self.start_wall_s = time.time()
+        self.start_mono = time.monotonic()
+        start_us = int(self.start_wall_s * 1e6)
+        measure_from_us = start_us + int(w.warmup_s * 1e6)
+        measure_until_us = measure_from_us + int(w.duration_s * 1e6)
+        # Written to under `lock` by the terminal thread, rolled once a second here.
+        self.recorders = {name: IntervalRecorder(name, self.out_dir / f"{name}.hlog", self.start_wall_s)
+                          for name in ("e2e", "e2e-completed", "e2e-cancelled", "slip")}
+        self.terminals = _Terminals(self.consumer_conf, w.partitions, self.recorders, measure_from_us, self.lock)
+        self.terminals.measure_until_us = measure_until_us
+        self.terminals.start()
+        self.started: dict[str, int] = {}
+        self.seconds: list[Second] = []
+        self.next_tick = self.start_mono + 1.0
+        self.sent_this_second = self.finished_before = 0
+
+        load_s = w.warmup_s + w.duration_s
+        offered_in_window = scheduled_in_window = 0
+        seq = 0
+        try:
+            for offset in arrivals.schedule(w.arrival, w.rate_per_s, w.seed):
+                if offset >= load_s or not self._wait_until(self.start_mono + offset):
+                    break
+                seq += 1
+                order_id = f"{self.run_id}-{seq}"
+                t0_us = start_us + int(offset * 1e6)
+                event = {"orderId": order_id, "status": ev.CREATED, "t0_us": t0_us, "ts_us": ev.now_us(),
+                         "amount": 10 + seq % 90, "items": 1 + seq % 3}
+                if self.padding:
+                    event["padding"] = self.padding
+                with self.lock:
+                    self.started[order_id] = t0_us
+                self._produce(ev.encode(event), order_id)
+                sent_us = ev.now_us()
+                self.sent_this_second += 1
+                if measure_from_us <= t0_us < measure_until_us:
+                    scheduled_in_window += 1
+                    with self.lock:
+                        self.recorders["slip"].record_us(sent_us - t0_us)
+                if measure_from_us <= sent_us < measure_until_us:
+                    offered_in_window += 1
+                self.producer.poll(0)
+            self.producer.flush(30)
+            self._drain()
+        finally:
+            self.terminals.stopping.set()
+            self.terminals.join(10)
+            with self.lock:
+                for rec in self.recorders.values():
+                    rec.close()
+        return LoadResult(
+            started=self.started, outcomes=dict(self.terminals.outcomes), start_wall_s=self.start_wall_s,
+            measure_start_s=measure_from_us / 1e6, measure_end_s=measure_until_us / 1e6,
+            offered_in_window=offered_in_window, scheduled_in_window=scheduled_in_window,
+            finished_in_window=self.terminals.finished_in_window, send_failures=self.send_failures,
+            seconds=self.seconds, interrupted=self.stop_requested.is_set(),
+            histograms={name: rec.total for name, rec in self.recorders.items()},
+        )
+
+    def _wait_until(self, target_mono: float) -> bool:
+        """Sleep until the intended start, ticking on each second boundary; False when stopped."""
+        now = time.monotonic()
+        while True:
+            if now >= self.next_tick:
+                self._tick()
+            if now >= target_mono:
+                return not self.stop_requested.is_set()
+            time.sleep(min(target_mono, self.next_tick) - now)
+            if self.stop_requested.is_set():
+                return False
+            now = time.monotonic()
+
+    def _tick(self) -> None:
+        with self.lock:
+            finished = self.terminals.finished_total
+            in_flight = len(self.started) - len(self.terminals.outcomes)
+            now_wall = self.start_wall_s + (self.next_tick - self.start_mono)
+            for rec in self.recorders.values():
+                rec.roll(now_wall)
+            total = self.recorders["e2e"].total
+        p99 = summary_ms(total)["p99"] if total.get_total_count() else None
+        second = Second(round(self.next_tick - self.start_mono), self.sent_this_second,
+                        finished - self.finished_before, in_flight, self.lag(), p99)
+        self.seconds.append(second)
+        self.on_second(second)
+        self.sent_this_second, self.finished_before = 0, finished
+        self.next_tick += 1.0
+
+    def _produce(self, value: bytes, key: str) -> None:
+        while True:
+            try:
+                self.producer.produce(ev.ORDER_CREATED, value, key, on_delivery=self._delivered)
+                return
+            except BufferError:
+                self.producer.poll(0.005)
+
+    def _drain(self) -> None:
+        """Wait for in-flight orders, up to the workload's drain time (a few seconds when interrupted)."""
+        limit = min(self.workload.drain_s, 5.0) if self.stop_requested.is_set() else self.workload.drain_s
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.terminals.outcomes) >= len(self.started):
+                    return
+            if time.monotonic() >= self.next_tick:
+                self._tick()
+            time.sleep(0.05)

@@ -1,0 +1,72 @@
+"""The one interface a coordination pattern implements.
+
+A pattern names its roles, the topics each role consumes, and gives each role
+a :class:`Handler`. Everything else (clients, batching, serialization, commits,
+processing time) is the shared runtime's, so the patterns differ only in
+topology and coordination logic.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bench.workload import Workload
+
+
+class Outbox(Protocol):
+    def emit(self, topic: str, event: dict) -> None:
+        """Queue ``event`` for ``topic``, keyed by its orderId; the runtime stamps ``ts_us``."""
+
+
+class Handler(Protocol):
+    def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
+        """React to one decoded message."""
+
+    def tick(self, now_s: float, out: Outbox) -> None:
+        """Called between batches (timeouts live here); ``now_s`` is time.monotonic()."""
+
+    def restore(self, state: Mapping[str, dict], out: Outbox) -> None:
+        """Resume from the latest saga state per order read back from :attr:`Pattern.state_topic`
+        for partitions just assigned to this instance."""
+
+    def revoke(self, partitions: set[int]) -> None:
+        """Forget work on partitions another instance now owns."""
+
+
+@dataclass(frozen=True)
+class Pattern:
+    name: str
+    # role -> topics it consumes; the load generator consumes order-events.
+    subscriptions: Mapping[str, tuple[str, ...]]
+    # Every topic the pattern writes, each created fresh before a run.
+    topics: tuple[str, ...]
+    # Compacted topics holding saga state (keyed by orderId), if any.
+    state_topic: str | None = None
+    handlers: Mapping[str, type] = field(default_factory=dict)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(self.subscriptions)
+
+    def handler(self, role: str, workload: Workload) -> Handler:
+        return self.handlers[role](workload)
+
+    def consumed_topics(self) -> set[str]:
+        from bench import events as ev
+
+        consumed = {t for topics in self.subscriptions.values() for t in topics}
+        return consumed | {ev.ORDER_EVENTS} | ({self.state_topic} if self.state_topic else set())
+
+
+class Stateless:
+    """Mixin for handlers with nothing to do between batches or on restore."""
+
+    def tick(self, now_s: float, out: Outbox) -> None:
+        pass
+
+    def restore(self, state: Mapping[str, dict], out: Outbox) -> None:
+        pass
+
+    def revoke(self, partitions: set[int]) -> None:
+        pass

@@ -1,0 +1,173 @@
+"""Orchestration: a central orchestrator commands the services and drives compensation.
+
+The orchestrator consumes order-created and the services' replies, sends
+commands on ``order-processor-<service>`` topics, and writes every saga
+transition to the compacted ``order-processor-saga-state`` topic *in the same
+batch as the command it causes*, so a restarted orchestrator resumes from
+Kafka: it re-sends each in-flight saga's pending command, and the services'
+ledgers answer a repeated command without applying it twice.
+"""
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+
+from bench import events as ev
+from bench import services
+from bench.patterns.base import Outbox, Pattern, Stateless
+from bench.workload import Workload
+
+COMMAND_TOPIC = {
+    ev.CHARGE: ev.PAYMENT_COMMANDS, ev.REFUND: ev.PAYMENT_COMMANDS,
+    ev.RESERVE: ev.INVENTORY_COMMANDS, ev.RELEASE: ev.INVENTORY_COMMANDS,
+    ev.SHIP: ev.SHIPPING_COMMANDS,
+}
+COMPENSATIONS = (ev.REFUND, ev.RELEASE)
+
+# Reply to the awaited command -> (what the saga now holds, next command or a terminal status).
+TRANSITIONS = {
+    (ev.CHARGE, ev.CHARGED): ({"charged": True}, ev.RESERVE),
+    (ev.CHARGE, ev.DECLINED): ({}, ev.CANCELLED),
+    (ev.RESERVE, ev.RESERVED): ({"reserved": True}, ev.SHIP),
+    (ev.RESERVE, ev.OUT_OF_STOCK): ({}, ev.REFUND),
+    (ev.SHIP, ev.SHIPPED): ({}, ev.COMPLETED),
+    (ev.SHIP, ev.REFUSED): ({}, ev.RELEASE),
+    (ev.RELEASE, ev.RELEASED): ({"reserved": False}, None),
+    (ev.REFUND, ev.REFUNDED): ({"charged": False}, None),
+}
+
+
+def _undo(saga: dict) -> str:
+    """The next compensation, or cancelled once nothing is left to undo."""
+    if saga.get("reserved"):
+        return ev.RELEASE
+    if saga.get("charged"):
+        return ev.REFUND
+    return ev.CANCELLED
+
+
+class Orchestrator:
+    def __init__(self, workload: Workload) -> None:
+        self.timeout_s = workload.step_timeout_s
+        self.retries = workload.step_retries
+        self.sagas: dict[str, dict] = {}
+        self.finished = services.Ledger()
+        self.deadlines: list[tuple[float, str, int]] = []  # (deadline, orderId, attempt)
+        self.now_s = 0.0
+
+    def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
+        order_id = event["orderId"]
+        if topic == ev.ORDER_CREATED:
+            if order_id in self.sagas or self.finished.get(order_id):
+                return
+            # `p`: the partition this saga lives on (all its topics are keyed and
+            # partitioned alike), so a rebalance can hand it to another instance.
+            saga = {"orderId": order_id, "t0_us": event.get("t0_us"), "p": partition, "charged": False, "reserved": False}
+            self._advance(saga, ev.CHARGE, out)
+            return
+        saga = self.sagas.get(order_id)
+        if saga is None or ev.REPLIES_TO.get(saga["awaiting"]) is None:
+            return
+        transition = TRANSITIONS.get((saga["awaiting"], event.get("status")))
+        if transition is None:
+            return  # a stale or repeated reply to an earlier command
+        holds, nxt = transition
+        saga.update(holds)
+        if nxt is None or (nxt == ev.REFUND and not saga["charged"]):
+            nxt = _undo(saga)
+        self._advance(saga, nxt, out)
+
+    def _advance(self, saga: dict, nxt: str, out: Outbox, attempt: int = 1) -> None:
+        order_id = saga["orderId"]
+        if nxt in ev.TERMINAL:
+            self.sagas.pop(order_id, None)
+            self.finished.put(order_id, nxt)
+            out.emit(ev.SAGA_STATE, {**saga, "awaiting": None, "outcome": nxt})
+            out.emit(ev.ORDER_EVENTS, ev.follow(saga, status=nxt))
+            return
+        saga["awaiting"], saga["attempt"] = nxt, attempt
+        self.sagas[order_id] = saga
+        out.emit(ev.SAGA_STATE, dict(saga))
+        out.emit(COMMAND_TOPIC[nxt], ev.follow(saga, command=nxt, attempt=attempt))
+        heapq.heappush(self.deadlines, (self.now_s + self.timeout_s, order_id, attempt))
+
+    def tick(self, now_s: float, out: Outbox) -> None:
+        self.now_s = now_s
+        while self.deadlines and self.deadlines[0][0] <= now_s:
+            _, order_id, attempt = heapq.heappop(self.deadlines)
+            saga = self.sagas.get(order_id)
+            if saga is None or saga["attempt"] != attempt:
+                continue  # answered in time, or already retried
+            if attempt <= self.retries or saga["awaiting"] in COMPENSATIONS:
+                # Compensations are retried for ever: giving up on one would leave money taken.
+                self._advance(saga, saga["awaiting"], out, attempt + 1)
+            else:
+                # The step may still happen late; undo it as if it had.
+                if saga["awaiting"] == ev.CHARGE:
+                    saga["charged"] = True
+                elif saga["awaiting"] in (ev.RESERVE, ev.SHIP):
+                    saga["reserved"] = True
+                saga["timed_out"] = saga["awaiting"]
+                self._advance(saga, _undo(saga), out)
+
+    def restore(self, state: Mapping[str, dict], out: Outbox) -> None:
+        for order_id, saga in state.items():
+            if saga.get("outcome"):
+                self.finished.put(order_id, saga["outcome"])
+            elif order_id not in self.sagas and saga.get("awaiting"):
+                self._advance(dict(saga), saga["awaiting"], out, saga.get("attempt", 1) + 1)
+
+
+    def revoke(self, partitions: set[int]) -> None:
+        for order_id in [o for o, saga in self.sagas.items() if saga.get("p") in partitions]:
+            del self.sagas[order_id]
+
+
+class CommandedService(Stateless):
+    """A service that does what the orchestrator says and always answers."""
+
+    service = ""
+
+    def __init__(self, workload: Workload) -> None:
+        self.step = services.STEPS[self.service](workload.failures)
+
+    def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
+        command = event.get("command")
+        if command in (ev.REFUND, ev.RELEASE):
+            status, fresh = self.step.compensate(event["orderId"])
+        elif command in (ev.CHARGE, ev.RESERVE, ev.SHIP):
+            status, fresh = self.step.apply(event["orderId"])
+        else:
+            return
+        reply = ev.follow(event, status=status, service=self.service, attempt=event.get("attempt", 1))
+        if not fresh:
+            reply["replay"] = True  # the answer to a repeated command; nothing was applied
+        out.emit(ev.REPLIES, reply)
+
+
+class PaymentService(CommandedService):
+    service = "payment"
+
+
+class InventoryService(CommandedService):
+    service = "inventory"
+
+
+class ShippingService(CommandedService):
+    service = "shipping"
+
+
+ORCHESTRATION = Pattern(
+    name="orchestration",
+    subscriptions={
+        "orchestrator": (ev.ORDER_CREATED, ev.REPLIES),
+        "payment": (ev.PAYMENT_COMMANDS,),
+        "inventory": (ev.INVENTORY_COMMANDS,),
+        "shipping": (ev.SHIPPING_COMMANDS,),
+    },
+    topics=(ev.ORDER_CREATED, ev.PAYMENT_COMMANDS, ev.INVENTORY_COMMANDS, ev.SHIPPING_COMMANDS,
+            ev.REPLIES, ev.SAGA_STATE, ev.ORDER_EVENTS, ev.DEAD_LETTER),
+    state_topic=ev.SAGA_STATE,
+    handlers={"orchestrator": Orchestrator, "payment": PaymentService, "inventory": InventoryService,
+              "shipping": ShippingService},
+)

@@ -1,0 +1,225 @@
+"""The run-result directory: where a run's files go and how summary.json is written and read.
+
+Layout: ``results/<UTC yyyymmddTHHMMSSZ>-<pattern>-<rate>/`` holding summary.json,
+timeseries.csv and the .hlog/.hgrm histograms.
+"""
+from __future__ import annotations
+
+import csv
+import fnmatch
+import importlib.metadata
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+import orjson
+
+import bench
+
+SCHEMA_VERSION = 1
+SUMMARY = "summary.json"
+TIMESERIES = "timeseries.csv"
+REDACTED = "***REDACTED***"
+
+# Lower-case glob patterns of property names whose values are credentials.
+SECRET_KEYS = (
+    "sasl.password",
+    "sasl.oauthbearer.client.secret",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "ssl.truststore.password",
+    "*password*",
+    "*secret*",
+    "*token*",
+    "ssl.key.pem",
+    "basic.auth.user.info",
+)
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+class ResultsError(ValueError):
+    """A result directory that cannot be read; the message is one line."""
+
+
+def result_dir(pattern: str, rate: float, *, base: str | Path = "results", now: datetime | None = None) -> Path:
+    """Create and return a new, empty ``<base>/<UTC stamp>-<pattern>-<rate>/``.
+
+    An existing directory is never reused: a clash (two runs in one second)
+    gets a ``-2``, ``-3``... suffix.
+    """
+    stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    rate_text = str(int(rate)) if float(rate).is_integer() else f"{rate:g}"
+    name = f"{stamp}-{pattern}-{rate_text}"
+    Path(base).mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        path = Path(base) / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            path.mkdir()  # atomic: fails if another run took the name first
+        except FileExistsError:
+            continue
+        return path
+    raise ResultsError(f"{base}: too many result directories named {name}")
+
+
+def environment(kafka_version: str | None = None) -> dict[str, Any]:
+    """What produced a result: versions, commit, machine. ``kafka_version`` is the
+    broker's, which only the caller knows."""
+    return {
+        "bench_version": bench.__version__,
+        "python": platform.python_version(),
+        # confluent_kafka.version() changed from a tuple to a str in 2.16; the metadata is stable.
+        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
+        "librdkafka": confluent_kafka.libversion()[0],
+        "kafka": kafka_version,
+        "git": _git_commit(_REPO),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "memory_total_bytes": _memory_total_bytes(),
+    }
+
+
+def _git_commit(repo: Path) -> dict[str, Any] | None:
+    """``{"commit": short sha, "dirty": bool}``, or None outside a git checkout or before the first commit."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True)
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = bool(git("status", "--porcelain"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty}
+
+
+def _memory_total_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX (e.g. Windows)
+        return None
+
+
+def _is_secret(key: Any) -> bool:
+    return isinstance(key, str) and any(fnmatch.fnmatchcase(key.lower(), pattern) for pattern in SECRET_KEYS)
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with every credential-like key's value replaced by
+    ``***REDACTED***``, in nested mappings and lists too."""
+    if isinstance(value, Mapping):
+        return {key: REDACTED if _is_secret(key) else redact(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(item) for item in value]
+    return value
+
+
+def write_summary(directory: str | Path, summary: Mapping[str, Any]) -> Path:
+    """Write ``summary.json`` atomically, with ``schema_version`` set and credentials redacted.
+
+    Redaction covers the whole summary, not only its ``config`` key: a secret
+    may also sit in the workload's client settings.
+    """
+    document = redact(summary)
+    document.pop("schema_version", None)
+    document = {"schema_version": SCHEMA_VERSION, **document}  # first, for people reading the file
+    data = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    target = Path(directory) / SUMMARY
+    # Same directory, so the rename is atomic: a reader sees the old file or the new, never half.
+    fd, temp = tempfile.mkstemp(prefix=f".{SUMMARY}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    return target
+
+
+# schema_version N -> function turning a version-N summary into version N+1.
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def read_summary(directory: str | Path) -> dict[str, Any]:
+    """Read ``summary.json``, upgraded to :data:`SCHEMA_VERSION`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ResultsError(f"{directory}: no such result directory")
+    path = directory / SUMMARY
+    try:
+        summary = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: missing (not a finished run?)") from None
+    except OSError as err:
+        raise ResultsError(f"{path}: cannot read: {err.strerror or err}") from None
+    except orjson.JSONDecodeError as err:
+        raise ResultsError(f"{path}: not valid JSON: {str(err).splitlines()[0]}") from None
+    if not isinstance(summary, dict):
+        raise ResultsError(f"{path}: expected a JSON object, got {type(summary).__name__}")
+    return _upgrade(summary, path)
+
+
+def _upgrade(summary: dict[str, Any], path: Path) -> dict[str, Any]:
+    version = summary.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ResultsError(f"{path}: schema_version must be a positive integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path}: schema_version {version} is newer than this bench supports ({SCHEMA_VERSION}); upgrade bench"
+        )
+    while version < SCHEMA_VERSION:
+        if version not in UPGRADES:
+            raise ResultsError(f"{path}: no upgrade from schema_version {version}")
+        summary = UPGRADES[version](summary)
+        version += 1
+        summary["schema_version"] = version
+    return summary
+
+
+class TimeseriesWriter:
+    """Writes ``timeseries.csv``, one row per :meth:`write_row`, flushed at once so an
+    interrupted run leaves a valid file.
+
+    Columns: ``t_s`` seconds since the start of load; ``offered`` and ``finished``
+    orders started / finished (completed or cancelled) in the interval ending at
+    ``t_s``; ``in_flight`` orders started but not finished; ``lag`` consumer lag in
+    messages; ``p99_ms`` the interval's p99 latency (empty when nothing finished).
+    """
+
+    COLUMNS = ("t_s", "offered", "finished", "in_flight", "lag", "p99_ms")
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._file = self.path.open("w", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(self.COLUMNS)
+        self._file.flush()
+
+    def write_row(
+        self, t_s: float, offered: int, finished: int, in_flight: int, lag: int | None, p99_ms: float | None
+    ) -> None:
+        self._csv.writerow(
+            (round(t_s, 3), offered, finished, in_flight, "" if lag is None else lag, "" if p99_ms is None else p99_ms)
+        )
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> TimeseriesWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,235 @@
+"""One benchmark run: broker, fresh topics, services, open-loop load, drain, audit, results.
+
+The steps are small functions; :func:`run` strings them together and makes
+sure that whatever happens (an error, Ctrl-C) no service process is left and
+whatever was measured is written, marked for what it is.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bench import audit as audit_mod
+from bench import clients, results, topics, validity
+from bench.broker import dist, embedded
+from bench.lag import LagProbe
+from bench.load import LoadGenerator, LoadResult, Second
+from bench.patterns.base import Pattern
+from bench.recording import summary_ms, write_hgrm
+from bench.steps import write_step_logs
+from bench.supervisor import Supervisor
+from bench.workload import Workload
+
+AUDIT_TIMEOUT_S = 300.0
+EXIT_OK, EXIT_AUDIT, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 3, 130
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    pattern: Pattern
+    workload: Workload
+    bootstrap_servers: str | None = None  # None: the embedded broker
+    kafka_config: Path | None = None
+    output: Path | None = None
+    results_base: Path = Path("results")
+
+
+@dataclass
+class RunOutcome:
+    directory: Path
+    summary: dict
+    exit_code: int
+
+
+@dataclass
+class _Broker:
+    bootstrap_servers: str
+    kafka_version: str | None
+    jvm_pids: list[int]
+
+
+@contextlib.contextmanager
+def _broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[_Broker]:
+    """The cluster to run against; an embedded one is started for the run when none is running."""
+    if request.bootstrap_servers:
+        yield _Broker(request.bootstrap_servers, None, [])
+        return
+    cluster = embedded.running()
+    if cluster is not None:
+        yield _Broker(cluster.bootstrap_servers, dist.KAFKA_VERSION, [n.pid for n in cluster.alive_nodes()])
+        return
+    echo("starting the embedded Kafka for this run")
+    with embedded.embedded() as cluster:
+        yield _Broker(cluster.bootstrap_servers, dist.KAFKA_VERSION, [n.pid for n in cluster.nodes])
+
+
+@contextlib.contextmanager
+def _interruptible(load: LoadGenerator, echo: Callable[[str], None]) -> Iterator[None]:
+    """First Ctrl-C stops the load and lets the run drain and write results; a second aborts."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum, frame):
+        if load.stop_requested.is_set():
+            raise KeyboardInterrupt
+        echo("interrupted: stopping load, draining briefly, writing results (Ctrl-C again to abort)")
+        load.stop()
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _jvm_cpu_s(pids: list[int]) -> float | None:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _progress(echo: Callable[[str], None], warmup_s: float) -> Callable[[Second], None]:
+    def show(s: Second) -> None:
+        phase = " (warm-up)" if s.t_s <= warmup_s else ""
+        p99 = f"{s.p99_ms:.1f} ms" if s.p99_ms is not None else "-"
+        lag = s.lag if s.lag is not None else "-"
+        echo(f"{s.t_s:>5.0f}s  offered {s.offered:>6}/s  finished {s.finished:>6}/s  in flight {s.in_flight:>6}"
+             f"  p99 {p99:>10}  lag {lag}{phase}")
+    return show
+
+
+def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
+    workload, pattern = request.workload, request.pattern
+    client_extra = clients.read_properties(request.kafka_config) if request.kafka_config else {}
+    run_id = uuid.uuid4().hex[:8]
+    with _broker(request, echo) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
+        admin = topics.admin(clients.admin_config(broker.bootstrap_servers, client_extra))
+        topics.check_reachable(admin, broker.bootstrap_servers)
+        topics.recreate(admin, pattern.topics, workload, compacted=[pattern.state_topic] if pattern.state_topic else [])
+        out = request.output or results.result_dir(pattern.name, workload.rate_per_s, base=request.results_base)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "logs").mkdir(exist_ok=True)
+        # The services read the effective workload from a scratch file, not from the results:
+        # its client section may hold credentials.
+        workload_file = Path(scratch) / "workload.yaml"
+        workload_file.write_text(yaml.safe_dump(workload.to_source(), sort_keys=False))
+        serve_args = ["--pattern", pattern.name, "--workload", str(workload_file),
+                      "--bootstrap-servers", broker.bootstrap_servers, "--group-prefix", f"bench-{run_id}"]
+        if request.kafka_config:
+            serve_args += ["--kafka-config", str(request.kafka_config)]
+        supervisor = Supervisor(serve_args, out / "logs")
+        counts = {role: workload.instances.get(role, 1) for role in pattern.roles}
+        try:
+            echo(f"starting {sum(counts.values())} service processes for {pattern.name}")
+            supervisor.start(counts)
+            groups = {f"bench-{run_id}-{pattern.name}-{role}": pattern.subscriptions[role] for role in pattern.roles}
+            lag = LagProbe(clients.admin_config(broker.bootstrap_servers, client_extra), groups, workload.partitions)
+            lag.start()
+            load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,
+                                 lag=lambda: lag.latest, on_second=_progress(echo, workload.warmup_s))
+            echo(f"load: {workload.arrival} {workload.rate_per_s:g} orders/s for {workload.duration_s:g}s "
+                 f"after {workload.warmup_s:g}s warm-up -> {out}")
+            cpu_before = _jvm_cpu_s(broker.jvm_pids)
+            with _interruptible(load, echo):
+                load_result = load.run()
+            lag.stop()
+            cpu = _cpu(supervisor, broker, cpu_before)
+        finally:
+            supervisor.stop()
+        echo("auditing every topic")
+        records = list(audit_mod.read_topics(broker.bootstrap_servers, pattern.topics,
+                                             clients.consumer_config(broker.bootstrap_servers, workload, "audit",
+                                                                     client_extra), AUDIT_TIMEOUT_S))
+        report = audit_mod.audit(records, load_result.started, pattern.name, workload.failures,
+                                 pattern.consumed_topics())
+        steps = write_step_logs(out, audit_mod.step_latencies(records, pattern.name), load_result)
+        summary = _summary(request, broker, load_result, report, steps, cpu, client_extra)
+        for name, hist in load_result.histograms.items():
+            write_hgrm(hist, out / f"{name}.hgrm")
+        results.write_summary(out, summary)
+    return RunOutcome(out, summary, _exit_code(summary))
+
+
+def _cpu(supervisor: Supervisor, broker: _Broker, broker_before: float | None) -> dict:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    per_role = supervisor.cpu_seconds()
+    broker_now = _jvm_cpu_s(broker.jvm_pids)
+    return {
+        "load_generator": round(own.ru_utime + own.ru_stime, 2),
+        "services": {role: round(v, 2) for role, v in per_role.items()},
+        "harness_total": round(own.ru_utime + own.ru_stime + sum(per_role.values()), 2),
+        "broker": round(broker_now - broker_before, 2) if broker_now is not None and broker_before is not None else None,
+    }
+
+
+def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, steps: dict, cpu: dict,
+             client_extra: dict) -> dict:
+    workload = request.workload
+    window_s = load.measure_end_s - load.measure_start_s
+    e2e = summary_ms(load.histograms["e2e"])
+    slip = summary_ms(load.histograms["slip"])
+    valid, reason = validity.judge(load, workload.rate_per_s, slip["p99"])
+    audit = report.to_dict()
+    return {
+        "mode": "real",
+        "pattern": request.pattern.name,
+        "workload": workload.to_dict(),
+        "rate_target_per_s": workload.rate_per_s,
+        "rate_offered_per_s": round(load.offered_in_window / window_s, 1),
+        "rate_achieved_per_s": round(load.finished_in_window / window_s, 1),
+        "duration_s": workload.duration_s,
+        "warmup_s": workload.warmup_s,
+        "valid": valid,
+        "invalid_reason": reason,
+        "interrupted": load.interrupted,
+        "orders": {
+            "started": report.orders_started,
+            "completed": report.completed,
+            "cancelled": report.cancelled,
+            "lost": report.lost,
+            "stuck": report.stuck,
+            "duplicates": report.duplicate_effects,
+            "inconsistent": report.inconsistent,
+        },
+        "latency_ms": {
+            "e2e": e2e,
+            "e2e_completed": summary_ms(load.histograms["e2e-completed"]),
+            "e2e_cancelled": summary_ms(load.histograms["e2e-cancelled"]),
+            "schedule_slip": slip,
+            "steps": steps,
+        },
+        "messages_per_order": audit.get("messages_per_order"),
+        "bytes_per_order": audit.get("bytes_per_order"),
+        "audit": audit,
+        "cpu_s": cpu,
+        "timeline": {"start_wall_s": load.start_wall_s, "measure_start_s": load.measure_start_s,
+                     "measure_end_s": load.measure_end_s},
+        "environment": {**results.environment(broker.kafka_version), "bootstrap_servers": broker.bootstrap_servers},
+        "config": {"client": dict(workload.client), "kafka_config": client_extra,
+                   "kafka_config_file": str(request.kafka_config) if request.kafka_config else None},
+    }
+
+
+def _exit_code(summary: dict) -> int:
+    orders = summary["orders"]
+    if summary["interrupted"]:
+        return EXIT_INTERRUPTED
+    if orders["lost"] or orders["stuck"] or orders["inconsistent"] or orders["duplicates"]:
+        return EXIT_AUDIT
+    if not summary["valid"]:
+        return EXIT_INVALID
+    return EXIT_OK

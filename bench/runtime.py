@@ -1,0 +1,253 @@
+"""The service runtime both patterns share: one consume-process-produce loop.
+
+Per batch: wait for the first message, take whatever else is already fetched
+(up to ``BATCH_MAX``), run the pattern's handler on each (plus the workload's
+processing time) and produce the outputs without flushing.
+
+At-least-once: a batch's input offsets are stored only once every output it
+caused is acknowledged by the broker (delivery callbacks, in batch order), and
+librdkafka commits stored offsets in the background. So a crash replays input
+whose effects may not have reached Kafka, never skips it, and no round trip
+sits on the per-message path.
+
+Exactly-once: outputs and input offsets go into one Kafka transaction,
+committed every ``TX_INTERVAL_S`` (as Kafka Streams' commit.interval.ms does
+for exactly-once), since a transaction per batch would cost a round trip each.
+
+Undecodable messages go to the dead-letter topic and the flow continues.
+"""
+from __future__ import annotations
+
+import signal
+from collections import deque
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from bench import clients
+from bench import events as ev
+from bench.patterns.base import Handler, Pattern
+from bench.workload import Workload
+
+BATCH_MAX = 500
+POLL_S = 0.05
+COMMIT_INTERVAL_MS = 500
+TX_INTERVAL_S = 0.1
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    pattern: Pattern
+    role: str
+    instance: int
+    bootstrap_servers: str
+    workload: Workload
+    group_prefix: str = "bench"
+    client_extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.group_prefix}-{self.pattern.name}-{self.role}"
+
+    @property
+    def client_id(self) -> str:
+        return f"{self.pattern.name}-{self.role}-{self.instance}"
+
+
+class _Batch:
+    """Input offsets to store once all ``pending`` outputs of the batch are acknowledged."""
+
+    __slots__ = ("offsets", "pending", "failed")
+
+    def __init__(self) -> None:
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.pending = 0
+        self.failed = False
+
+    def delivered(self, err, msg) -> None:
+        self.pending -= 1
+        if err is not None:
+            self.failed = True
+
+
+class _Outbox:
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.batch: _Batch | None = None
+
+    def emit(self, topic: str, event: dict) -> None:
+        event["ts_us"] = ev.now_us()
+        self.send(topic, ev.encode(event), event["orderId"])
+
+    def send(self, topic: str, value: bytes, key, headers=None) -> None:
+        batch = self.batch
+        callback = batch.delivered if batch is not None else None
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=callback)
+                break
+            except BufferError:
+                self.producer.poll(0.01)  # local queue full: let deliveries drain
+        if batch is not None:
+            batch.pending += 1
+
+
+class Service:
+    """One instance of one role: consume, handle, produce, commit."""
+
+    def __init__(self, spec: ServiceSpec) -> None:
+        self.spec = spec
+        self.handler: Handler = spec.pattern.handler(spec.role, spec.workload)
+        self.processing_s = spec.workload.processing_s.get(spec.role, 0.0)
+        self.transactional = spec.workload.delivery == "exactly-once"
+        extra = {**spec.client_extra, "client.id": spec.client_id}
+        tx_id = f"{spec.group_id}-{spec.instance}" if self.transactional else None
+        self.producer = Producer(clients.producer_config(spec.bootstrap_servers, spec.workload, extra, tx_id))
+        self.consumer = Consumer(clients.consumer_config(spec.bootstrap_servers, spec.workload, spec.group_id, extra,
+                                                          store_acknowledged=not self.transactional))
+        self.outbox = _Outbox(self.producer)
+        self.running = True
+        self.ready = False
+        self.dead_letters = 0
+        self._pending_restore: list[TopicPartition] = []
+        self.unacked: deque[_Batch] = deque()
+        self.in_transaction = False
+        self.tx_started = 0.0
+
+    def stop(self, *_: object) -> None:
+        self.running = False
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.ready = True
+        if self.spec.pattern.state_topic:
+            # Restore outside the rebalance callback, before handling any message.
+            self._pending_restore.extend(p for p in partitions if p.topic == ev.ORDER_CREATED)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not self.transactional:
+            # Hand the partitions over with everything acknowledged committed: fewer replays.
+            self.producer.flush(10)
+            try:
+                self._store_acknowledged()
+                consumer.commit(asynchronous=False)
+            except KafkaException:
+                pass
+        self.handler.revoke({p.partition for p in partitions if p.topic == ev.ORDER_CREATED})
+
+    def _restore(self) -> None:
+        wanted = sorted({p.partition for p in self._pending_restore})
+        self._pending_restore.clear()
+        if not wanted:
+            return
+        from bench.audit import read_topics
+
+        state: dict[str, dict] = {}
+        conf = clients.consumer_config(self.spec.bootstrap_servers, self.spec.workload, "unused", self.spec.client_extra)
+        for record in read_topics(self.spec.bootstrap_servers, [self.spec.pattern.state_topic], conf, 30.0,
+                                  partitions=wanted):
+            if record.value is not None and record.key:
+                state[record.key] = record.value
+        self.handler.restore(state, self.outbox)
+
+    def run(self, on_ready=None) -> None:
+        if self.transactional:
+            self.producer.init_transactions(30)
+        self.consumer.subscribe(list(self.spec.pattern.subscriptions[self.spec.role]),
+                                on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        announced = False
+        try:
+            while self.running:
+                first = self.consumer.poll(POLL_S)
+                if self.ready and not announced:
+                    announced = True
+                    if on_ready:
+                        on_ready()
+                batch = [first] if first is not None else []
+                if batch:
+                    batch += self.consumer.consume(BATCH_MAX - 1, 0)
+                self._step(batch)
+        finally:
+            self._close()
+
+    def _step(self, messages: list) -> None:
+        if self.transactional and not self.in_transaction:
+            self.producer.begin_transaction()
+            self.in_transaction, self.tx_started = True, time.monotonic()
+        batch = _Batch()
+        self.outbox.batch = None if self.transactional else batch
+        if self._pending_restore:
+            self._restore()
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    print(f"{self.spec.client_id}: consume error: {err}", file=sys.stderr)
+                continue
+            batch.offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
+            try:
+                event = ev.decode(msg.value())
+            except ValueError as exc:
+                self._dead_letter(msg, exc)
+                continue
+            if self.processing_s:
+                time.sleep(self.processing_s)
+            self.handler.handle(msg.topic(), msg.partition(), event, self.outbox)
+        self.handler.tick(time.monotonic(), self.outbox)
+        if self.transactional:
+            if time.monotonic() - self.tx_started >= TX_INTERVAL_S:
+                self._commit_transaction()
+        else:
+            if batch.offsets:
+                self.unacked.append(batch)
+            self.producer.poll(0)
+            self._store_acknowledged()
+
+    def _store_acknowledged(self) -> None:
+        """Store offsets of the oldest batches whose outputs are all acknowledged, in order."""
+        while self.unacked and self.unacked[0].pending == 0:
+            batch = self.unacked.popleft()
+            if batch.failed:
+                # An output was not delivered: replay the input rather than lose its effect.
+                raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "output not delivered; exiting to replay"))
+            self.consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()])
+
+    def _commit_transaction(self) -> None:
+        assignment = self.consumer.assignment()
+        if assignment:
+            positions = [p for p in self.consumer.position(assignment) if p.offset >= 0]
+            if positions:
+                self.producer.send_offsets_to_transaction(positions, self.consumer.consumer_group_metadata())
+        self.producer.commit_transaction()
+        self.in_transaction = False
+
+    def _dead_letter(self, msg, exc: Exception) -> None:
+        self.dead_letters += 1
+        headers = [("bench.source.topic", msg.topic().encode()), ("bench.source.partition", str(msg.partition()).encode()),
+                   ("bench.source.offset", str(msg.offset()).encode()), ("bench.error", str(exc)[:200].encode()),
+                   ("bench.role", self.spec.role.encode())]
+        self.outbox.send(ev.DEAD_LETTER, msg.value(), msg.key(), headers)
+
+    def _close(self) -> None:
+        try:
+            if self.transactional:
+                if self.in_transaction:
+                    self._commit_transaction()
+            else:
+                self.producer.flush(10)
+                self._store_acknowledged()
+                self.consumer.commit(asynchronous=False)
+        except KafkaException:
+            pass
+        finally:
+            self.consumer.close()
+
+
+def serve(spec: ServiceSpec, announce=print) -> None:
+    """Run one service instance until SIGTERM; print READY once it has joined its group."""
+    service = Service(spec)
+    signal.signal(signal.SIGTERM, service.stop)
+    signal.signal(signal.SIGINT, service.stop)
+    service.run(on_ready=lambda: announce("READY", flush=True))

@@ -1,0 +1,165 @@
+"""Service instances as OS processes: spawn, wait until ready, measure, kill, restart, stop.
+
+Each instance is ``python -m bench serve ...`` in its own session (a Ctrl-C in
+the terminal reaches only the harness, which then stops the services in order)
+and asks the kernel to SIGTERM it if the harness dies, so no run leaves
+orphans behind.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.broker.errors import BrokerError
+
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 10.0
+PARENT_ENV = "BENCH_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Called first thing in a service: exit when the harness that spawned us goes away."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != int(parent):
+        sys.exit(0)  # the parent died before prctl took effect
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Instance:
+    role: str
+    index: int
+    process: subprocess.Popen
+    log_path: Path
+    cpu_s_before: float = 0.0  # CPU of earlier incarnations of this instance (after restarts)
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}-{self.index}"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 8) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Supervisor:
+    def __init__(self, serve_args: list[str], log_dir: Path) -> None:
+        """``serve_args``: the `bench serve` options every instance shares (pattern, workload, broker)."""
+        self.serve_args = serve_args
+        self.log_dir = log_dir
+        self.instances: dict[str, Instance] = {}
+
+    def spawn(self, role: str, index: int) -> Instance:
+        log_path = self.log_dir / f"{role}-{index}.log"
+        cmd = [sys.executable, "-m", "bench", "serve", *self.serve_args, "--role", role, "--instance", str(index)]
+        env = {**os.environ, PARENT_ENV: str(os.getpid())}
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                       env=env, start_new_session=True)
+        previous = self.instances.get(f"{role}-{index}")
+        instance = Instance(role, index, process, log_path, previous.cpu_s_before if previous else 0.0)
+        self.instances[instance.name] = instance
+        return instance
+
+    def start(self, counts: dict[str, int], timeout_s: float = READY_TIMEOUT_S) -> None:
+        spawned = [self.spawn(role, i) for role, n in counts.items() for i in range(n)]
+        self.wait_ready(spawned, timeout_s)
+
+    def wait_ready(self, instances: list[Instance], timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Block until every instance printed READY (it joined its consumer group)."""
+        selector = selectors.DefaultSelector()
+        for inst in instances:
+            selector.register(inst.process.stdout, selectors.EVENT_READ, inst)
+        waiting = {inst.name for inst in instances}
+        deadline = time.monotonic() + timeout_s
+        try:
+            while waiting:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    name = sorted(waiting)[0]
+                    raise BrokerError(f"service {name} not ready after {timeout_s:.0f}s; log {self.instances[name].log_path}:\n"
+                                      f"{self.instances[name].log_tail()}")
+                for key, _ in selector.select(min(left, 0.5)):
+                    inst: Instance = key.data
+                    line = inst.process.stdout.readline()
+                    if line.strip() == b"READY":
+                        waiting.discard(inst.name)
+                        selector.unregister(inst.process.stdout)
+                    elif not line:
+                        raise BrokerError(f"service {inst.name} exited during start (code {inst.process.wait()}); "
+                                          f"log {inst.log_path}:\n{inst.log_tail()}")
+        finally:
+            selector.close()
+
+    def signal(self, name: str, sig: int) -> None:
+        inst = self.instances[name]
+        if inst.alive():
+            inst.process.send_signal(sig)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL an instance (a crash), remembering the CPU it used."""
+        inst = self.instances[name]
+        inst.cpu_s_before += _cpu_seconds(inst.process.pid) or 0.0
+        self.signal(name, signal.SIGKILL)
+        inst.process.wait()
+
+    def restart(self, name: str) -> Instance:
+        inst = self.instances[name]
+        new = self.spawn(inst.role, inst.index)
+        self.wait_ready([new])
+        return new
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) per role, summed over instances and their incarnations."""
+        per_role: dict[str, float] = {}
+        for inst in self.instances.values():
+            used = inst.cpu_s_before + (_cpu_seconds(inst.process.pid) or 0.0 if inst.alive() else 0.0)
+            per_role[inst.role] = per_role.get(inst.role, 0.0) + used
+        return per_role
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM everyone (they commit and leave their groups), SIGKILL stragglers."""
+        live = [i for i in self.instances.values() if i.alive()]
+        for inst in live:
+            if inst.process.returncode is None:
+                try:
+                    os.kill(inst.process.pid, signal.SIGCONT)  # a paused instance cannot handle SIGTERM
+                    inst.process.terminate()
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + grace_s
+        for inst in live:
+            try:
+                inst.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                inst.process.kill()
+                inst.process.wait()
+        for inst in self.instances.values():
+            if inst.process.stdout:
+                inst.process.stdout.close()

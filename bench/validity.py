@@ -1,0 +1,45 @@
+"""Whether a run held its rate: a run that could not is marked invalid, with the reason."""
+from __future__ import annotations
+
+from bench.load import LoadResult
+
+MIN_FRACTION = 0.99  # achieved / offered below this: the system did not keep up
+# The backlog "grew" when in-flight orders rose by more than this many seconds of arrivals
+# between the start and the end of the measurement window (and at least MIN_GROWTH orders).
+GROWTH_S = 0.25
+MIN_GROWTH = 50
+EDGE_S = 5  # seconds averaged at each end of the window
+MAX_SLIP_S = 1.0  # p99 schedule slip past this: the load generator itself fell behind
+
+
+def judge(load: LoadResult, rate_per_s: float, slip_p99_ms: float | None) -> tuple[bool, str | None]:
+    """(valid, reason). Rates are per second of the measurement window."""
+    if load.interrupted:
+        return False, "interrupted before the measurement window ended"
+    window_s = load.measure_end_s - load.measure_start_s
+    scheduled = load.scheduled_in_window
+    if load.send_failures:
+        return False, f"{load.send_failures} order-created messages could not be sent"
+    if scheduled and load.offered_in_window < MIN_FRACTION * scheduled:
+        return False, (f"the load generator sent {load.offered_in_window / window_s:.0f}/s of "
+                       f"{scheduled / window_s:.0f}/s scheduled")
+    if slip_p99_ms is not None and slip_p99_ms > MAX_SLIP_S * 1000:
+        return False, f"the load generator fell behind its schedule (p99 send slip {slip_p99_ms:.0f} ms)"
+    if scheduled and load.finished_in_window < MIN_FRACTION * scheduled:
+        return False, (f"finished {load.finished_in_window / window_s:.0f} orders/s, below 99% of the "
+                       f"{scheduled / window_s:.0f}/s offered")
+    growth = _backlog_growth(load)
+    if growth is not None:
+        first, last = growth
+        if last - first > max(GROWTH_S * rate_per_s, MIN_GROWTH):
+            return False, f"backlog kept growing: {first:.0f} -> {last:.0f} orders in flight across the window"
+    return True, None
+
+
+def _backlog_growth(load: LoadResult) -> tuple[float, float] | None:
+    start = load.measure_start_s - load.start_wall_s
+    end = load.measure_end_s - load.start_wall_s
+    in_window = [s.in_flight for s in load.seconds if start < s.t_s <= end]
+    if len(in_window) < 2 * EDGE_S:
+        return None
+    return sum(in_window[:EDGE_S]) / EDGE_S, sum(in_window[-EDGE_S:]) / EDGE_S

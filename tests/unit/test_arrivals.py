@@ -1,0 +1,65 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from bench.arrivals import ARRIVALS, constant, poisson, schedule
+
+
+def take(iterator, n):
+    return list(itertools.islice(iterator, n))
+
+
+def test_constant_gaps_are_exact():
+    assert take(constant(1000), 5) == [0.001] * 5
+    assert take(constant(50), 3) == [0.02] * 3
+
+
+def test_poisson_mean_and_coefficient_of_variation():
+    gaps = np.array(take(poisson(1000, np.random.default_rng(42)), 100_000))
+    assert gaps.mean() == pytest.approx(0.001, rel=0.02)
+    assert gaps.std() / gaps.mean() == pytest.approx(1.0, abs=0.02)
+    assert (gaps > 0).all()
+
+
+def test_same_seed_same_schedule_and_different_seed_differs():
+    assert take(schedule("poisson", 500, seed=7), 1000) == take(schedule("poisson", 500, seed=7), 1000)
+    assert take(schedule("poisson", 500, seed=7), 10) != take(schedule("poisson", 500, seed=8), 10)
+
+
+def test_schedule_is_cumulative_from_zero():
+    offsets = take(schedule("constant", 4, seed=1), 5)
+    assert offsets == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    poisson_offsets = take(schedule("poisson", 100, seed=1), 1000)
+    assert poisson_offsets[0] == 0.0
+    assert all(b > a for a, b in zip(poisson_offsets, poisson_offsets[1:]))
+
+
+def test_registry_entries_share_one_signature():
+    rng = np.random.default_rng(1)
+    for kind, gaps_of in ARRIVALS.items():
+        assert len(take(gaps_of(10.0, rng), 3)) == 3, kind
+
+
+def test_bad_kind_and_rate_fail_at_the_call():
+    with pytest.raises(ValueError, match="unknown arrival process 'burst'.*constant, poisson"):
+        schedule("burst", 10, seed=1)
+    with pytest.raises(ValueError, match="> 0"):
+        poisson(0, np.random.default_rng(1))
+    with pytest.raises(ValueError, match="> 0"):
+        constant(-1)
+
+
+def test_fits_a_simpy_process():
+    simpy = pytest.importorskip("simpy")
+    env = simpy.Environment()
+    starts = []
+
+    def generator(env):
+        for gap in constant(10):
+            yield env.timeout(gap)
+            starts.append(env.now)
+
+    env.process(generator(env))
+    env.run(until=1.05)
+    assert starts == pytest.approx([0.1 * i for i in range(1, 11)])

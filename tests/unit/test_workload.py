@@ -1,0 +1,229 @@
+import copy
+import dataclasses
+import json
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.workload import (
+    DEFAULT_WORKLOAD,
+    KNOWN_KEYS,
+    ROLES,
+    Fault,
+    Workload,
+    WorkloadError,
+    load_workload,
+    parse_duration,
+)
+
+SHIPPED = sorted(DEFAULT_WORKLOAD.parent.glob("*.yaml"))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(WorkloadError) as caught:
+        load_workload(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    return message
+
+
+def test_defaults():
+    w = Workload(name="w")
+    assert (w.arrival, w.rate_per_s, w.duration_s, w.warmup_s, w.drain_s, w.seed) == ("poisson", 1000.0, 60.0, 10.0, 30.0, 1)
+    assert (w.partitions, w.replication_factor, w.min_insync_replicas, w.acks) == (6, 1, 1, "all")
+    assert dict(w.instances) == dict.fromkeys(ROLES, 1)
+    assert dict(w.failures) == {"payment": 0.02, "inventory": 0.02, "shipping": 0.01}
+    assert dict(w.processing_s) == dict.fromkeys(ROLES, 0.0)
+    assert (w.payload_bytes, w.step_timeout_s, w.step_retries) == (0, 5.0, 2)
+    assert (w.delivery, w.latency_bound_p99_s) == ("at-least-once", 0.5)
+    assert dict(w.client) == {"linger.ms": 2, "compression.type": "none"}
+    assert w.faults == () and w.source is None
+
+
+def test_default_file_spells_out_the_builtin_defaults():
+    from_file = load_workload(None)
+    assert from_file.source == DEFAULT_WORKLOAD
+    builtin = Workload(name=from_file.name, description=from_file.description, source=from_file.source)
+    assert from_file == builtin
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_workload_loads(path):
+    w = load_workload(path)
+    assert w.name == path.stem
+    json.dumps(w.to_dict())
+
+
+def test_shipped_workloads_have_their_shape():
+    assert {p.name for p in SHIPPED} >= {"default.yaml", "tutorial.yaml", "5000-orders.yaml", "processing-2ms.yaml"}
+    tutorial = load_workload(DEFAULT_WORKLOAD.parent / "tutorial.yaml")
+    assert (tutorial.partitions, tutorial.replication_factor, tutorial.rate_per_s, tutorial.arrival) == (1, 1, 50.0, "constant")
+    fast = load_workload(DEFAULT_WORKLOAD.parent / "5000-orders.yaml")
+    assert (fast.rate_per_s, fast.arrival, fast.duration_s, fast.warmup_s) == (5000.0, "constant", 60.0, 10.0)
+    slow = load_workload(DEFAULT_WORKLOAD.parent / "processing-2ms.yaml")
+    assert dict(slow.processing_s) == {"order": 0.0, "payment": 0.002, "inventory": 0.002, "shipping": 0.002, "orchestrator": 0.0}
+
+
+def test_full_file(tmp_path):
+    w = load_workload(write(tmp_path, """
+name: full
+arrival: constant
+rate: 250.5
+duration: 2m
+warmup: 500ms
+drain: 1.5
+acks: 1
+instances: {payment: 3}
+failures: {shipping: 0}
+processing: {payment: 2ms}
+client: {linger.ms: 5, enable.idempotence: true}
+faults:
+  - {type: kill, at: 30s, role: payment, instance: 2}
+  - {type: pause, at: 10s, duration: 5s, role: inventory, count: 2}
+  - {type: slow, at: 1m, delay: 250ms, topic: payment-events}
+"""))
+    assert (w.rate_per_s, w.duration_s, w.warmup_s, w.drain_s, w.acks) == (250.5, 120.0, 0.5, 1.5, "1")
+    assert w.instances["payment"] == 3 and w.instances["order"] == 1
+    assert dict(w.failures) == {"payment": 0.02, "inventory": 0.02, "shipping": 0.0}
+    assert w.processing_s["payment"] == pytest.approx(0.002)
+    assert dict(w.client) == {"linger.ms": 5, "compression.type": "none", "enable.idempotence": True}
+    assert w.faults[0] == Fault(type="kill", at_s=30.0, role="payment", instance=2)
+    assert w.faults[1].duration_s == 5.0 and w.faults[1].count == 2
+    assert w.faults[2].delay_s == pytest.approx(0.25) and w.faults[2].topic == "payment-events"
+    assert w.source == tmp_path / "x.yaml"
+    assert w.to_dict()["faults"][0]["at_s"] == 30.0
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("500ms", 0.5), ("10s", 10.0), ("2m", 120.0), ("1.5s", 1.5), ("250us", 0.00025),
+        ("1h", 3600.0), ("0ms", 0.0), (" 3 s ", 3.0), ("7", 7.0), (2, 2.0), (0.25, 0.25),
+    ],
+)
+def test_parse_duration(text, expected):
+    assert parse_duration(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["", "ms", "5x", "-1s", "1e3s", "1 minute", True, None, float("inf"), -2])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_unknown_key_is_named_with_the_known_ones(tmp_path):
+    message = error_of(tmp_path, "name: x\nrat: 5\n")
+    assert "unknown key 'rat'" in message
+    assert "(known: " + ", ".join(KNOWN_KEYS) + ")" in message
+
+
+@pytest.mark.parametrize(
+    "yaml_text, named",
+    [
+        ("failures: {payment: 1.5}", "failures.payment must be a probability in [0, 1], got 1.5"),
+        ("failures: {refund: 0.1}", "failures.refund is not known"),
+        ("rate: 0", "rate must be a number > 0, got 0"),
+        ("rate: fast", "rate must be a number > 0, got 'fast'"),
+        ("duration: soon", "duration: invalid duration 'soon'"),
+        ("warmup: -1s", "warmup: invalid duration '-1s'"),
+        ("arrival: burst", "arrival must be one of constant, poisson; got 'burst'"),
+        ("partitions: 0", "partitions must be an integer >= 1, got 0"),
+        ("partitions: 1.5", "partitions must be an integer >= 1, got 1.5"),
+        ("seed: true", "seed must be an integer >= 0, got True"),
+        ("replication_factor: 1\nmin_insync_replicas: 2", "min_insync_replicas (2) must not exceed replication_factor (1)"),
+        ("acks: some", "acks must be one of all, -1, 0, 1; got 'some'"),
+        ("acks: 1\ndelivery: exactly-once", "acks must be 'all' for delivery 'exactly-once'"),
+        ("delivery: at-most-once", "delivery must be one of at-least-once, exactly-once"),
+        ("instances: {payment: 0}", "instances.payment must be an integer >= 1, got 0"),
+        ("instances: {billing: 1}", "instances.billing is not known"),
+        ("instances: 3", "instances must be a mapping, got 3"),
+        ("processing: {payment: slow}", "processing.payment: invalid duration 'slow'"),
+        ("client: {linger.ms: [1]}", "client.linger.ms must be a scalar"),
+        ("client: {acks: all}", "client.acks is set by the top-level 'acks' key"),
+        ("payload_bytes: -1", "payload_bytes must be an integer >= 0"),
+        ("step_retries: -1", "step_retries must be an integer >= 0"),
+        ("faults: {type: kill}", "faults must be a list of mappings"),
+        ("faults: [{type: kill}]", "faults[0].at is required"),
+        ("faults: [{at: 1s}]", "faults[0].type is required"),
+        ("faults: [{type: kill, at: 1s, when: 2}]", "unknown key 'faults[0].when' (known: type, at, duration"),
+        ("faults: [{type: explode, at: 1s}]", "faults[0].type must be one of kill, pause, broker-kill, poison, duplicate, slow"),
+        ("faults: [{type: kill, at: soon}]", "faults[0].at: invalid duration 'soon'"),
+        ("faults: [{type: kill, at: 1s, role: bank}]", "faults[0].role must be one of order, payment"),
+        ("faults: [{type: kill, at: 1s, instance: 0}]", "faults[0].instance needs a role"),
+        ("faults: [{type: kill, at: 1s, role: payment, instance: 1}]", "faults[0].instance is 1 but instances.payment is 1"),
+        ("faults: [{type: poison, at: 1s, count: 0}]", "faults[0].count must be an integer >= 1"),
+        ("faults: [{type: kill, at: 70s}]", "faults[0].at (70s) is not before the load ends (70s"),
+        ("description: [a]", "description must be a string"),
+    ],
+)
+def test_bad_value_is_named(tmp_path, yaml_text, named):
+    assert named in error_of(tmp_path, "name: x\n" + yaml_text + "\n")
+
+
+def test_file_level_errors(tmp_path):
+    assert "name is required" in error_of(tmp_path, "rate: 5\n")
+    assert "expected a mapping of workload keys, got list" in error_of(tmp_path, "- a\n")
+    assert re.search(r"invalid YAML at line \d+: ", error_of(tmp_path, "name: x\nrate: [1\n"))
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(WorkloadError, match=f"^{missing}: cannot read workload"):
+        load_workload(missing)
+
+
+def test_overrides_revalidate():
+    w = load_workload(None)
+    faster = w.with_overrides(rate_per_s=5000, duration_s=parse_duration("5s"))
+    assert (faster.rate_per_s, faster.duration_s, w.rate_per_s) == (5000.0, 5.0, 1000.0)
+    with pytest.raises(WorkloadError, match=r"default\.yaml: rate must be a number > 0, got -1"):
+        w.with_overrides(rate_per_s=-1)
+    with pytest.raises(WorkloadError, match=r"failures\.payment must be a probability"):
+        w.with_overrides(failures={"payment": 2})
+    assert w.with_overrides(instances={"payment": 4}).instances["payment"] == 4
+    with pytest.raises(TypeError):
+        w.with_overrides(rate=5)
+
+
+def test_override_that_strands_a_fault_is_refused():
+    w = Workload(name="f", faults=(Fault(type="kill", at_s=30.0, role="payment"),))
+    with pytest.raises(WorkloadError, match=r"faults\[0\]\.at \(30s\) is not before the load ends \(15s"):
+        w.with_overrides(duration_s=5.0)
+
+
+def test_frozen_all_the_way_down():
+    w = Workload(name="w", instances={"payment": 2})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        w.rate_per_s = 5  # type: ignore[misc]
+    for mapping in (w.instances, w.failures, w.processing_s, w.client):
+        with pytest.raises(TypeError):
+            mapping["payment"] = 9  # type: ignore[index]
+    assert isinstance(w.faults, tuple)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Fault(type="kill", at_s=1.0).at_s = 2.0  # type: ignore[misc]
+
+
+def test_caller_dict_is_copied_not_shared():
+    given = {"payment": 2}
+    w = Workload(name="w", instances=given)
+    given["payment"] = 7
+    assert w.instances["payment"] == 2
+
+
+def test_pickles_and_copies():
+    w = load_workload(DEFAULT_WORKLOAD.parent / "processing-2ms.yaml")
+    assert pickle.loads(pickle.dumps(w)) == w
+    assert copy.deepcopy(w) == w
+
+
+def test_to_dict_is_plain_json():
+    d = Workload(name="w", faults=(Fault(type="broker-kill", at_s=3.0),)).to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert d["rate_per_s"] == 1000.0 and d["faults"][0]["type"] == "broker-kill" and d["source"] is None
