@@ -80,7 +80,7 @@ def _same_layout(a: HdrHistogram, b: HdrHistogram) -> bool:
 
 
 def _add(total: HdrHistogram, interval: HdrHistogram) -> None:
-    """hdrh's ``total.add(interval)``, with the counts added by numpy (hdrh's add is ~6x slower)
+    """hdrh's ``total.add(interval)``, with the counts added by numpy (~5x faster than hdrh's C loop)
     and the same total count, min, max and timestamps kept, so encode() and output still work."""
     # hdrh's add() takes an empty histogram's min (0) as real and corrupts the total's min.
     if not interval.get_total_count():

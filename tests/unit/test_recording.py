@@ -1,9 +1,16 @@
+import random
+
+import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from bench.recording import (
     HIGHEST_US,
+    _add,
+    _bucket_values,
+    _counts,
+    _sum_of_values_us,
     IntervalRecorder,
     merged,
     new_histogram,
@@ -165,3 +172,124 @@ def test_hgrm_of_empty_histogram(tmp_path):
 def test_decoded_histograms_merge_with_fresh_ones():
     decoded = HdrHistogram.decode(histogram_of([7, 8, 9]).encode())
     assert merged([decoded, histogram_of([10])]).get_total_count() == 4
+
+
+# The numpy paths must give hdrh's own answers exactly; these compare them with hdrh's slow methods.
+
+def _random_values(kind, rng, n=20_000):
+    if kind == "uniform":
+        return [rng.randint(1, 10_000) for _ in range(n)]
+    if kind == "lognormal":
+        return [min(round(rng.lognormvariate(7, 2)), HIGHEST_US) for _ in range(n)]
+    if kind == "log_uniform_whole_range":
+        return [round(10 ** rng.uniform(0, 9.556)) for _ in range(n)]
+    if kind == "bounds_and_zeros":
+        return [rng.choice((0, 0, 1, 2047, 2048, HIGHEST_US)) for _ in range(n)]
+    if kind == "bimodal":
+        return [rng.choice((rng.randint(50, 150), rng.randint(10**8, 10**8 + 10**6))) for _ in range(n)]
+    if kind == "constant":
+        return [777] * 1000
+    if kind == "single":
+        return [12_345]
+    sizes = {"two": 2, "five": 5, "n999": 999, "n1000": 1000, "n1001": 1001}
+    return [rng.randint(1, 5000) for _ in range(sizes[kind])]
+
+
+KINDS = ["uniform", "lognormal", "log_uniform_whole_range", "bounds_and_zeros", "bimodal",
+         "constant", "single", "two", "five", "n999", "n1000", "n1001"]
+
+
+def _slow_summary_ms(histogram):
+    """summary_ms as it was, from hdrh's pure-Python methods."""
+    if not histogram.get_total_count():
+        return summary_ms(histogram)
+    percentiles = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
+    values_us = histogram.get_percentile_to_value_dict(list(percentiles.values()))
+    out = {key: round(values_us[p] / 1000, 3) for key, p in percentiles.items()}
+    out["max"] = round(histogram.get_max_value() / 1000, 3)
+    out["mean"] = round(histogram.get_mean_value() / 1000, 3)
+    out["count"] = histogram.get_total_count()
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_summary_equals_hdrh_slow_methods(kind):
+    histogram = histogram_of(_random_values(kind, random.Random(kind)))
+    assert summary_ms(histogram) == _slow_summary_ms(histogram)
+    # Unrounded too: every percentile hdrh would report, and the exact mean.
+    highest_us, median_us = _bucket_values(histogram)
+    cumulative = np.cumsum(_counts(histogram))
+    for percentile in (0.1, 1, 25, 50, 75, 90, 99, 99.9, 99.99, 99.999, 100):
+        target = histogram.get_target_count_at_percentile(percentile)
+        assert int(highest_us[np.searchsorted(cumulative, target)]) == histogram.get_value_at_percentile(percentile)
+    count = histogram.get_total_count()
+    assert _sum_of_values_us(_counts(histogram), median_us, count) / count == histogram.get_mean_value()
+
+
+def test_summary_of_decoded_histogram_equals_hdrh():
+    histogram = HdrHistogram.decode(histogram_of(_random_values("lognormal", random.Random(3))).encode())
+    assert summary_ms(histogram) == _slow_summary_ms(histogram)
+
+
+def test_mean_stays_exact_past_uint64():
+    histogram = new_histogram()
+    histogram.record_value(HIGHEST_US, 2**40)  # counts * values overflow uint64
+    histogram.record_value(3, 2**40 + 1)
+    assert summary_ms(histogram) == _slow_summary_ms(histogram)
+    count = histogram.get_total_count()
+    _, median_us = _bucket_values(histogram)
+    assert _sum_of_values_us(_counts(histogram), median_us, count) / count == histogram.get_mean_value()
+
+
+def test_bucket_values_equal_hdrh_for_every_index():
+    histogram = new_histogram()
+    highest_us, median_us = _bucket_values(histogram)
+    assert len(highest_us) == histogram.counts_len
+    for index in range(histogram.counts_len):
+        value = histogram.get_value_from_index(index)
+        assert int(highest_us[index]) == histogram.get_highest_equivalent_value(value)
+        assert int(median_us[index]) == histogram._hdr_median_equiv_value(value)
+    assert _bucket_values(new_histogram()) is _bucket_values(histogram)  # computed once per layout
+
+
+def test_counts_is_a_view_of_hdrh_counts():
+    histogram = new_histogram()
+    counts = _counts(histogram)
+    assert counts.dtype.itemsize == histogram.word_size and len(counts) == histogram.counts_len
+    histogram.record_value(1000)
+    assert counts[histogram.get_counts_array_index(1000)] == 1
+
+
+def _state(histogram):
+    return (
+        _counts(histogram).tolist(), histogram.get_total_count(), histogram.min_value, histogram.max_value,
+        histogram.get_min_value(), histogram.get_max_value(),
+        histogram.get_start_time_stamp(), histogram.get_end_time_stamp(), histogram.encode(),
+    )
+
+
+def test_add_equals_hdrh_add():
+    rng = random.Random(7)
+    intervals = [histogram_of(_random_values(kind, rng, n=2000)) for kind in KINDS]
+    intervals += [new_histogram(), HdrHistogram.decode(intervals[1].encode()), histogram_of([0])]
+    for i, histogram in enumerate(intervals):
+        histogram.set_start_time_stamp(1000.0 * (50 - i))
+        histogram.set_end_time_stamp(1000.0 * (51 + i))
+    rng.shuffle(intervals)
+    fast, slow = new_histogram(), new_histogram()
+    for histogram in intervals:
+        _add(fast, histogram)
+        if histogram.get_total_count():
+            slow.add(histogram)
+        assert _state(fast) == _state(slow)
+    assert summary_ms(fast) == _slow_summary_ms(slow)
+
+
+def test_add_of_other_layout_falls_back_to_hdrh():
+    coarse = HdrHistogram(1, 1_000_000, 2)
+    for value in (5, 500, 50_000):
+        coarse.record_value(value)
+    total = histogram_of([7])
+    _add(total, coarse)
+    assert total.get_total_count() == 4
+    assert summary_ms(total) == _slow_summary_ms(total)
