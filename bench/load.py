@@ -34,7 +34,8 @@ class Second:
     finished: int
     in_flight: int
     lag: int | None
-    p99_ms: float | None
+    p99_ms: float | None  # of orders finished in this second (measurement window only)
+    p99_so_far_ms: float | None  # of everything measured so far
 
 
 @dataclass
@@ -214,12 +215,11 @@ class LoadGenerator:
             finished = self.terminals.finished_total
             in_flight = len(self.started) - len(self.terminals.outcomes)
             now_wall = self.start_wall_s + (self.next_tick - self.start_mono)
-            for rec in self.recorders.values():
-                rec.roll(now_wall)
+            rolled = {name: rec.roll(now_wall) for name, rec in self.recorders.items()}
             total = self.recorders["e2e"].total
-        p99 = summary_ms(total)["p99"] if total.get_total_count() else None
         second = Second(round(self.next_tick - self.start_mono), self.sent_this_second,
-                        finished - self.finished_before, in_flight, self.lag(), p99)
+                        finished - self.finished_before, in_flight, self.lag(),
+                        summary_ms(rolled["e2e"])["p99"], summary_ms(total)["p99"])
         self.seconds.append(second)
         self.on_second(second)
         self.sent_this_second, self.finished_before = 0, finished

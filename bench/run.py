@@ -102,10 +102,11 @@ def _jvm_cpu_s(pids: list[int]) -> float | None:
     return total
 
 
-def _progress(echo: Callable[[str], None], warmup_s: float) -> Callable[[Second], None]:
+def _progress(echo: Callable[[str], None], warmup_s: float, timeseries: results.TimeseriesWriter) -> Callable[[Second], None]:
     def show(s: Second) -> None:
+        timeseries.write_row(s.t_s, s.offered, s.finished, s.in_flight, s.lag, s.p99_ms)
         phase = " (warm-up)" if s.t_s <= warmup_s else ""
-        p99 = f"{s.p99_ms:.1f} ms" if s.p99_ms is not None else "-"
+        p99 = f"{s.p99_so_far_ms:.1f} ms" if s.p99_so_far_ms is not None else "-"
         lag = s.lag if s.lag is not None else "-"
         echo(f"{s.t_s:>5.0f}s  offered {s.offered:>6}/s  finished {s.finished:>6}/s  in flight {s.in_flight:>6}"
              f"  p99 {p99:>10}  lag {lag}{phase}")
@@ -139,14 +140,16 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
             groups = {f"bench-{run_id}-{pattern.name}-{role}": pattern.subscriptions[role] for role in pattern.roles}
             lag = LagProbe(clients.admin_config(broker.bootstrap_servers, client_extra), groups, workload.partitions)
             lag.start()
+            timeseries = results.TimeseriesWriter(out / "timeseries.csv")
             load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,
-                                 lag=lambda: lag.latest, on_second=_progress(echo, workload.warmup_s))
+                                 lag=lambda: lag.latest, on_second=_progress(echo, workload.warmup_s, timeseries))
             echo(f"load: {workload.arrival} {workload.rate_per_s:g} orders/s for {workload.duration_s:g}s "
                  f"after {workload.warmup_s:g}s warm-up -> {out}")
             cpu_before = _jvm_cpu_s(broker.jvm_pids)
             with _interruptible(load, echo):
                 load_result = load.run()
             lag.stop()
+            timeseries.close()
             cpu = _cpu(supervisor, broker, cpu_before)
         finally:
             supervisor.stop()
@@ -212,8 +215,8 @@ def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, ste
             "schedule_slip": slip,
             "steps": steps,
         },
-        "messages_per_order": audit.get("messages_per_order"),
-        "bytes_per_order": audit.get("bytes_per_order"),
+        "messages_per_order": _round(audit.get("messages_per_order"), 2),
+        "bytes_per_order": _round(audit.get("bytes_per_order"), 1),
         "audit": audit,
         "cpu_s": cpu,
         "timeline": {"start_wall_s": load.start_wall_s, "measure_start_s": load.measure_start_s,
@@ -222,6 +225,10 @@ def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, ste
         "config": {"client": dict(workload.client), "kafka_config": client_extra,
                    "kafka_config_file": str(request.kafka_config) if request.kafka_config else None},
     }
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _exit_code(summary: dict) -> int:

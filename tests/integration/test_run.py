@@ -1,0 +1,119 @@
+"""`bench run` end to end on the real broker: both patterns, the audit, the files, bad input, Ctrl-C."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
+
+from bench import patterns
+from bench.cli import cli
+from bench.run import RunRequest, run
+from bench.workload import load_workload
+
+pytestmark = pytest.mark.broker
+WORKLOADS = Path(__file__).parents[2] / "workloads"
+
+
+def small_workload():
+    # High failure rates so every compensation path runs in a few seconds.
+    return load_workload(WORKLOADS / "default.yaml").with_overrides(
+        rate_per_s=150.0, duration_s=4.0, warmup_s=1.0, drain_s=20.0,
+        failures={"payment": 0.1, "inventory": 0.1, "shipping": 0.1})
+
+
+@pytest.mark.parametrize("pattern", ["choreography", "orchestration"])
+def test_every_order_finishes_with_compensations_and_a_clean_audit(bootstrap_servers, tmp_path, pattern):
+    secret_config = tmp_path / "client.properties"
+    secret_config.write_text("ssl.key.password=hunter2-do-not-leak\n")
+    out = tmp_path / "result"
+    outcome = run(RunRequest(patterns.get(pattern), small_workload(), bootstrap_servers, secret_config, out),
+                  echo=lambda line: None)
+    s = outcome.summary
+    assert outcome.exit_code == 0, (s["invalid_reason"], s["orders"])
+    orders = s["orders"]
+    assert orders["lost"] == orders["stuck"] == orders["duplicates"] == orders["inconsistent"] == 0
+    assert orders["completed"] + orders["cancelled"] == orders["started"] > 500
+    assert s["audit"]["compensations"]["refunds"] > 0 and s["audit"]["compensations"]["releases"] > 0
+    assert s["audit"]["clean"] and s["valid"]
+    assert s["messages_per_order"] > (8 if pattern == "orchestration" else 4)
+    assert set(s["latency_ms"]["steps"]) >= {"payment", "inventory", "shipping", "refund", "release"}
+
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["schema_version"] == 1 and on_disk["pattern"] == pattern
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert "hunter2" not in path.read_text(errors="replace"), path
+
+    # The interval log reads back with HdrHistogram's own reader and holds every measured order.
+    reader = HistogramLogReader(str(out / "e2e.hlog"), HdrHistogram(1, 3_600_000_000, 3))
+    intervals = []
+    while (h := reader.get_next_interval_histogram()) is not None:
+        intervals.append(h)
+    assert len(intervals) >= 4
+    assert sum(h.get_total_count() for h in intervals) == s["latency_ms"]["e2e"]["count"] > 0
+    assert "#[Max" in (out / "e2e.hgrm").read_text()
+    rows = (out / "timeseries.csv").read_text().splitlines()
+    assert rows[0] == "t_s,offered,finished,in_flight,lag,p99_ms" and len(rows) >= 5
+
+
+def test_malformed_workload_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nrat: 5\n")
+    result = CliRunner().invoke(cli, ["run", "--pattern", "choreography", "--workload", str(bad)])
+    assert result.exit_code == 2
+    assert "unknown key 'rat'" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_broker_down_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "never"
+    result = CliRunner().invoke(cli, ["run", "--pattern", "orchestration", "--bootstrap-servers", "127.0.0.1:1",
+                                      "--output", str(out)])
+    assert result.exit_code == 1
+    assert "cannot reach Kafka at 127.0.0.1:1" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"BENCH_PARENT_PID={pid}".encode() in environ.split(b"\0"):
+            found.append(int(proc.name))
+    return found
+
+
+def test_ctrl_c_writes_partial_results_marked_interrupted_and_leaves_no_process(bootstrap_servers, tmp_path):
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "--pattern", "choreography", "--rate", "100", "--duration", "60s",
+         "--warmup", "1s", "--bootstrap-servers", bootstrap_servers, "--output", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "timeseries.csv").exists() or len((out / "timeseries.csv").read_text().splitlines()) < 4:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "no progress"
+        time.sleep(0.2)
+    children = _children_of(proc.pid)
+    assert children, "the run's services were not found"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 130, output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["valid"] is False
+    assert summary["orders"]["started"] > 0
+    time.sleep(0.5)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()
+                and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
