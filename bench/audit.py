@@ -106,6 +106,8 @@ class AuditReport:
     undecodable: dict[str, int] = field(default_factory=dict)  # topic -> values that are not order events
     unconsumed_topics: dict[str, int] = field(default_factory=dict)  # topic nobody reads -> its messages
     unknown_orders: int = 0  # distinct orderIds in the log that were never started
+    replayed_replies: int = 0  # answers to repeated commands, marked so: duplicates absorbed, nothing applied
+    dead_letters: int = 0  # messages a service could not decode and parked on the dead-letter topic
     messages_per_order: float | None = None
     bytes_per_order: float | None = None
     examples: dict[str, list[str]] = field(default_factory=dict)  # category -> first orderIds, for debugging
@@ -139,6 +141,7 @@ class _Log:
     unknown: dict[str, None] = field(default_factory=dict)  # orderIds not started, in first-seen order
     per_topic: dict[str, int] = field(default_factory=dict)
     undecodable: dict[str, int] = field(default_factory=dict)
+    replays: int = 0  # replies a service marked as answering a repeated command (nothing applied)
 
 
 def _collect(records: Iterable[Record], topics: Mapping[str, tuple[str, frozenset[str]]],
@@ -170,6 +173,9 @@ def _collect(records: Iterable[Record], topics: Mapping[str, tuple[str, frozense
             continue
         name = value.get(kind[0])
         if type(name) is not str or name not in kind[1]:
+            continue
+        if value.get("replay") is True:
+            log.replays += 1  # a duplicate the service absorbed: not a step, not an effect
             continue
         ts = value.get("ts_us")
         if type(ts) is not int:  # a step event without its timestamp breaks the wire format
@@ -319,6 +325,8 @@ def audit(records: Iterable[Record], started: Mapping[str, int], pattern: str, f
     report.examples = tally.examples
     report.undecodable = log.undecodable
     report.unconsumed_topics = {t: n for t, n in log.per_topic.items() if t not in consumed_topics}
+    report.replayed_replies = log.replays
+    report.dead_letters = log.per_topic.get(ev.DEAD_LETTER, 0)
     if report.finished:
         report.messages_per_order = log.messages / report.finished
         report.bytes_per_order = log.bytes / report.finished

@@ -115,12 +115,14 @@ class _Terminals(threading.Thread):
 class LoadGenerator:
     def __init__(self, bootstrap_servers: str, workload: Workload, out_dir: Path, run_id: str,
                  client_extra: dict | None = None, lag: Callable[[], int | None] = lambda: None,
-                 on_second: Callable[[Second], None] = lambda s: None) -> None:
+                 on_second: Callable[[Second], None] = lambda s: None,
+                 on_start: Callable[[float], None] = lambda start_mono: None) -> None:
         self.workload = workload
         self.out_dir = out_dir
         self.run_id = run_id
         self.lag = lag
         self.on_second = on_second
+        self.on_start = on_start
         extra = {**(client_extra or {}), "client.id": "bench-load"}
         self.producer = Producer(clients.producer_config(bootstrap_servers, workload, extra))
         self.consumer_conf = clients.consumer_config(bootstrap_servers, workload, f"bench-load-{run_id}", extra)
@@ -149,6 +151,7 @@ class LoadGenerator:
         self.terminals = _Terminals(self.consumer_conf, w.partitions, self.recorders, measure_from_us, self.lock)
         self.terminals.measure_until_us = measure_until_us
         self.terminals.start()
+        self.on_start(self.start_mono)
         self.started: dict[str, int] = {}
         self.seconds: list[Second] = []
         self.next_tick = self.start_mono + 1.0

@@ -14,7 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -22,10 +22,13 @@ import yaml
 from bench import audit as audit_mod
 from bench import clients, results, topics, validity
 from bench.broker import dist, embedded
+from bench.broker.errors import BrokerError
+from bench.faults import FaultContext, FaultInjector
 from bench.lag import LagProbe
 from bench.load import LoadGenerator, LoadResult, Second
 from bench.patterns.base import Pattern
-from bench.recording import summary_ms, write_hgrm
+from bench.recording import read_hlog, summary_ms, write_hgrm
+from bench.recovery import fault_figures
 from bench.steps import write_step_logs
 from bench.supervisor import Supervisor
 from bench.workload import Workload
@@ -56,21 +59,31 @@ class _Broker:
     bootstrap_servers: str
     kafka_version: str | None
     jvm_pids: list[int]
+    cluster: embedded.Cluster | None = None
+
+
+def _nodes_needed(workload: Workload) -> int:
+    failover = any(f.type == "broker-kill" for f in workload.faults)
+    return 3 if failover or workload.replication_factor > 1 else 1
 
 
 @contextlib.contextmanager
 def _broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[_Broker]:
     """The cluster to run against; an embedded one is started for the run when none is running."""
     if request.bootstrap_servers:
-        yield _Broker(request.bootstrap_servers, None, [])
+        yield _Broker(request.bootstrap_servers, None, [], embedded.running_at(request.bootstrap_servers))
         return
+    nodes = _nodes_needed(request.workload)
     cluster = embedded.running()
     if cluster is not None:
-        yield _Broker(cluster.bootstrap_servers, dist.KAFKA_VERSION, [n.pid for n in cluster.alive_nodes()])
+        if len(cluster.nodes) < nodes:
+            raise BrokerError(f"this workload needs {nodes} broker nodes but the running embedded broker has "
+                              f"{len(cluster.nodes)}: `bench broker stop` then `bench broker start --nodes {nodes}`")
+        yield _Broker(cluster.bootstrap_servers, dist.KAFKA_VERSION, [n.pid for n in cluster.alive_nodes()], cluster)
         return
-    echo("starting the embedded Kafka for this run")
-    with embedded.embedded() as cluster:
-        yield _Broker(cluster.bootstrap_servers, dist.KAFKA_VERSION, [n.pid for n in cluster.nodes])
+    echo(f"starting the embedded Kafka ({nodes} node{'s' if nodes > 1 else ''}) for this run")
+    with embedded.embedded(nodes=nodes) as cluster:
+        yield _Broker(cluster.bootstrap_servers, dist.KAFKA_VERSION, [n.pid for n in cluster.nodes], cluster)
 
 
 @contextlib.contextmanager
@@ -120,7 +133,7 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
     with _broker(request, echo) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
         admin = topics.admin(clients.admin_config(broker.bootstrap_servers, client_extra))
         topics.check_reachable(admin, broker.bootstrap_servers)
-        topics.recreate(admin, pattern.topics, workload, compacted=[pattern.state_topic] if pattern.state_topic else [])
+        topics.recreate(admin, pattern.topics, workload, compacted=pattern.compacted)
         out = request.output or results.result_dir(pattern.name, workload.rate_per_s, base=request.results_base)
         out.mkdir(parents=True, exist_ok=True)
         (out / "logs").mkdir(exist_ok=True)
@@ -145,14 +158,21 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
                                  lag=lambda: lag.latest, on_second=_progress(echo, workload.warmup_s, timeseries))
             echo(f"load: {workload.arrival} {workload.rate_per_s:g} orders/s for {workload.duration_s:g}s "
                  f"after {workload.warmup_s:g}s warm-up -> {out}")
+            injector = FaultInjector(workload.faults, FaultContext(
+                supervisor, broker.bootstrap_servers, client_extra, broker.cluster, pattern.roles), 0.0, echo)
+            load.on_start = lambda start_mono: _start_injector(injector, start_mono)
             cpu_before = _jvm_cpu_s(broker.jvm_pids)
-            with _interruptible(load, echo):
-                load_result = load.run()
+            try:
+                with _interruptible(load, echo):
+                    load_result = load.run()
+            finally:
+                injector.finish()
             lag.stop()
             timeseries.close()
             cpu = _cpu(supervisor, broker, cpu_before)
         finally:
             supervisor.stop()
+        service_stats = supervisor.service_stats()
         echo("auditing every topic")
         records = list(audit_mod.read_topics(broker.bootstrap_servers, pattern.topics,
                                              clients.consumer_config(broker.bootstrap_servers, workload, "audit",
@@ -161,10 +181,30 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
                                  pattern.consumed_topics())
         steps = write_step_logs(out, audit_mod.step_latencies(records, pattern.name), load_result)
         summary = _summary(request, broker, load_result, report, steps, cpu, client_extra)
+        summary["services"] = service_stats
+        summary["faults"] = _fault_summaries(injector, load_result, report, service_stats, out)
         for name, hist in load_result.histograms.items():
             write_hgrm(hist, out / f"{name}.hgrm")
         results.write_summary(out, summary)
     return RunOutcome(out, summary, _exit_code(summary))
+
+
+def _start_injector(injector: FaultInjector, start_mono: float) -> None:
+    injector.start_mono = start_mono
+    if injector.plan:
+        injector.start()
+
+
+def _fault_summaries(injector: FaultInjector, load: LoadResult, report, service_stats: dict, out: Path) -> list[dict]:
+    if not injector.records:
+        return []
+    intervals = [(h.get_start_time_stamp() / 1000 - load.start_wall_s, h.get_end_time_stamp() / 1000 - load.start_wall_s, h)
+                 for h in read_hlog(out / "e2e.hlog")]
+    absorbed = sum(s["absorbed"] for s in service_stats.values()) + report.replayed_replies
+    counts = {"orders_lost": report.lost, "orders_stuck": report.stuck, "duplicates_absorbed": absorbed,
+              "duplicate_effects": report.duplicate_effects, "compensations": dict(report.compensations),
+              "dead_letters": report.dead_letters}
+    return [{**asdict(r), **fault_figures(r.at_s, r.end_s, load.seconds, intervals), **counts} for r in injector.records]
 
 
 def _cpu(supervisor: Supervisor, broker: _Broker, broker_before: float | None) -> dict:

@@ -18,6 +18,7 @@ Undecodable messages go to the dead-letter topic and the flow continues.
 """
 from __future__ import annotations
 
+import json
 import signal
 from collections import deque
 import sys
@@ -36,6 +37,8 @@ BATCH_MAX = 500
 POLL_S = 0.05
 COMMIT_INTERVAL_MS = 500
 TX_INTERVAL_S = 0.1
+RESTORE_TIMEOUT_S = 120.0
+STATS_PREFIX = "STATS "
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,12 @@ class Service:
         self.spec = spec
         self.handler: Handler = spec.pattern.handler(spec.role, spec.workload)
         self.processing_s = spec.workload.processing_s.get(spec.role, 0.0)
+        # `slow` faults of this role, in workload order: SIGUSR1 starts the next one, SIGUSR2 ends it.
+        self.slow_delays = [f.delay_s or 0.0 for f in sorted(spec.workload.faults, key=lambda f: f.at_s)
+                            if f.type == "slow" and (f.role or "payment") == spec.role]
+        self.slow_next = 0
+        self.extra_s = 0.0
+        self.processed = 0
         self.transactional = spec.workload.delivery == "exactly-once"
         extra = {**spec.client_extra, "client.id": spec.client_id}
         tx_id = f"{spec.group_id}-{spec.instance}" if self.transactional else None
@@ -120,11 +129,23 @@ class Service:
     def stop(self, *_: object) -> None:
         self.running = False
 
+    def slow_on(self, *_: object) -> None:
+        if self.slow_next < len(self.slow_delays):
+            self.extra_s = self.slow_delays[self.slow_next]
+            self.slow_next += 1
+
+    def slow_off(self, *_: object) -> None:
+        self.extra_s = 0.0
+
+    def stats(self) -> dict:
+        return {"role": self.spec.role, "instance": self.spec.instance, "processed": self.processed,
+                "dead_letters": self.dead_letters, "absorbed": getattr(self.handler, "absorbed", 0)}
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready = True
-        if self.spec.pattern.state_topic:
+        if self.spec.role in self.spec.pattern.restore_from:
             # Restore outside the rebalance callback, before handling any message.
-            self._pending_restore.extend(p for p in partitions if p.topic == ev.ORDER_CREATED)
+            self._pending_restore.extend(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if not self.transactional:
@@ -135,7 +156,7 @@ class Service:
                 consumer.commit(asynchronous=False)
             except KafkaException:
                 pass
-        self.handler.revoke({p.partition for p in partitions if p.topic == ev.ORDER_CREATED})
+        self.handler.revoke({p.partition for p in partitions})
 
     def _restore(self) -> None:
         wanted = sorted({p.partition for p in self._pending_restore})
@@ -144,22 +165,39 @@ class Service:
             return
         from bench.audit import read_topics
 
-        state: dict[str, dict] = {}
+        # Every topic of a run is keyed by orderId with the same partition count, so an
+        # order's own past output lives on the same partition number as its input.
+        topic = self.spec.pattern.restore_from[self.spec.role]
         conf = clients.consumer_config(self.spec.bootstrap_servers, self.spec.workload, "unused", self.spec.client_extra)
-        for record in read_topics(self.spec.bootstrap_servers, [self.spec.pattern.state_topic], conf, 30.0,
-                                  partitions=wanted):
-            if record.value is not None and record.key:
-                state[record.key] = record.value
-        self.handler.restore(state, self.outbox)
+        records = read_topics(self.spec.bootstrap_servers, [topic], conf, RESTORE_TIMEOUT_S, partitions=wanted)
+        started = time.monotonic()
+        count = 0
 
-    def run(self, on_ready=None) -> None:
+        def values():
+            nonlocal count
+            for record in records:
+                if record.value is not None:
+                    count += 1
+                    yield record.value
+
+        self.handler.restore(values(), self.outbox)
+        print(f"{self.spec.client_id}: restored from {count} records of {topic} partitions {wanted} "
+              f"in {time.monotonic() - started:.2f}s", file=sys.stderr, flush=True)
+
+    def run(self, on_ready=None, parent_alive=lambda: True) -> None:
         if self.transactional:
             self.producer.init_transactions(30)
         self.consumer.subscribe(list(self.spec.pattern.subscriptions[self.spec.role]),
                                 on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         announced = False
+        next_check = 0.0
         try:
             while self.running:
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + 1.0
+                    if not parent_alive():
+                        print(f"{self.spec.client_id}: the harness is gone; stopping", file=sys.stderr)
+                        break
                 first = self.consumer.poll(POLL_S)
                 if self.ready and not announced:
                     announced = True
@@ -192,8 +230,9 @@ class Service:
             except ValueError as exc:
                 self._dead_letter(msg, exc)
                 continue
-            if self.processing_s:
-                time.sleep(self.processing_s)
+            self.processed += 1
+            if self.processing_s or self.extra_s:
+                time.sleep(self.processing_s + self.extra_s)
             self.handler.handle(msg.topic(), msg.partition(), event, self.outbox)
         self.handler.tick(time.monotonic(), self.outbox)
         if self.transactional:
@@ -245,9 +284,15 @@ class Service:
             self.consumer.close()
 
 
-def serve(spec: ServiceSpec, announce=print) -> None:
+def serve(spec: ServiceSpec, parent_alive=lambda: True, announce=print) -> None:
     """Run one service instance until SIGTERM; print READY once it has joined its group."""
     service = Service(spec)
     signal.signal(signal.SIGTERM, service.stop)
     signal.signal(signal.SIGINT, service.stop)
-    service.run(on_ready=lambda: announce("READY", flush=True))
+    signal.signal(signal.SIGUSR1, service.slow_on)
+    signal.signal(signal.SIGUSR2, service.slow_off)
+    try:
+        service.run(on_ready=lambda: announce("READY", flush=True), parent_alive=parent_alive)
+    finally:
+        # The supervisor sums these lines over every incarnation that exited cleanly.
+        print(STATS_PREFIX + json.dumps(service.stats()), file=sys.stderr, flush=True)

@@ -45,19 +45,27 @@ class Step:
         self.failure_probability = failure_probability
         self.ok, self.failed, self.undone = ok, failed, undone
         self.ledger = Ledger()
+        self.absorbed = 0  # repeated requests answered from the ledger, not applied again
 
     def apply(self, order_id: str) -> tuple[str, bool]:
         done = self.ledger.get(order_id)
         if done is not None:
             # Already applied, or already compensated: a late duplicate must not re-apply it.
+            self.absorbed += 1
             return done, False
         status = self.ok if ev.decide(order_id, self.name, self.failure_probability) else self.failed
         self.ledger.put(order_id, status)
         return status, True
 
+    def remember(self, order_id: str, status: str) -> None:
+        """Replay one of this step's own past outcomes (state restore after a crash)."""
+        if status in (self.ok, self.failed, self.undone):
+            self.ledger.put(order_id, status)
+
     def compensate(self, order_id: str) -> tuple[str, bool]:
         done = self.ledger.get(order_id)
         if done == self.undone:
+            self.absorbed += 1
             return self.undone, False
         self.ledger.put(order_id, self.undone)
         # Compensating something never applied (a timed-out request) is a no-op that still answers.

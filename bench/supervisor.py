@@ -2,18 +2,18 @@
 
 Each instance is ``python -m bench serve ...`` in its own session (a Ctrl-C in
 the terminal reaches only the harness, which then stops the services in order)
-and asks the kernel to SIGTERM it if the harness dies, so no run leaves
-orphans behind.
+and stops by itself when the harness that spawned it is gone, so no run
+leaves orphans behind.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import selectors
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,20 +22,19 @@ from bench.broker.errors import BrokerError
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 PARENT_ENV = "BENCH_PARENT_PID"
-_PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """Called first thing in a service: exit when the harness that spawned us goes away."""
+def parent_watch() -> Callable[[], bool]:
+    """For a service: a check that the harness which spawned it is still alive.
+
+    Not PR_SET_PDEATHSIG: that fires when the spawning *thread* exits, and
+    restarts after a fault are spawned from the fault injector's thread.
+    """
     parent = os.environ.get(PARENT_ENV)
     if not parent:
-        return
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != int(parent):
-        sys.exit(0)  # the parent died before prctl took effect
+        return lambda: True
+    expected = int(parent)
+    return lambda: os.getppid() == expected
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -142,6 +141,27 @@ class Supervisor:
             used = inst.cpu_s_before + (_cpu_seconds(inst.process.pid) or 0.0 if inst.alive() else 0.0)
             per_role[inst.role] = per_role.get(inst.role, 0.0) + used
         return per_role
+
+    def service_stats(self) -> dict[str, dict]:
+        """Per role: messages processed, dead letters, duplicates absorbed, summed over the
+        STATS lines of every incarnation that exited cleanly (a SIGKILLed one writes none)."""
+        import json
+
+        from bench.runtime import STATS_PREFIX
+
+        totals: dict[str, dict] = {}
+        for inst in self.instances.values():
+            try:
+                lines = inst.log_path.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                if line.startswith(STATS_PREFIX):
+                    stats = json.loads(line[len(STATS_PREFIX):])
+                    role = totals.setdefault(inst.role, {"processed": 0, "dead_letters": 0, "absorbed": 0})
+                    for key in role:
+                        role[key] += stats.get(key, 0)
+        return totals
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """SIGTERM everyone (they commit and leave their groups), SIGKILL stragglers."""

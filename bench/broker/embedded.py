@@ -225,6 +225,14 @@ def running() -> Cluster | None:
     return None
 
 
+def running_at(bootstrap_servers: str) -> Cluster | None:
+    """The embedded cluster serving ``bootstrap_servers``, if it is ours (so faults can reach its nodes)."""
+    cluster = running()
+    if cluster and set(bootstrap_servers.split(",")) & set(cluster.bootstrap_servers.split(",")):
+        return cluster
+    return None
+
+
 def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_s: float = START_TIMEOUT_S) -> Cluster:
     """Format and start a fresh cluster; returns once every node serves requests."""
     if nodes not in (1, 3):

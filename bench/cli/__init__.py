@@ -16,9 +16,9 @@ def cli() -> None:
 
 def _register() -> None:
     # Explicit registry of subcommands: no discovery by import side effect.
-    from bench.cli import broker, run, serve
+    from bench.cli import broker, compare, report, run, serve, sweep
 
-    for command in (broker.broker, run.run, serve.serve):
+    for command in (broker.broker, compare.compare, report.report, run.run, serve.serve, sweep.sweep):
         cli.add_command(command)
 
 

@@ -21,10 +21,10 @@ def serve(pattern, role, instance, group_prefix, bootstrap_servers, kafka_config
     Start several instances of a role (on any hosts) and Kafka spreads the
     partitions over them: they form one consumer group.
     """
-    supervisor.die_with_parent()
+    parent_alive = supervisor.parent_watch()
     chosen = patterns.get(pattern)
     if role not in chosen.roles:
         raise click.BadParameter(f"{pattern} has roles {', '.join(chosen.roles)}", param_hint="--role")
     spec = runtime.ServiceSpec(chosen, role, instance, bootstrap_servers, workload, group_prefix,
                                clients.read_properties(kafka_config) if kafka_config else {})
-    runtime.serve(spec)
+    runtime.serve(spec, parent_alive)

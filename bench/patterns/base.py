@@ -7,7 +7,7 @@ topology and coordination logic.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,9 +26,9 @@ class Handler(Protocol):
     def tick(self, now_s: float, out: Outbox) -> None:
         """Called between batches (timeouts live here); ``now_s`` is time.monotonic()."""
 
-    def restore(self, state: Mapping[str, dict], out: Outbox) -> None:
-        """Resume from the latest saga state per order read back from :attr:`Pattern.state_topic`
-        for partitions just assigned to this instance."""
+    def restore(self, records: Iterable[dict], out: Outbox) -> None:
+        """Rebuild state from this role's own past output (``Pattern.restore_from``), read back
+        in log order for the partitions just assigned to this instance, before any new input."""
 
     def revoke(self, partitions: set[int]) -> None:
         """Forget work on partitions another instance now owns."""
@@ -41,9 +41,11 @@ class Pattern:
     subscriptions: Mapping[str, tuple[str, ...]]
     # Every topic the pattern writes, each created fresh before a run.
     topics: tuple[str, ...]
-    # Compacted topics holding saga state (keyed by orderId), if any.
-    state_topic: str | None = None
     handlers: Mapping[str, type] = field(default_factory=dict)
+    # role -> the topic its state is rebuilt from after a crash or rebalance (state lives in Kafka).
+    restore_from: Mapping[str, str] = field(default_factory=dict)
+    # Topics created with cleanup.policy=compact (latest value per orderId is what matters).
+    compacted: tuple[str, ...] = ()
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -56,7 +58,8 @@ class Pattern:
         from bench import events as ev
 
         consumed = {t for topics in self.subscriptions.values() for t in topics}
-        return consumed | {ev.ORDER_EVENTS} | ({self.state_topic} if self.state_topic else set())
+        # Restored-from topics are read back by their writers; the dead-letter topic is for people.
+        return consumed | {ev.ORDER_EVENTS, ev.DEAD_LETTER} | set(self.restore_from.values())
 
 
 class Stateless:
@@ -65,7 +68,7 @@ class Stateless:
     def tick(self, now_s: float, out: Outbox) -> None:
         pass
 
-    def restore(self, state: Mapping[str, dict], out: Outbox) -> None:
+    def restore(self, records: Iterable[dict], out: Outbox) -> None:
         pass
 
     def revoke(self, partitions: set[int]) -> None:

@@ -9,11 +9,31 @@ from __future__ import annotations
 
 from bench import events as ev
 from bench import services
-from bench.patterns.base import Outbox, Pattern, Stateless
+from bench.patterns.base import Outbox, Pattern
 from bench.workload import Workload
 
 
-class PaymentService(Stateless):
+class _StepService:
+    """A service whose ledger is rebuilt from the facts it published itself."""
+
+    step: services.Step
+
+    @property
+    def absorbed(self) -> int:
+        return self.step.absorbed
+
+    def tick(self, now_s: float, out: Outbox) -> None:
+        pass
+
+    def restore(self, records, out: Outbox) -> None:
+        for event in records:
+            self.step.remember(event["orderId"], event.get("status"))
+
+    def revoke(self, partitions: set[int]) -> None:
+        pass
+
+
+class PaymentService(_StepService):
     def __init__(self, workload: Workload) -> None:
         self.step = services.payment(workload.failures)
 
@@ -29,7 +49,7 @@ class PaymentService(Stateless):
             out.emit(ev.PAYMENT_EVENTS, ev.follow(event, status=result))
 
 
-class InventoryService(Stateless):
+class InventoryService(_StepService):
     def __init__(self, workload: Workload) -> None:
         self.step = services.inventory(workload.failures)
 
@@ -45,7 +65,7 @@ class InventoryService(Stateless):
             out.emit(ev.INVENTORY_EVENTS, ev.follow(event, status=result))
 
 
-class ShippingService(Stateless):
+class ShippingService(_StepService):
     def __init__(self, workload: Workload) -> None:
         self.step = services.shipping(workload.failures)
 
@@ -57,20 +77,32 @@ class ShippingService(Stateless):
             out.emit(ev.SHIPPING_EVENTS, ev.follow(event, status=result))
 
 
-class OrderService(Stateless):
-    """Ends the saga. Stateless because each ending has exactly one last fact."""
+class OrderService(_StepService):
+    """Ends the saga: each ending has exactly one last fact, so it only remembers what it ended."""
 
     ENDINGS = {ev.SHIPPED: ev.COMPLETED, ev.DECLINED: ev.CANCELLED, ev.REFUNDED: ev.CANCELLED}
 
     def __init__(self, workload: Workload) -> None:
         self.ended = services.Ledger()
+        self._absorbed = 0
+
+    @property
+    def absorbed(self) -> int:
+        return self._absorbed
 
     def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
         ending = self.ENDINGS.get(event.get("status"))
-        if ending is None or self.ended.get(event["orderId"]) is not None:
+        if ending is None:
+            return
+        if self.ended.get(event["orderId"]) is not None:
+            self._absorbed += 1
             return
         self.ended.put(event["orderId"], ending)
         out.emit(ev.ORDER_EVENTS, ev.follow(event, status=ending))
+
+    def restore(self, records, out: Outbox) -> None:
+        for event in records:
+            self.ended.put(event["orderId"], event.get("status"))
 
 
 CHOREOGRAPHY = Pattern(
@@ -83,4 +115,6 @@ CHOREOGRAPHY = Pattern(
     },
     topics=(ev.ORDER_CREATED, ev.PAYMENT_EVENTS, ev.INVENTORY_EVENTS, ev.SHIPPING_EVENTS, ev.ORDER_EVENTS, ev.DEAD_LETTER),
     handlers={"order": OrderService, "payment": PaymentService, "inventory": InventoryService, "shipping": ShippingService},
+    restore_from={"order": ev.ORDER_EVENTS, "payment": ev.PAYMENT_EVENTS, "inventory": ev.INVENTORY_EVENTS,
+                  "shipping": ev.SHIPPING_EVENTS},
 )

@@ -10,7 +10,6 @@ ledgers answer a repeated command without applying it twice.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
 
 from bench import events as ev
 from bench import services
@@ -54,11 +53,13 @@ class Orchestrator:
         self.finished = services.Ledger()
         self.deadlines: list[tuple[float, str, int]] = []  # (deadline, orderId, attempt)
         self.now_s = 0.0
+        self.absorbed = 0  # repeated order-created and stale or repeated replies, ignored
 
     def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
         order_id = event["orderId"]
         if topic == ev.ORDER_CREATED:
             if order_id in self.sagas or self.finished.get(order_id):
+                self.absorbed += 1
                 return
             # `p`: the partition this saga lives on (all its topics are keyed and
             # partitioned alike), so a rebalance can hand it to another instance.
@@ -66,11 +67,13 @@ class Orchestrator:
             self._advance(saga, ev.CHARGE, out)
             return
         saga = self.sagas.get(order_id)
-        if saga is None or ev.REPLIES_TO.get(saga["awaiting"]) is None:
+        if saga is None:
+            self.absorbed += 1  # a reply for a saga already finished
             return
         transition = TRANSITIONS.get((saga["awaiting"], event.get("status")))
         if transition is None:
-            return  # a stale or repeated reply to an earlier command
+            self.absorbed += 1  # a stale or repeated reply to an earlier command
+            return
         holds, nxt = transition
         saga.update(holds)
         if nxt is None or (nxt == ev.REFUND and not saga["charged"]):
@@ -110,7 +113,10 @@ class Orchestrator:
                 saga["timed_out"] = saga["awaiting"]
                 self._advance(saga, _undo(saga), out)
 
-    def restore(self, state: Mapping[str, dict], out: Outbox) -> None:
+    def restore(self, records, out: Outbox) -> None:
+        state: dict[str, dict] = {}
+        for saga in records:
+            state[saga["orderId"]] = saga  # the latest transition wins, as compaction keeps it
         for order_id, saga in state.items():
             if saga.get("outcome"):
                 self.finished.put(order_id, saga["outcome"])
@@ -130,6 +136,15 @@ class CommandedService(Stateless):
 
     def __init__(self, workload: Workload) -> None:
         self.step = services.STEPS[self.service](workload.failures)
+
+    @property
+    def absorbed(self) -> int:
+        return self.step.absorbed
+
+    def restore(self, records, out: Outbox) -> None:
+        for reply in records:
+            if reply.get("service") == self.service and not reply.get("replay"):
+                self.step.remember(reply["orderId"], reply.get("status"))
 
     def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
         command = event.get("command")
@@ -167,7 +182,9 @@ ORCHESTRATION = Pattern(
     },
     topics=(ev.ORDER_CREATED, ev.PAYMENT_COMMANDS, ev.INVENTORY_COMMANDS, ev.SHIPPING_COMMANDS,
             ev.REPLIES, ev.SAGA_STATE, ev.ORDER_EVENTS, ev.DEAD_LETTER),
-    state_topic=ev.SAGA_STATE,
     handlers={"orchestrator": Orchestrator, "payment": PaymentService, "inventory": InventoryService,
               "shipping": ShippingService},
+    restore_from={"orchestrator": ev.SAGA_STATE, "payment": ev.REPLIES, "inventory": ev.REPLIES,
+                  "shipping": ev.REPLIES},
+    compacted=(ev.SAGA_STATE,),
 )

@@ -1,0 +1,65 @@
+"""`bench sweep`: run patterns over a list of rates and find each pattern's knee."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bench import patterns
+from bench.cli.errors import InputError
+from bench.cli.options import bootstrap_option, duration_option, kafka_config_option, workload_option
+from bench.sweep import PLOT, SWEEP, SweepRequest, render_table, sweep as run_sweep
+from bench.workload import WorkloadError
+
+
+def _patterns(ctx, param, value):
+    try:
+        return tuple(patterns.get(name.strip()) for name in value.split(",") if name.strip())
+    except ValueError as exc:
+        raise InputError(f"--pattern: {exc}") from None
+
+
+def _rates(ctx, param, value):
+    try:
+        rates = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"--rates: expected comma-separated numbers, e.g. 500,1000,2000; got {value!r}") from None
+    if not rates or any(not 0 < r < float("inf") for r in rates):
+        raise InputError(f"--rates: every rate must be a number > 0; got {value!r}")
+    return rates
+
+
+@click.command()
+@click.option("--pattern", "pattern_list", default="choreography,orchestration", show_default=True,
+              callback=_patterns, help="Comma-separated patterns.")
+@click.option("--rates", required=True, callback=_rates, help="Comma-separated orders per second, e.g. 500,1000,2000.")
+@duration_option("--duration", "Measured load of each point, e.g. 30s (overrides the workload).")
+@duration_option("--warmup", "Unmeasured load before each point, e.g. 5s (overrides the workload).")
+@workload_option
+@bootstrap_option()
+@kafka_config_option
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Sweep directory (default: results/<UTC time>-sweep/).")
+@click.option("--stop-early", is_flag=True, help="Skip a pattern's higher rates once a point misses the p99 bound.")
+def sweep(pattern_list, rates, duration, warmup, workload, bootstrap_servers, kafka_config, output, stop_early) -> None:
+    """Run each pattern at each rate; plot latency against throughput; report each knee:
+    the highest rate that is a valid run with p99 under the workload's latency_bound_p99.
+
+    Exit codes: 0 done; 1 some point's audit found lost, stuck or duplicated orders; 130 interrupted.
+    """
+    if not pattern_list:
+        raise InputError("--pattern: name at least one pattern")
+    overrides = {k: v for k, v in (("duration_s", duration), ("warmup_s", warmup)) if v is not None}
+    try:
+        workload = workload.with_overrides(**overrides)
+    except WorkloadError as exc:
+        raise InputError(str(exc)) from None
+    if output is not None and output.exists() and any(output.iterdir()):
+        raise InputError(f"--output {output} exists and is not empty: choose a new directory")
+    outcome = run_sweep(SweepRequest(pattern_list, rates, workload, bootstrap_servers,
+                                     Path(kafka_config) if kafka_config else None, output, stop_early=stop_early),
+                        echo=lambda line: click.echo(line, err=True))
+    click.echo(render_table(outcome))
+    click.echo(f"sweep: {outcome.directory / SWEEP}  plot: {outcome.directory / PLOT}")
+    sys.exit(outcome.exit_code)

@@ -1,0 +1,181 @@
+"""The simulated transport: partitions, producers that linger, consumer groups.
+
+A message is ``(event, t_s)``: the decoded event and the simulated time it was
+produced. Producers batch per topic-partition as librdkafka does with
+``linger.ms``: the first message of a batch opens it, the batch leaves when the
+linger expires, and it reaches every subscribed group a *transport* delay later
+(drawn once per batch from the calibrated distribution: request, append,
+replication, fetch, poll wake-up). Each group hands a partition's messages to
+the instance that owns it; while a group rebalances, or a partition's leader is
+down, its messages wait.
+"""
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from collections.abc import Iterator
+
+import simpy
+
+from bench.sim.hosts import Host
+
+RECENT = 10_000  # messages per topic the duplicate fault can re-deliver
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """librdkafka's default ``consistent_random`` partitioner for a keyed message: CRC32 of the key."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+class Cluster:
+    """Brokers, the partitions they lead, and which groups read each topic.
+
+    ``transport``: endless transport delays in seconds. ``replication_s``: added
+    before consumers see a batch when topics are replicated (the high watermark
+    waits for the followers). ``broker_cpu_us``: (per message, per request) CPU
+    the leader's host spends, or None.
+    """
+
+    def __init__(self, env: simpy.Environment, partitions: int, brokers: list[Host], transport: Iterator[float],
+                 replication_s: float = 0.0, broker_cpu_us: tuple[float, float] | None = None,
+                 state_topic: str | None = None) -> None:
+        self.env = env
+        self.partitions = partitions
+        self.brokers = brokers
+        self.transport = transport
+        self.replication_s = replication_s
+        self.broker_cpu_s = (broker_cpu_us[0] / 1e6, broker_cpu_us[1] / 1e6) if broker_cpu_us else None
+        self.subscribers: dict[str, list[Group]] = {}
+        self.state_topic = state_topic
+        self.state: dict[str, dict] = {}  # the compacted saga-state topic: orderId -> latest value
+        self.messages: dict[str, int] = {}  # topic -> messages produced
+        self.down_until: dict[int, float] = {}  # broker index -> when its partitions are led again
+        self.recent: dict[str, deque] | None = None  # topic -> last messages, kept for the duplicate fault
+
+    def subscribe(self, group: Group) -> None:
+        for topic in group.topics:
+            self.subscribers.setdefault(topic, []).append(group)
+
+    def leader(self, partition: int) -> int:
+        return partition % len(self.brokers)
+
+    def arrive(self, topic: str, partition: int, msgs: list) -> None:
+        """A produced batch reaches its leader: consumers see it after replication."""
+        leader = self.leader(partition)
+        if self.broker_cpu_s is not None:
+            per_msg, per_request = self.broker_cpu_s
+            fetchers = len(self.subscribers.get(topic, ()))
+            self.brokers[leader].charge("broker", (1 + fetchers) * (per_request + per_msg * len(msgs)))
+        blocked = self.down_until.get(leader, 0.0) - self.env.now
+        delay = max(blocked, 0.0) + self.replication_s
+        groups = self.subscribers.get(topic)
+        if not groups:
+            return
+        if self.recent is not None:
+            self.recent.setdefault(topic, deque(maxlen=RECENT)).extend(msgs)
+        if delay > 0:
+            self.env.timeout(delay).callbacks.append(lambda _e: self._hand_over(groups, topic, partition, msgs))
+        else:
+            self._hand_over(groups, topic, partition, msgs)
+
+    @staticmethod
+    def _hand_over(groups: list, topic: str, partition: int, msgs: list) -> None:
+        for group in groups:
+            group.deliver(topic, partition, msgs)
+
+
+class _Batch:
+    """One partition's batch in a producer; called by SimPy when it reaches the leader."""
+
+    __slots__ = ("cluster", "topic", "partition", "msgs", "close_s")
+
+    def __init__(self, cluster: Cluster, topic: str, partition: int, close_s: float) -> None:
+        self.cluster, self.topic, self.partition, self.close_s = cluster, topic, partition, close_s
+        self.msgs: list = []
+
+    def __call__(self, _event) -> None:
+        self.cluster.arrive(self.topic, self.partition, self.msgs)
+
+
+class Producer:
+    """One process's producer: a batch per topic-partition, sent ``linger_s`` after it opened."""
+
+    def __init__(self, env: simpy.Environment, cluster: Cluster, linger_s: float, extra_s: float = 0.0) -> None:
+        self.env = env
+        self.cluster = cluster
+        self.linger_s = linger_s
+        self.extra_s = extra_s  # network between this process's host and the brokers
+        self.open: dict[tuple[str, int], _Batch] = {}
+
+    def send(self, topic: str, partition: int, msg: tuple, t_s: float) -> None:
+        """Queue ``msg`` at time ``t_s`` (>= now: a batch computes its messages' times ahead)."""
+        key = (topic, partition)
+        batch = self.open.get(key)
+        if batch is None or t_s >= batch.close_s:
+            batch = self.open[key] = _Batch(self.cluster, topic, partition, t_s + self.linger_s)
+            delay = batch.close_s - self.env.now + next(self.cluster.transport) + self.extra_s
+            self.env.timeout(delay).callbacks.append(batch)
+        batch.msgs.append(msg)
+
+
+class Group:
+    """A consumer group: its members, which partitions each owns (range assignment), and
+    messages waiting for an owner while it rebalances."""
+
+    def __init__(self, env: simpy.Environment, name: str, topics: tuple[str, ...], partitions: int) -> None:
+        self.env = env
+        self.name = name
+        self.topics = topics
+        self.partitions = partitions
+        self.members: list = []  # live instances, in member order
+        self.owner: list = [None] * partitions
+        self.held: dict[tuple[str, int], list] = {}
+        self.rebalancing_until = 0.0
+
+    def deliver(self, topic: str, partition: int, msgs: list) -> None:
+        owner = self.owner[partition]
+        if owner is None:
+            self.held.setdefault((topic, partition), []).extend(msgs)
+        else:
+            owner.receive(topic, partition, msgs)
+
+    def assign(self) -> None:
+        """Range assignment: every topic has the same partition count, so each member owns the
+        same partition numbers of every topic it reads (co-partitioned, as the patterns need)."""
+        self.owner = [None] * self.partitions
+        n = len(self.members)
+        if n:
+            per, extra = divmod(self.partitions, n)
+            p = 0
+            for i, member in enumerate(self.members):
+                for _ in range(per + (1 if i < extra else 0)):
+                    self.owner[p] = member
+                    p += 1
+        for member in self.members:
+            member.assigned({p for p, o in enumerate(self.owner) if o is member})
+        held, self.held = self.held, {}
+        for (topic, partition), msgs in held.items():
+            self.deliver(topic, partition, msgs)
+
+    def rebalance(self, pause_s: float, leaving=None, joining=None) -> None:
+        """An eager rebalance: every member gives its partitions back (their fetched, unprocessed
+        messages return to the group), nothing is consumed for ``pause_s``, then partitions are
+        assigned over the members again."""
+        for member in self.members:
+            for topic, partition, msgs in member.revoke():
+                self.held.setdefault((topic, partition), []).extend(msgs)
+        if leaving is not None and leaving in self.members:
+            self.members.remove(leaving)
+        self.owner = [None] * self.partitions
+        self.rebalancing_until = max(self.rebalancing_until, self.env.now + pause_s)
+
+        def done(_event) -> None:
+            if joining is not None and joining not in self.members and joining.alive:
+                self.members.append(joining)
+            if self.env.now >= self.rebalancing_until:
+                self.assign()
+
+        self.env.timeout(pause_s).callbacks.append(done)
+
+    def backlog(self) -> int:
+        return sum(len(m) for m in self.held.values()) + sum(member.backlog() for member in self.members)

@@ -1,0 +1,127 @@
+"""The simulated open-loop load generator and the consumer of terminal events.
+
+Orders start at the same intended times as in a real run (:func:`bench.arrivals.schedule`
+with the workload's seed), whatever the system does. Each is sent after a small
+schedule slip and, when its terminal event reaches the generator's consumer,
+its latency from the intended start is recorded, as :mod:`bench.load` does.
+"""
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator
+
+import simpy
+
+from bench import arrivals
+from bench import events as ev
+from bench.load import Second
+from bench.sim.kafka import Producer, partition_of
+from bench.workload import Workload
+
+TICK_S = 1.0
+
+
+class Terminals:
+    """The generator's consumer of order-events: first ending per order, latency from intended start.
+
+    A :class:`bench.patterns.base.Handler`; it reads the simulated time from the outbox's clock."""
+
+    def __init__(self, measure_from_s: float, measure_until_s: float) -> None:
+        self.measure_from_s, self.measure_until_s = measure_from_s, measure_until_s
+        self.outcomes: dict[str, str] = {}
+        self.finished_in_window = 0
+        self.duplicates = 0
+        self.e2e_end_s = array("d")
+        self.e2e_s = array("d")
+        self.e2e_completed = array("b")
+
+    def handle(self, topic: str, partition: int, event: dict, out) -> None:
+        order_id, status = event["orderId"], event.get("status")
+        if order_id in self.outcomes:
+            self.duplicates += 1
+            return
+        self.outcomes[order_id] = status
+        now = out.t
+        if self.measure_from_s <= now < self.measure_until_s:
+            self.finished_in_window += 1
+        t0 = event["t0_us"] / 1e6
+        if self.measure_from_s <= t0 < self.measure_until_s:
+            self.e2e_end_s.append(now)
+            self.e2e_s.append(now - t0)
+            self.e2e_completed.append(status == ev.COMPLETED)
+
+    def tick(self, now_s: float, out) -> None:
+        pass
+
+    def restore(self, state, out) -> None:
+        pass
+
+    def revoke(self, partitions: set[int]) -> None:
+        pass
+
+
+class LoadGenerator:
+    """Starts orders on schedule; ticks once a second to record the timeseries."""
+
+    def __init__(self, env: simpy.Environment, workload: Workload, producer: Producer, terminals: Terminals,
+                 slip: Iterator[float], run_id: str, backlog, on_cpu) -> None:
+        self.env = env
+        self.workload = workload
+        self.producer = producer
+        self.terminals = terminals
+        self.slip = slip
+        self.run_id = run_id
+        self.backlog = backlog  # () -> messages fetched or waiting but not handled yet
+        self.on_cpu = on_cpu  # (orders sent) -> None: charges the generator's CPU
+        self.started: dict[str, int] = {}
+        self.offered_in_window = 0
+        self.scheduled_in_window = 0
+        self.slip_end_s = array("d")
+        self.slip_s = array("d")
+        self.seconds: list[Second] = []
+        self.padding = "x" * workload.payload_bytes
+        self.load_s = workload.warmup_s + workload.duration_s
+        self.measure_from_s = workload.warmup_s
+        self.measure_until_s = workload.warmup_s + workload.duration_s
+
+    def run(self):
+        """The SimPy process: one second of arrivals at a time, each sent at its own time."""
+        w = self.workload
+        schedule = arrivals.schedule(w.arrival, w.rate_per_s, w.seed)
+        partitions = self.producer.cluster.partitions
+        send, started, slip = self.producer.send, self.started, self.slip
+        pending = next(schedule)
+        seq = 0
+        finished_before = 0
+        second = 0
+        while True:
+            sent = 0
+            horizon = second + TICK_S
+            while pending < horizon and pending < self.load_s:
+                seq += 1
+                order_id = f"{self.run_id}-{seq}"
+                t0_us = int(pending * 1e6)
+                event = {"orderId": order_id, "status": ev.CREATED, "t0_us": t0_us,
+                         "amount": 10 + seq % 90, "items": 1 + seq % 3}
+                if self.padding:
+                    event["padding"] = self.padding
+                started[order_id] = t0_us
+                sent_s = pending + next(slip)
+                send(ev.ORDER_CREATED, partition_of(order_id, partitions), (event, sent_s), sent_s)
+                if self.measure_from_s <= pending < self.measure_until_s:
+                    self.scheduled_in_window += 1
+                    self.slip_end_s.append(sent_s)
+                    self.slip_s.append(sent_s - pending)
+                if self.measure_from_s <= sent_s < self.measure_until_s:
+                    self.offered_in_window += 1
+                sent += 1
+                pending = next(schedule)
+            self.on_cpu(sent)
+            yield self.env.timeout(horizon - self.env.now)
+            second += 1
+            finished = len(self.terminals.outcomes)
+            self.seconds.append(Second(second, sent, finished - finished_before, len(started) - finished,
+                                       self.backlog(), None))
+            finished_before = finished
+            if second >= self.load_s and (finished >= len(started) or second >= self.load_s + w.drain_s):
+                return

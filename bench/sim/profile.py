@@ -1,0 +1,205 @@
+"""What the model needs to know about a real broker and machine, as `bench calibrate` measured it.
+
+A profile is a JSON file. Durations carry their unit in the key (``_us``, ``_s``).
+Latency distributions are stored whole, as an empirical quantile function
+(:class:`Distribution`), so the model reproduces their tails, not only their means.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+SCHEMA_VERSION = 1
+DEFAULT_PROFILE = Path(__file__).resolve().parent / "profiles" / "default.json"
+
+# Probabilities at which a distribution's quantiles are stored: dense in the tail.
+QUANTILE_PROBS = tuple(
+    [i / 100 for i in range(100)] + [0.99 + i / 1000 for i in range(1, 10)] + [0.9995, 0.9999, 1.0]
+)
+_DRAW_BLOCK = 4096
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message names the file and the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """An empirical distribution of microseconds: ``values_us[i]`` is its quantile at ``probs[i]``."""
+
+    probs: tuple[float, ...]
+    values_us: tuple[float, ...]
+
+    @classmethod
+    def of_samples(cls, samples_us: Sequence[float], probs: Sequence[float] = QUANTILE_PROBS) -> Distribution:
+        if len(samples_us) == 0:
+            raise ValueError("no samples to build a distribution from")
+        values = np.quantile(np.asarray(samples_us, dtype=float), probs)
+        return cls(tuple(float(p) for p in probs), tuple(round(float(v), 1) for v in values))
+
+    @classmethod
+    def constant(cls, value_us: float) -> Distribution:
+        return cls((0.0, 1.0), (float(value_us), float(value_us)))
+
+    def quantile(self, p: float) -> float:
+        return float(np.interp(p, self.probs, self.values_us))
+
+    @property
+    def mean_us(self) -> float:
+        # The quantile function integrated over p (trapezoids).
+        return float(np.trapezoid(self.values_us, self.probs)) if hasattr(np, "trapezoid") else float(
+            np.trapz(self.values_us, self.probs))
+
+    def shifted(self, delta_us: float) -> Distribution:
+        """The same shape moved by ``delta_us``, floored at zero."""
+        return Distribution(self.probs, tuple(max(0.0, v + delta_us) for v in self.values_us))
+
+    def draws_s(self, rng: np.random.Generator) -> Iterator[float]:
+        """Endless independent draws, in SECONDS (the simulation's time unit)."""
+        probs = np.asarray(self.probs)
+        values_s = np.asarray(self.values_us) / 1e6
+        while True:
+            yield from np.interp(rng.random(_DRAW_BLOCK), probs, values_s).tolist()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"p": list(self.probs), "us": list(self.values_us)}
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> Distribution:
+        if not isinstance(raw, Mapping) or "p" not in raw or "us" not in raw:
+            raise ProfileError(f"{where}: expected {{'p': [...], 'us': [...]}}")
+        probs, values = tuple(map(float, raw["p"])), tuple(map(float, raw["us"]))
+        if len(probs) != len(values) or len(probs) < 2 or probs[0] != 0.0 or probs[-1] != 1.0:
+            raise ProfileError(f"{where}: p and us must have one length, p running from 0 to 1")
+        if any(b < a for a, b in zip(probs, probs[1:])) or any(b < a for a, b in zip(values, values[1:])):
+            raise ProfileError(f"{where}: p and us must not decrease")
+        return cls(probs, values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Measured parameters of one broker + machine.
+
+    - ``transport_us``: produce -> broker append -> fetch -> poll returns, with
+      ``linger.ms=0`` (the model adds linger itself, per partition batch).
+    - ``hop_us``: the same through a real runtime service with the workload's linger,
+      kept to check the composition (``transport + linger + service ~ hop``).
+    - ``service_us``: main-thread time per consumed message (``in``), per produced
+      message (``out``) and what the orchestrator spends on top per message
+      (``orchestrator_extra``); this is what serialises an instance.
+    - ``service_cpu_us``: the same in whole-process CPU (librdkafka's threads too),
+      which is what the processes of one host compete for.
+    - ``broker_cpu_us``: broker CPU per message and per request (``None`` for a
+      broker whose process the calibration could not see).
+    - ``cores``: CPUs of the calibrated machine.
+    """
+
+    transport_us: Distribution
+    hop_us: Distribution | None = None
+    linger_ms: float = 2.0
+    service_us: Mapping[str, float] = dataclasses.field(
+        default_factory=lambda: {"in": 12.0, "out": 14.0, "orchestrator_extra": 6.0, "batch": 40.0})
+    service_cpu_us: Mapping[str, float] = dataclasses.field(
+        default_factory=lambda: {"in": 16.0, "out": 20.0, "orchestrator_extra": 6.0, "batch": 60.0})
+    broker_cpu_us: Mapping[str, float] | None = None
+    cores: int = 2
+    sleep_overshoot_us: float = 60.0
+    rebalance_s: float = 3.0
+    startup_s: float = 1.5
+    session_timeout_s: float = 45.0
+    failover_s: float = 9.0  # KRaft broker.session.timeout.ms: a dead leader is replaced after this
+    network_rtt_us: float = 0.0  # added per hop between hosts when processes are spread out
+    measured: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    source: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "source":
+                continue
+            if isinstance(value, Distribution):
+                value = value.to_dict()
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[field.name] = value
+        return out
+
+
+_REQUIRED = ("transport_us",)
+_NUMBERS = ("linger_ms", "sleep_overshoot_us", "rebalance_s", "startup_s", "session_timeout_s", "failover_s",
+            "network_rtt_us")
+_COSTS = ("in", "out", "orchestrator_extra", "batch")
+
+
+def parse_profile(raw: Any, source: Path | None = None) -> Profile:
+    where = str(source) if source is not None else "profile"
+    if not isinstance(raw, Mapping):
+        raise ProfileError(f"{where}: expected a JSON object")
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ProfileError(f"{where}: schema_version must be {SCHEMA_VERSION}, got {version!r}")
+    known = {f.name for f in dataclasses.fields(Profile)} - {"source"}
+    unknown = set(raw) - known - {"schema_version"}
+    if unknown:
+        raise ProfileError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    for key in _REQUIRED:
+        if key not in raw:
+            raise ProfileError(f"{where}: {key} is required")
+    fields: dict[str, Any] = {"source": source}
+    for key in ("transport_us", "hop_us"):
+        if raw.get(key) is not None:
+            fields[key] = Distribution.from_dict(raw[key], f"{where}: {key}")
+    for key in _NUMBERS:
+        if key in raw:
+            if not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) or raw[key] < 0:
+                raise ProfileError(f"{where}: {key} must be a number >= 0, got {raw[key]!r}")
+            fields[key] = float(raw[key])
+    for key in ("service_us", "service_cpu_us"):
+        if key in raw:
+            fields[key] = _costs(raw[key], f"{where}: {key}")
+    if raw.get("broker_cpu_us") is not None:
+        fields["broker_cpu_us"] = _costs(raw["broker_cpu_us"], f"{where}: broker_cpu_us", ("message", "request"))
+    if "cores" in raw:
+        if not isinstance(raw["cores"], int) or raw["cores"] < 1:
+            raise ProfileError(f"{where}: cores must be an integer >= 1, got {raw['cores']!r}")
+        fields["cores"] = raw["cores"]
+    if "measured" in raw:
+        fields["measured"] = dict(raw["measured"])
+    return Profile(**fields)
+
+
+def _costs(raw: Any, where: str, keys: tuple[str, ...] = _COSTS) -> dict[str, float]:
+    if not isinstance(raw, Mapping):
+        raise ProfileError(f"{where}: expected a mapping of {', '.join(keys)}")
+    out = {}
+    for key in keys:
+        value = raw.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ProfileError(f"{where}.{key}: must be a number >= 0, got {value!r}")
+        out[key] = float(value)
+    return out
+
+
+def load_profile(path: str | Path | None = None) -> Profile:
+    """Load a profile; ``None`` loads the one measured on the project's machine."""
+    path = Path(path) if path is not None else DEFAULT_PROFILE
+    try:
+        raw = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such profile (make one with `bench calibrate`)") from None
+    except orjson.JSONDecodeError as err:
+        raise ProfileError(f"{path}: not valid JSON: {str(err).splitlines()[0]}") from None
+    return parse_profile(raw, path)
+
+
+def save_profile(profile: Profile, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(profile.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+    return path

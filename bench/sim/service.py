@@ -1,0 +1,244 @@
+"""One simulated service instance: the real pattern handler behind a simulated outbox.
+
+This is the seam: :class:`bench.patterns.base.Handler` is driven by the real
+runtime with a Kafka outbox and here with :class:`SimOutbox`, so the flow logic
+(business decisions, compensations, saga state, timeouts) is the same code.
+
+An instance works as the runtime's loop does: when idle it wakes on the first
+fetched message, takes what is already fetched (up to ``BATCH_MAX``) and
+handles it one message at a time. Each message costs main-thread time
+(``in`` per consumed, ``out`` per produced message, stretched by the host's CPU
+contention, plus the workload's processing time); each output is produced at the
+moment its input's handling reaches it, so batching shows up in latency.
+"""
+from __future__ import annotations
+
+import dataclasses
+from array import array
+from collections import deque
+
+import simpy
+
+from bench import events as ev
+from bench.patterns.base import Handler
+from bench.runtime import BATCH_MAX, COMMIT_INTERVAL_MS, POLL_S
+from bench.sim.hosts import Host
+from bench.sim.kafka import Cluster, Producer, partition_of
+
+COMMIT_INTERVAL_S = COMMIT_INTERVAL_MS / 1000
+
+# Step names as the audit derives them from ``ts_us`` stamps (bench.audit.step_latencies):
+# the time from the message a handler reacted to until the message it produced.
+_CHOREOGRAPHY_STEP = {
+    ev.CHARGED: "payment", ev.DECLINED: "payment", ev.REFUNDED: "refund",
+    ev.RESERVED: "inventory", ev.OUT_OF_STOCK: "inventory", ev.RELEASED: "release",
+    ev.SHIPPED: "shipping", ev.REFUSED: "shipping",
+    ev.COMPLETED: "order", ev.CANCELLED: "order",
+}
+_COMMAND_STEP = {ev.CHARGE: "payment", ev.RESERVE: "inventory", ev.SHIP: "shipping", ev.REFUND: "refund",
+                 ev.RELEASE: "release"}
+_ORCHESTRATOR_OUTPUTS = frozenset({ev.PAYMENT_COMMANDS, ev.INVENTORY_COMMANDS, ev.SHIPPING_COMMANDS, ev.ORDER_EVENTS})
+
+
+def step_of(pattern: str, topic: str, event: dict, source: dict) -> str | None:
+    """The step that producing ``event`` on ``topic`` in reaction to ``source`` ends, if any."""
+    if pattern == "choreography":
+        return _CHOREOGRAPHY_STEP.get(event.get("status"))
+    if topic == ev.REPLIES:
+        return _COMMAND_STEP.get(source.get("command"))
+    return "orchestrator" if topic in _ORCHESTRATOR_OUTPUTS else None
+
+
+class StepSamples:
+    """Per step: when it ended and how long it took, in seconds of simulated time."""
+
+    def __init__(self) -> None:
+        self.ends: dict[str, array] = {}
+        self.latencies: dict[str, array] = {}
+
+    def add(self, step: str, end_s: float, latency_s: float) -> None:
+        ends = self.ends.get(step)
+        if ends is None:
+            ends = self.ends[step] = array("d")
+            self.latencies[step] = array("d")
+        ends.append(end_s)
+        self.latencies[step].append(latency_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class Costs:
+    """Seconds of main-thread time (``*_s``) and of process CPU (``cpu_*_s``) per message or batch."""
+
+    in_s: float
+    out_s: float
+    batch_s: float
+    cpu_in_s: float
+    cpu_out_s: float
+    cpu_batch_s: float
+    processing_s: float = 0.0  # the workload's per-message processing (a sleep: time, not CPU)
+
+
+class SimOutbox:
+    """:class:`bench.patterns.base.Outbox` for the model: stamps each output with the time the
+    handler's work reaches it and gives it to the instance's producer."""
+
+    def __init__(self, pattern: str, cluster: Cluster, producer: Producer, steps: StepSamples) -> None:
+        self.pattern = pattern
+        self.cluster = cluster
+        self.producer = producer
+        self.steps = steps
+        self.t = 0.0  # simulated time of the handler's work
+        self.cost_out = 0.0
+        self.source: dict | None = None  # the message being handled, None in tick/restore
+        self.source_t = 0.0
+        self.partition = 0
+        self.emitted = 0
+
+    def emit(self, topic: str, event: dict) -> None:
+        t = self.t = self.t + self.cost_out
+        self.emitted += 1
+        source = self.source
+        cluster = self.cluster
+        if source is not None and event["orderId"] == source["orderId"]:
+            partition = self.partition  # same key, same partition count: same partition
+        else:
+            partition = partition_of(event["orderId"], cluster.partitions)
+        cluster.messages[topic] = cluster.messages.get(topic, 0) + 1
+        if topic == cluster.state_topic:
+            cluster.state[event["orderId"]] = event
+        if source is not None:
+            step = step_of(self.pattern, topic, event, source)
+            if step is not None:
+                self.steps.add(step, t, t - self.source_t)
+        self.producer.send(topic, partition, (event, t), t)
+
+
+class Instance:
+    """One process of one role, consuming the partitions its group assigns it."""
+
+    def __init__(self, env: simpy.Environment, role: str, index: int, handler: Handler, outbox: SimOutbox,
+                 host: Host, costs: Costs, ticks: bool = False, replays: bool = False) -> None:
+        self.env = env
+        self.role = role
+        self.index = index
+        self.handler = handler
+        self.outbox = outbox
+        self.host = host
+        self.costs = costs
+        self.queue: deque[list] = deque()  # [topic, partition, msgs, next index]
+        self.queued = 0
+        self.busy = False
+        self.alive = True
+        self.stalled_until = 0.0
+        self.slow_s = 0.0  # extra processing per message while a `slow` fault lasts
+        self.owned: set[int] = set()
+        self.processed = 0
+        self.ticks = ticks
+        # At-least-once: what was handled since the last offset commit is replayed after a crash.
+        self.replays = replays
+        self.uncommitted: list[tuple[str, int, list]] = []
+        self.committed_at = 0.0
+        if ticks:
+            env.process(self._ticker())
+
+    # --- the group's side ---------------------------------------------------
+
+    def receive(self, topic: str, partition: int, msgs: list) -> None:
+        self.queue.append([topic, partition, msgs, 0])
+        self.queued += len(msgs)
+        if not self.busy and self.alive:
+            self.busy = True
+            self._run(None)
+
+    def assigned(self, partitions: set[int]) -> None:
+        """Take partitions; a handler with saga state resumes the sagas of the new ones from Kafka."""
+        new = partitions - self.owned
+        self.owned = set(partitions)
+        state_topic = self.outbox.cluster.state_topic
+        if new and state_topic and self.outbox.cluster.state and self.role == "orchestrator":
+            state = {oid: s for oid, s in self.outbox.cluster.state.items() if s.get("p") in new}
+            self.outbox.source, self.outbox.t = None, max(self.env.now, self.outbox.t)
+            self.outbox.cost_out = self.costs.out_s
+            self.handler.restore(state, self.outbox)
+
+    def revoke(self) -> list[tuple[str, int, list]]:
+        """Give back every fetched, unhandled message (and forget work on the partitions)."""
+        back = [(topic, partition, msgs[i:]) for topic, partition, msgs, i in self.queue if i < len(msgs)]
+        self.queue.clear()
+        self.queued = 0
+        if self.owned:
+            self.handler.revoke(set(self.owned))
+        self.owned = set()
+        return back
+
+    def crash(self) -> list[tuple[str, int, list]]:
+        """SIGKILL: the process is gone; what it had not committed is consumed again by the next owner."""
+        self.alive = False
+        back = self.uncommitted + self.revoke()
+        self.uncommitted = []
+        return back
+
+    def backlog(self) -> int:
+        return self.queued
+
+    # --- the consume-handle-produce loop ------------------------------------
+
+    def _run(self, _event) -> None:
+        env = self.env
+        now = env.now
+        if not self.alive or not self.queue:
+            self.busy = False
+            return
+        if self.stalled_until > now:
+            env.timeout(self.stalled_until - now).callbacks.append(self._run)
+            return
+        costs, outbox, handle = self.costs, self.outbox, self.handler.handle
+        stretch = self.host.stretch
+        cost_in = costs.in_s * stretch + costs.processing_s + self.slow_s
+        outbox.cost_out = costs.out_s * stretch
+        emitted_before = outbox.emitted
+        t = now + costs.batch_s * stretch
+        taken = 0
+        queue = self.queue
+        while queue and taken < BATCH_MAX:
+            chunk = queue[0]
+            topic, partition, msgs, first = chunk
+            end = min(len(msgs), first + BATCH_MAX - taken)
+            outbox.partition = partition
+            for k in range(first, end):
+                event, produced_t = msgs[k]
+                t += cost_in
+                if event is None:  # undecodable: to the dead-letter topic, the flow goes on
+                    outbox.source, outbox.t = None, t
+                    outbox.emit(ev.DEAD_LETTER, {"orderId": f"poison-{k}"})
+                    t = outbox.t
+                    continue
+                outbox.source, outbox.source_t, outbox.t = event, produced_t, t
+                handle(topic, partition, event, outbox)
+                t = outbox.t
+            if self.replays:
+                self.uncommitted.append((topic, partition, msgs[first:end]))
+            taken += end - first
+            if end == len(msgs):
+                queue.popleft()
+            else:
+                chunk[3] = end
+        self.queued -= taken
+        self.processed += taken
+        outbox.source, outbox.t = None, t
+        self.handler.tick(t, outbox)
+        t = outbox.t
+        emitted = outbox.emitted - emitted_before
+        self.host.charge(self.role, taken * costs.cpu_in_s + emitted * costs.cpu_out_s + costs.cpu_batch_s)
+        if self.replays and t - self.committed_at >= COMMIT_INTERVAL_S:
+            self.uncommitted, self.committed_at = [], t
+        env.timeout(t - now).callbacks.append(self._run)
+
+    def _ticker(self):
+        """The runtime ticks the handler between batches and at least every poll timeout."""
+        while True:
+            yield self.env.timeout(POLL_S)
+            if self.alive and not self.busy and self.stalled_until <= self.env.now:
+                self.outbox.source, self.outbox.t = None, self.env.now
+                self.outbox.cost_out = self.costs.out_s * self.host.stretch
+                self.handler.tick(self.env.now, self.outbox)
