@@ -65,9 +65,13 @@ class Result:
         if not path.exists():
             raise ResultsError(f"{path}: missing")
         try:
-            return read_hlog(path)
+            intervals = read_hlog(path)
         except Exception as err:  # hdrh raises whatever its decoder trips on; name the file, exit 2
-            raise ResultsError(f"{path}: not a readable HdrHistogram log: {type(err).__name__}: {err}") from None
+            kind = f"{type(err).__module__}.{type(err).__name__}".removeprefix("builtins.")
+            raise ResultsError(f"{path}: not a readable HdrHistogram log: {kind}: {err}") from None
+        if not intervals:  # a run writes one interval a second, empty or not
+            raise ResultsError(f"{path}: holds no intervals (truncated?)")
+        return intervals
 
     def interval_stats(self, hlog: str) -> list[dict[str, Any]]:
         """``summary_ms`` of each non-empty interval of ``hlog`` inside the measurement window."""

@@ -202,7 +202,8 @@ class FaultInjector(threading.Thread):
     def finish(self) -> None:
         """Undo whatever is still in effect (the run ended early), then stop."""
         self.stopping.set()
-        self.join(30)
+        if self.ident is not None:
+            self.join(30)
         for _, _, action in [p for p in self.plan if p[2].__name__ == "finish"]:
             action()
         self.plan.clear()

@@ -31,7 +31,7 @@ from bench.recording import read_hlog, summary_ms, write_hgrm
 from bench.recovery import fault_figures
 from bench.steps import write_step_logs
 from bench.supervisor import Supervisor
-from bench.workload import Workload
+from bench.workload import Workload, WorkloadError
 
 AUDIT_TIMEOUT_S = 300.0
 EXIT_OK, EXIT_AUDIT, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 3, 130
@@ -126,8 +126,19 @@ def _progress(echo: Callable[[str], None], warmup_s: float, timeseries: results.
     return show
 
 
+def check_faults(workload: Workload, pattern: Pattern) -> None:
+    """Faults aimed at a role must name one of the pattern's roles, before anything starts."""
+    for i, fault in enumerate(workload.faults):
+        if fault.type in ("kill", "pause", "slow") and (fault.role or "payment") not in pattern.roles:
+            raise WorkloadError(f"{workload.source or workload.name}: faults[{i}].role {fault.role!r} is not a role of "
+                                f"{pattern.name} ({', '.join(pattern.roles)})")
+        if fault.instance is not None and fault.type != "broker-kill" and fault.instance >= workload.instances.get(fault.role or "payment", 1):
+            raise WorkloadError(f"{workload.source or workload.name}: faults[{i}].instance {fault.instance} does not exist")
+
+
 def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
     workload, pattern = request.workload, request.pattern
+    check_faults(workload, pattern)
     client_extra = clients.read_properties(request.kafka_config) if request.kafka_config else {}
     run_id = uuid.uuid4().hex[:8]
     with _broker(request, echo) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
@@ -225,7 +236,7 @@ def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, ste
     window_s = load.measure_end_s - load.measure_start_s
     e2e = summary_ms(load.histograms["e2e"])
     slip = summary_ms(load.histograms["slip"])
-    valid, reason = validity.judge(load, workload.rate_per_s, slip["p99"])
+    valid, reason = validity.judge(load, workload.rate_per_s, slip["p99"], e2e["p50"])
     audit = report.to_dict()
     return {
         "mode": "real",

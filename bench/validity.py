@@ -1,6 +1,8 @@
 """Whether a run held its rate: a run that could not is marked invalid, with the reason."""
 from __future__ import annotations
 
+import numpy as np
+
 from bench.load import LoadResult
 
 MIN_FRACTION = 0.99  # achieved / offered below this: the system did not keep up
@@ -12,8 +14,15 @@ EDGE_S = 5  # seconds averaged at each end of the window
 MAX_SLIP_S = 1.0  # p99 schedule slip past this: the load generator itself fell behind
 
 
-def judge(load: LoadResult, rate_per_s: float, slip_p99_ms: float | None) -> tuple[bool, str | None]:
-    """(valid, reason). Rates are per second of the measurement window."""
+def judge(load: LoadResult, rate_per_s: float, slip_p99_ms: float | None,
+          e2e_p50_ms: float | None = None) -> tuple[bool, str | None]:
+    """(valid, reason). Rates are per second of the measurement window.
+
+    Orders finishing inside the window were mostly started about one median
+    latency earlier, so they are compared with the orders scheduled in the
+    window shifted back by the median end-to-end latency: otherwise a short or
+    slow run would be judged on arrival noise at the window's edges.
+    """
     if load.interrupted:
         return False, "interrupted before the measurement window ended"
     window_s = load.measure_end_s - load.measure_start_s
@@ -25,15 +34,22 @@ def judge(load: LoadResult, rate_per_s: float, slip_p99_ms: float | None) -> tup
                        f"{scheduled / window_s:.0f}/s scheduled")
     if slip_p99_ms is not None and slip_p99_ms > MAX_SLIP_S * 1000:
         return False, f"the load generator fell behind its schedule (p99 send slip {slip_p99_ms:.0f} ms)"
-    if scheduled and load.finished_in_window < MIN_FRACTION * scheduled:
+    expected = _scheduled_shifted(load, (e2e_p50_ms or 0.0) / 1000)
+    if expected and load.finished_in_window < MIN_FRACTION * expected:
         return False, (f"finished {load.finished_in_window / window_s:.0f} orders/s, below 99% of the "
-                       f"{scheduled / window_s:.0f}/s offered")
+                       f"{expected / window_s:.0f}/s offered")
     growth = _backlog_growth(load)
     if growth is not None:
         first, last = growth
         if last - first > max(GROWTH_S * rate_per_s, MIN_GROWTH):
             return False, f"backlog kept growing: {first:.0f} -> {last:.0f} orders in flight across the window"
     return True, None
+
+
+def _scheduled_shifted(load: LoadResult, shift_s: float) -> int:
+    t0 = np.fromiter(load.started.values(), dtype=np.int64, count=len(load.started))
+    lo, hi = (load.measure_start_s - shift_s) * 1e6, (load.measure_end_s - shift_s) * 1e6
+    return int(np.count_nonzero((t0 >= lo) & (t0 < hi)))
 
 
 def _backlog_growth(load: LoadResult) -> tuple[float, float] | None:

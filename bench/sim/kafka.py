@@ -37,8 +37,7 @@ class Cluster:
     """
 
     def __init__(self, env: simpy.Environment, partitions: int, brokers: list[Host], transport: Iterator[float],
-                 replication_s: float = 0.0, broker_cpu_us: tuple[float, float] | None = None,
-                 state_topic: str | None = None) -> None:
+                 replication_s: float = 0.0, broker_cpu_us: tuple[float, float] | None = None) -> None:
         self.env = env
         self.partitions = partitions
         self.brokers = brokers
@@ -46,11 +45,13 @@ class Cluster:
         self.replication_s = replication_s
         self.broker_cpu_s = (broker_cpu_us[0] / 1e6, broker_cpu_us[1] / 1e6) if broker_cpu_us else None
         self.subscribers: dict[str, list[Group]] = {}
-        self.state_topic = state_topic
-        self.state: dict[str, dict] = {}  # the compacted saga-state topic: orderId -> latest value
+        # Topics kept whole, per partition, because a role rebuilds its state from them after a
+        # crash or rebalance (Pattern.restore_from); only when the workload has such faults.
+        self.logged: frozenset[str] = frozenset()
+        self.logs: dict[tuple[str, int], list[dict]] = {}
         self.messages: dict[str, int] = {}  # topic -> messages produced
         self.down_until: dict[int, float] = {}  # broker index -> when its partitions are led again
-        self.recent: dict[str, deque] | None = None  # topic -> last messages, kept for the duplicate fault
+        self.recent: dict[str, deque] | None = None  # topic -> last (partition, message), for the duplicate fault
 
     def subscribe(self, group: Group) -> None:
         for topic in group.topics:
@@ -72,7 +73,7 @@ class Cluster:
         if not groups:
             return
         if self.recent is not None:
-            self.recent.setdefault(topic, deque(maxlen=RECENT)).extend(msgs)
+            self.recent.setdefault(topic, deque(maxlen=RECENT)).extend((partition, m) for m in msgs)
         if delay > 0:
             self.env.timeout(delay).callbacks.append(lambda _e: self._hand_over(groups, topic, partition, msgs))
         else:

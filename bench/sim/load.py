@@ -78,7 +78,7 @@ class LoadGenerator:
         self.scheduled_in_window = 0
         self.slip_end_s = array("d")
         self.slip_s = array("d")
-        self.seconds: list[Second] = []
+        self.seconds: list[Second] = []  # p99 columns are filled in from the histograms afterwards
         self.padding = "x" * workload.payload_bytes
         self.load_s = workload.warmup_s + workload.duration_s
         self.measure_from_s = workload.warmup_s
@@ -121,7 +121,7 @@ class LoadGenerator:
             second += 1
             finished = len(self.terminals.outcomes)
             self.seconds.append(Second(second, sent, finished - finished_before, len(started) - finished,
-                                       self.backlog(), None))
+                                       self.backlog(), None, None))
             finished_before = finished
             if second >= self.load_s and (finished >= len(started) or second >= self.load_s + w.drain_s):
                 return

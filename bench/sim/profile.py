@@ -114,6 +114,8 @@ class Profile:
     session_timeout_s: float = 45.0
     failover_s: float = 9.0  # KRaft broker.session.timeout.ms: a dead leader is replaced after this
     network_rtt_us: float = 0.0  # added per hop between hosts when processes are spread out
+    replication_us: float = 500.0  # followers fetching a batch before the high watermark moves (rf > 1)
+    slip_us: Distribution = Distribution.constant(100.0)  # load generator: intended -> actual send
     measured: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     source: Path | None = None
 
@@ -133,7 +135,7 @@ class Profile:
 
 _REQUIRED = ("transport_us",)
 _NUMBERS = ("linger_ms", "sleep_overshoot_us", "rebalance_s", "startup_s", "session_timeout_s", "failover_s",
-            "network_rtt_us")
+            "network_rtt_us", "replication_us")
 _COSTS = ("in", "out", "orchestrator_extra", "batch")
 
 
@@ -152,7 +154,7 @@ def parse_profile(raw: Any, source: Path | None = None) -> Profile:
         if key not in raw:
             raise ProfileError(f"{where}: {key} is required")
     fields: dict[str, Any] = {"source": source}
-    for key in ("transport_us", "hop_us"):
+    for key in ("transport_us", "hop_us", "slip_us"):
         if raw.get(key) is not None:
             fields[key] = Distribution.from_dict(raw[key], f"{where}: {key}")
     for key in _NUMBERS:

@@ -104,8 +104,8 @@ class SimOutbox:
         else:
             partition = partition_of(event["orderId"], cluster.partitions)
         cluster.messages[topic] = cluster.messages.get(topic, 0) + 1
-        if topic == cluster.state_topic:
-            cluster.state[event["orderId"]] = event
+        if topic in cluster.logged:
+            cluster.logs.setdefault((topic, partition), []).append(event)
         if source is not None:
             step = step_of(self.pattern, topic, event, source)
             if step is not None:
@@ -117,7 +117,8 @@ class Instance:
     """One process of one role, consuming the partitions its group assigns it."""
 
     def __init__(self, env: simpy.Environment, role: str, index: int, handler: Handler, outbox: SimOutbox,
-                 host: Host, costs: Costs, ticks: bool = False, replays: bool = False) -> None:
+                 host: Host, costs: Costs, ticks: bool = False, replays: bool = False,
+                 restore_from: str | None = None) -> None:
         self.env = env
         self.role = role
         self.index = index
@@ -138,6 +139,7 @@ class Instance:
         self.replays = replays
         self.uncommitted: list[tuple[str, int, list]] = []
         self.committed_at = 0.0
+        self.restore_from = restore_from
         if ticks:
             env.process(self._ticker())
 
@@ -151,15 +153,18 @@ class Instance:
             self._run(None)
 
     def assigned(self, partitions: set[int]) -> None:
-        """Take partitions; a handler with saga state resumes the sagas of the new ones from Kafka."""
-        new = partitions - self.owned
+        """Take partitions. As the runtime does on every assignment, a role that keeps state in
+        Kafka reads its own past output on them back first, which takes its time."""
         self.owned = set(partitions)
-        state_topic = self.outbox.cluster.state_topic
-        if new and state_topic and self.outbox.cluster.state and self.role == "orchestrator":
-            state = {oid: s for oid, s in self.outbox.cluster.state.items() if s.get("p") in new}
-            self.outbox.source, self.outbox.t = None, max(self.env.now, self.outbox.t)
-            self.outbox.cost_out = self.costs.out_s
-            self.handler.restore(state, self.outbox)
+        cluster = self.outbox.cluster
+        if self.restore_from not in cluster.logged or not partitions:
+            return
+        records = [event for p in sorted(partitions) for event in cluster.logs.get((self.restore_from, p), ())]
+        start = max(self.env.now, self.stalled_until)
+        self.outbox.source, self.outbox.t = None, start + len(records) * self.costs.in_s
+        self.outbox.cost_out = self.costs.out_s
+        self.handler.restore(records, self.outbox)
+        self.stalled_until = self.outbox.t
 
     def revoke(self) -> list[tuple[str, int, list]]:
         """Give back every fetched, unhandled message (and forget work on the partitions)."""

@@ -1,0 +1,406 @@
+"""`bench calibrate`: measure on a real broker what the model needs, and write it as a profile.
+
+Phases, each on freshly created topics (as ``bench run`` makes them):
+
+1. transport: produce -> consume with ``linger.ms=0`` and the runtime's consumer
+   settings and poll loop, at a modest rate, on a topic no service reads. Also
+   the schedule slip of an open-loop sender.
+2. hop: the same through a real ``bench serve`` payment service (choreography)
+   with the workload's client settings: input produced -> output produced. While
+   that stream runs, a second instance joins the group and later leaves it:
+   the longest stall each rebalance causes is the rebalance pause.
+3. service cost: a backlog of messages drained by a real service, with the
+   main thread's CPU time (what serialises an instance) and the whole process's
+   (what competes for the host's cores) read from /proc: payment (one output per
+   input), the order service on events it ignores (no output), the orchestrator
+   (two outputs per input and its saga logic).
+
+Broker CPU per message and per request is read from the JVM when the broker is
+the embedded one on this machine.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import orjson
+import yaml
+from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+
+from bench import clients, results, topics
+from bench import events as ev
+from bench.broker import dist, embedded
+from bench.patterns import PATTERNS
+from bench.runtime import BATCH_MAX, POLL_S
+from bench.sim.profile import Distribution, Profile
+from bench.supervisor import Supervisor
+from bench.workload import Workload
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CalibrationRequest:
+    workload: Workload
+    bootstrap_servers: str
+    kafka_config: Path | None = None
+    quick: bool = False  # seconds instead of a minute: fewer samples, for tests
+
+    @property
+    def probe_s(self) -> float:
+        return 2.0 if self.quick else 8.0
+
+    @property
+    def probe_rate_per_s(self) -> float:
+        return 300.0
+
+    @property
+    def backlog(self) -> int:
+        return 3000 if self.quick else 20000
+
+
+def _run_s(schedstat: Path) -> float:
+    """Time a task has run on a CPU, from its schedstat (nanoseconds; /proc/<pid>/stat counts 10 ms ticks)."""
+    return int(schedstat.read_text().split()[0]) / 1e9
+
+
+def main_thread_cpu_s(pid: int) -> float | None:
+    try:
+        return _run_s(Path(f"/proc/{pid}/task/{pid}/schedstat"))
+    except OSError:
+        return None
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU time of every live thread of ``pid``."""
+    total = 0.0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            total += _run_s(task / "schedstat")
+        except OSError:
+            pass  # a thread that just ended
+    return total
+
+
+class _Reader(threading.Thread):
+    """Consumes a topic from its end with the runtime's poll loop; keeps (receive ns, event)."""
+
+    def __init__(self, conf: dict, topic: str, partitions: int) -> None:
+        super().__init__(name=f"calibrate-{topic}", daemon=True)
+        self.consumer = Consumer(conf)
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in range(partitions)])
+        self.received: list[tuple[int, dict]] = []
+        self.stopping = threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                first = self.consumer.poll(POLL_S)
+                self.ready.set()  # the first poll has resolved the end offsets
+                if first is None:
+                    continue
+                now = time.time_ns()
+                for msg in [first, *self.consumer.consume(BATCH_MAX - 1, 0)]:
+                    if msg.error() is None:
+                        self.received.append((now, orjson.loads(msg.value())))
+        finally:
+            self.consumer.close()
+
+    def wait_for(self, count: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return len(self.received) >= count
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(10)
+
+
+@contextlib.contextmanager
+def _reading(conf: dict, topic: str, partitions: int) -> Iterator[_Reader]:
+    reader = _Reader(conf, topic, partitions)
+    reader.start()
+    reader.ready.wait(10)
+    try:
+        yield reader
+    finally:
+        reader.stop()
+
+
+def _warm_up(producer: Producer, topic: str, reader: _Reader, seconds: float = 1.0) -> None:
+    """Until the producer has its id and every partition's path is warm; what arrives is dropped."""
+    _paced(producer, topic, 100.0, seconds, lambda i: {"orderId": f"warm-up-{i}", "status": "warm-up"})
+    reader.wait_for(int(100 * seconds), 30)
+    time.sleep(0.2)
+    reader.received.clear()
+
+
+def _paced(producer: Producer, topic: str, rate_per_s: float, seconds: float, make: Callable[[int], dict],
+           stop: threading.Event | None = None) -> list[float]:
+    """Send ``make(i)`` on an open-loop schedule for ``seconds`` (or until ``stop`` is set);
+    returns each send's slip in microseconds."""
+    start = time.monotonic()
+    slips = []
+    for i in range(int(rate_per_s * seconds)):
+        if stop is not None and stop.is_set():
+            break
+        target = start + i / rate_per_s
+        while (now := time.monotonic()) < target:
+            time.sleep(min(target - now, 0.01))
+        event = make(i)
+        event["ts_us"] = event["t0_us"] = ev.now_us()  # t0_us rides along to a service's output
+        slips.append((time.monotonic() - target) * 1e6)
+        producer.produce(topic, orjson.dumps(event), event["orderId"])
+        producer.poll(0)
+    producer.flush(30)
+    return slips
+
+
+class Calibration:
+    """One calibration: its clients, topics and service processes."""
+
+    def __init__(self, request: CalibrationRequest, scratch: Path, echo: Echo) -> None:
+        self.request, self.echo = request, echo
+        w = self.workload = request.workload
+        self.extra = clients.read_properties(request.kafka_config) if request.kafka_config else {}
+        self.bootstrap = request.bootstrap_servers
+        self.admin = topics.admin(clients.admin_config(self.bootstrap, self.extra))
+        topics.check_reachable(self.admin, self.bootstrap)
+        self.cluster = embedded.running_at(self.bootstrap)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.scratch = scratch
+        self.workload_file = scratch / "workload.yaml"
+        self.workload_file.write_text(yaml.safe_dump(w.to_source(), sort_keys=False))
+        self.consumer_conf = clients.consumer_config(self.bootstrap, w, f"bench-calibrate-{self.run_id}", self.extra)
+        self.producer = Producer(clients.producer_config(self.bootstrap, w, self.extra))
+
+    # --- helpers -------------------------------------------------------------
+
+    def fresh_topics(self) -> None:
+        names = sorted({t for p in PATTERNS.values() for t in p.topics})
+        compacted = sorted({t for p in PATTERNS.values() for t in p.compacted})
+        topics.recreate(self.admin, names, self.workload, compacted=compacted)
+
+    @contextlib.contextmanager
+    def services(self, pattern: str, role: str, count: int = 1) -> Iterator[Supervisor]:
+        args = ["--pattern", pattern, "--workload", str(self.workload_file), "--bootstrap-servers", self.bootstrap,
+                "--group-prefix", f"bench-calibrate-{self.run_id}-{pattern}-{role}"]
+        if self.request.kafka_config:
+            args += ["--kafka-config", str(self.request.kafka_config)]
+        supervisor = Supervisor(args, self.scratch)
+        try:
+            supervisor.start({role: count})
+            yield supervisor
+        finally:
+            supervisor.stop()
+
+    def broker_cpu_s(self) -> float | None:
+        if self.cluster is None:
+            return None
+        values = [process_cpu_s(node.pid) for node in self.cluster.alive_nodes()]
+        return None if any(v is None for v in values) else sum(values)
+
+    # --- phases --------------------------------------------------------------
+
+    def transport(self) -> tuple[Distribution, Distribution, dict]:
+        """Produce -> consume without linger; and the open-loop sender's slip."""
+        req = self.request
+        producer = Producer(clients.producer_config(self.bootstrap, self.workload, {**self.extra, "linger.ms": 0}))
+        n = int(req.probe_rate_per_s * req.probe_s)
+        with _reading(self.consumer_conf, ev.DEAD_LETTER, self.workload.partitions) as reader:
+            _warm_up(producer, ev.DEAD_LETTER, reader)
+            broker_before = self.broker_cpu_s()
+            slips = _paced(producer, ev.DEAD_LETTER, req.probe_rate_per_s, req.probe_s,
+                           lambda i: {"orderId": f"probe-{i}", "status": "probe"})
+            reader.wait_for(n, 30)
+            broker_cpu = _delta(broker_before, self.broker_cpu_s())
+        latencies = [(recv_ns / 1000 - e["ts_us"]) for recv_ns, e in reader.received]
+        self.echo(f"transport: {len(latencies)} samples, p50 {np.median(latencies):.0f} us, "
+                  f"p99 {np.percentile(latencies, 99):.0f} us")
+        return Distribution.of_samples(latencies), Distribution.of_samples(slips), {"cpu_s": broker_cpu, "messages": n}
+
+    def hop_and_rebalance(self) -> tuple[Distribution, float, float, dict]:
+        """Through a real payment service; a second instance joins mid-stream and leaves again."""
+        req = self.request
+        self.fresh_topics()
+        with self.services("choreography", "payment") as supervisor, \
+                _reading(self.consumer_conf, ev.PAYMENT_EVENTS, self.workload.partitions) as reader:
+            pid = supervisor.instances["payment-0"].process.pid
+            _warm_up(self.producer, ev.ORDER_CREATED, reader)
+            main_before = main_thread_cpu_s(pid)
+            n = int(req.probe_rate_per_s * req.probe_s)
+            _paced(self.producer, ev.ORDER_CREATED, req.probe_rate_per_s, req.probe_s,
+                   lambda i: {"orderId": f"hop-{self.run_id}-{i}", "status": ev.CREATED})
+            reader.wait_for(n, 30)
+            trickle_main_s = _delta(main_before, main_thread_cpu_s(pid))
+            hops = [e["ts_us"] - e["t0_us"] for _, e in reader.received]
+            pauses, startup_s = self._rebalances(supervisor, reader)
+        self.echo(f"hop through a service: p50 {np.median(hops):.0f} us, p99 {np.percentile(hops, 99):.0f} us; "
+                  f"rebalance pauses {', '.join(f'{p:.2f}s' for p in pauses)}")
+        trickle = {"main_s": trickle_main_s, "messages": n}
+        return Distribution.of_samples(hops), float(np.mean(pauses)), startup_s, trickle
+
+    def _rebalances(self, supervisor: Supervisor, reader: _Reader) -> tuple[list[float], float]:
+        """During a steady stream, instance 1 joins the group and, 2 s after it is ready, leaves it.
+        Each rebalance stalls the stream: the pause is the longest gap between outputs around
+        the change, less the stream's normal gap."""
+        rate = 100.0
+        stop = threading.Event()
+        first = len(reader.received)
+        sent: list[float] = []
+        stream = threading.Thread(target=lambda: sent.extend(_paced(
+            self.producer, ev.ORDER_CREATED, rate, 120.0,
+            lambda i: {"orderId": f"rebalance-{self.run_id}-{i}", "status": ev.CREATED}, stop)), daemon=True)
+        stream.start()
+        time.sleep(1.0)
+        spawned_us = ev.now_us()
+        supervisor.spawn("payment", 1)
+        supervisor.wait_ready([supervisor.instances["payment-1"]])
+        startup_s = (ev.now_us() - spawned_us) / 1e6
+        time.sleep(2.0)
+        left_us = ev.now_us()
+        supervisor.signal("payment-1", signal.SIGTERM)  # it commits and leaves its group
+        time.sleep(3.0)
+        stop.set()
+        stream.join(30)
+        reader.wait_for(first + len(sent), 30)
+        outputs = np.array(sorted(e["ts_us"] for _, e in reader.received[first:]), dtype=float)
+        pauses = [_longest_gap_s(outputs, spawned_us, left_us), _longest_gap_s(outputs, left_us, left_us + 3e6)]
+        return [max(0.0, p - 1.0 / rate) for p in pauses], startup_s
+
+    def drain(self, pattern: str, role: str, topic: str, events: list[tuple[int, dict]], out_topic: str,
+              expected: int) -> dict:
+        """A backlog drained by one real service: main-thread and process CPU per input message."""
+        self.fresh_topics()
+        with self.services(pattern, role) as supervisor, \
+                _reading(self.consumer_conf, out_topic, self.workload.partitions) as reader:
+            pid = supervisor.instances[f"{role}-0"].process.pid
+            time.sleep(0.5)
+            main_before, process_before, broker_before = main_thread_cpu_s(pid), process_cpu_s(pid), self.broker_cpu_s()
+            for partition, event in events:
+                event["ts_us"] = ev.now_us()
+                while True:
+                    try:
+                        self.producer.produce(topic, orjson.dumps(event), event["orderId"], partition=partition)
+                        break
+                    except BufferError:
+                        self.producer.poll(0.01)
+            self.producer.flush(30)
+            if not reader.wait_for(expected, 120):
+                raise RuntimeError(f"{pattern} {role}: {len(reader.received)} of {expected} outputs within 120 s")
+            time.sleep(0.2)
+            n = len(events)
+            figures = {"main_s": _delta(main_before, main_thread_cpu_s(pid)),
+                       "process_s": _delta(process_before, process_cpu_s(pid)),
+                       "broker_s": _delta(broker_before, self.broker_cpu_s()), "messages": n}
+        self.echo(f"{pattern} {role}: {n} messages, main thread {figures['main_s'] / n * 1e6:.1f} us/msg, "
+                  f"process {figures['process_s'] / n * 1e6:.1f} us/msg")
+        return figures
+
+    def costs(self) -> dict[str, dict]:
+        n, parts = self.request.backlog, self.workload.partitions
+        created = [(i % parts, {"orderId": f"drain-{self.run_id}-{i}", "status": ev.CREATED}) for i in range(n)]
+        one_out = self.drain("choreography", "payment", ev.ORDER_CREATED, created, ev.PAYMENT_EVENTS, n)
+        ignored = [(i % parts, {"orderId": f"ignored-{self.run_id}-{i}", "status": ev.CHARGED}) for i in range(n)]
+        markers = [(p, {"orderId": f"marker-{self.run_id}-{p}", "status": ev.SHIPPED}) for p in range(parts)]
+        no_out = self.drain("choreography", "order", ev.PAYMENT_EVENTS, ignored + markers, ev.ORDER_EVENTS, parts)
+        created = [(i % parts, {"orderId": f"orch-{self.run_id}-{i}", "status": ev.CREATED}) for i in range(n)]
+        two_out = self.drain("orchestration", "orchestrator", ev.ORDER_CREATED, created, ev.PAYMENT_COMMANDS, n)
+        return {"one_out": one_out, "no_out": no_out, "two_out": two_out}
+
+
+def _longest_gap_s(stamps_us: np.ndarray, from_us: float, until_us: float) -> float:
+    """The longest time without an output, among outputs stamped in [from_us, until_us]."""
+    inside = stamps_us[(stamps_us >= from_us) & (stamps_us <= until_us)]
+    return float(np.max(np.diff(inside))) / 1e6 if len(inside) > 1 else 0.0
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+def sleep_overshoot_us(samples: int = 200, sleep_s: float = 0.002) -> float:
+    """How much longer than asked ``time.sleep`` sleeps (the workload's processing time is a sleep)."""
+    total = 0.0
+    for _ in range(samples):
+        start = time.perf_counter()
+        time.sleep(sleep_s)
+        total += time.perf_counter() - start - sleep_s
+    return total / samples * 1e6
+
+
+def per_message_costs(costs: dict[str, dict], key: str) -> dict[str, float]:
+    """Solve for the cost of a consumed and a produced message, and the orchestrator's extra."""
+    per = {name: c[key] / c["messages"] * 1e6 for name, c in costs.items()}
+    cost_in = per["no_out"]
+    cost_out = max(0.0, per["one_out"] - cost_in)
+    extra = max(0.0, per["two_out"] - cost_in - 2 * cost_out)
+    return {"in": round(cost_in, 2), "out": round(cost_out, 2), "orchestrator_extra": round(extra, 2)}
+
+
+def broker_costs(transport: dict, drain: dict) -> dict[str, float] | None:
+    """Broker CPU per message (from the batched drain: two messages per input, a produce and a fetch
+    of each) and per request (from the unbatched probe: a produce and a fetch request per message)."""
+    if transport.get("cpu_s") is None or drain.get("broker_s") is None:
+        return None
+    per_message = drain["broker_s"] / (4 * drain["messages"])
+    per_request = max(0.0, (transport["cpu_s"] - 2 * transport["messages"] * per_message) / (2 * transport["messages"]))
+    return {"message": round(per_message * 1e6, 2), "request": round(per_request * 1e6, 2)}
+
+
+def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:
+    w = request.workload
+    with tempfile.TemporaryDirectory(prefix="bench-calibrate-") as scratch:
+        cal = Calibration(request, Path(scratch), echo)
+        cal.fresh_topics()
+        echo(f"calibrating against {request.bootstrap_servers} ({'quick' if request.quick else 'full'})")
+        transport, slip, transport_cpu = cal.transport()
+        hop, rebalance_s, startup_s, trickle = cal.hop_and_rebalance()
+        costs = cal.costs()
+    main = per_message_costs(costs, "main_s")
+    process = per_message_costs(costs, "process_s")
+    trickle_per_msg_us = trickle["main_s"] / trickle["messages"] * 1e6 if trickle["main_s"] is not None else 0.0
+    main["batch"] = round(max(0.0, trickle_per_msg_us - main["in"] - main["out"]), 2)
+    process["batch"] = main["batch"]
+    session_ms = clients.consumer_config(request.bootstrap_servers, w, "x", {})["session.timeout.ms"]
+    return Profile(
+        transport_us=transport,
+        hop_us=hop,
+        linger_ms=float(w.client.get("linger.ms", 5)),
+        service_us=main,
+        service_cpu_us=process,
+        broker_cpu_us=broker_costs(transport_cpu, costs["one_out"]),
+        cores=os.cpu_count() or 1,
+        sleep_overshoot_us=round(sleep_overshoot_us(), 1),
+        rebalance_s=round(rebalance_s, 3),
+        startup_s=round(startup_s, 3),
+        session_timeout_s=float(session_ms) / 1000,
+        slip_us=slip,
+        measured={
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "bootstrap_servers": request.bootstrap_servers,
+            "workload": w.name,
+            "client": dict(w.client),
+            "acks": w.acks,
+            "partitions": w.partitions,
+            "quick": request.quick,
+            "kafka": dist.KAFKA_VERSION if cal.cluster is not None else None,
+            "environment": {k: v for k, v in results.environment().items() if k != "git"},
+        },
+    )

@@ -1,0 +1,236 @@
+"""Wiring the model for one pattern and workload, and running it.
+
+:func:`simulate` builds a :class:`World` (hosts, brokers, one consumer group per
+role with its instances, the load generator) and runs the SimPy environment
+until the load has ended and every order finished, or the drain time ran out.
+Everything random is drawn from generators seeded by the workload's seed, so
+the same inputs give the same numbers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import numpy as np
+import orjson
+import simpy
+
+from bench import events as ev
+from bench.load import LoadResult
+from bench.patterns.base import Pattern, Stateless
+from bench.sim import faults as faults_mod
+from bench.sim.hosts import Host, mean_utilisation, placement
+from bench.sim.kafka import Cluster, Group, Producer
+from bench.sim.load import LoadGenerator, Terminals
+from bench.sim.profile import Profile
+from bench.sim.service import Costs, Instance, SimOutbox, StepSamples
+from bench.workload import Workload
+
+LOAD_GROUP = "load"
+SIZE_SAMPLES = 200  # events per topic encoded to estimate bytes per order
+PLACEMENTS = ("single", "spread")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """What to simulate. ``brokers``: cluster size (default: the replication factor).
+    ``placement``: ``single`` puts every process and broker on one host with the profile's
+    cores (the calibrated machine); ``spread`` gives each its own host."""
+
+    pattern: Pattern
+    workload: Workload
+    profile: Profile
+    placement: str = "single"
+    brokers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"unknown placement {self.placement!r}: choose one of {', '.join(PLACEMENTS)}")
+        if self.brokers is not None and self.brokers < self.workload.replication_factor:
+            raise ValueError(f"{self.brokers} brokers cannot hold replication_factor {self.workload.replication_factor}")
+
+    @property
+    def broker_count(self) -> int:
+        return self.brokers or self.workload.replication_factor
+
+
+@dataclasses.dataclass
+class SimResult:
+    """What a simulated run measured, shaped like a real run's :class:`bench.load.LoadResult`
+    plus what the real run learns from its audit and the processes' CPU."""
+
+    load: LoadResult
+    e2e: tuple[np.ndarray, np.ndarray, np.ndarray]  # end s, latency s, completed flag (measured orders)
+    slip: tuple[np.ndarray, np.ndarray]  # send s, slip s
+    steps: StepSamples
+    messages: dict[str, int]  # topic -> messages produced
+    bytes_per_message: dict[str, float]  # topic -> mean key + value bytes
+    cpu_s: dict[str, float]  # owner (role, broker, load_generator) -> CPU seconds
+    elapsed_s: float  # simulated time until the end of the drain
+    duplicates: int
+    unexpected_outcomes: int
+    mean_utilisation: float | None
+    processed: dict[str, int]  # role -> messages handled
+
+
+def linger_s(workload: Workload) -> float:
+    client = workload.client
+    value = client.get("linger.ms", client.get("queue.buffering.max.ms", 5))
+    return float(value) / 1000.0
+
+
+def _costs(profile: Profile, role: str, processing_s: float) -> Costs:
+    main, cpu = profile.service_us, profile.service_cpu_us
+    extra = main["orchestrator_extra"] if role == "orchestrator" else 0.0
+    cpu_extra = cpu["orchestrator_extra"] if role == "orchestrator" else 0.0
+    sleep = processing_s + (profile.sleep_overshoot_us / 1e6 if processing_s > 0 else 0.0)
+    return Costs(in_s=(main["in"] + extra) / 1e6, out_s=main["out"] / 1e6, batch_s=main["batch"] / 1e6,
+                 cpu_in_s=(cpu["in"] + cpu_extra) / 1e6, cpu_out_s=cpu["out"] / 1e6,
+                 cpu_batch_s=cpu["batch"] / 1e6, processing_s=sleep)
+
+
+class _SizedOutbox(SimOutbox):
+    """Keeps the first events of each topic, to estimate message sizes once the run is over."""
+
+    def __init__(self, *args, samples: dict[str, list], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.samples = samples
+
+    def emit(self, topic: str, event: dict) -> None:
+        kept = self.samples.setdefault(topic, [])
+        if len(kept) < SIZE_SAMPLES:
+            kept.append(event)
+        super().emit(topic, event)
+
+
+class World:
+    """The model of one run: every process, broker and partition of the scenario."""
+
+    def __init__(self, scenario: Scenario, run_id: str) -> None:
+        w, profile, pattern = scenario.workload, scenario.profile, scenario.pattern
+        self.scenario = scenario
+        self.env = env = simpy.Environment()
+        rng = np.random.default_rng([w.seed, 6])
+        self.samples: dict[str, list] = {}
+        self.steps = StepSamples()
+        self.roles = pattern.roles
+        counts = {role: w.instances.get(role, 1) for role in pattern.roles}
+        names = ([f"broker-{b}" for b in range(scenario.broker_count)] + ["load_generator"]
+                 + [f"{role}-{i}" for role, n in counts.items() for i in range(n)])
+        self.hosts: dict[str, Host] = placement(names, scenario.placement, profile.cores, env)
+        spread = scenario.placement == "spread"
+        hop_extra_s = profile.network_rtt_us / 1e6 if spread else 0.0
+        replication_s = ((profile.replication_us + profile.network_rtt_us * spread) / 1e6
+                         if w.replication_factor > 1 else 0.0)
+        broker_cpu = profile.broker_cpu_us
+        self.cluster = Cluster(env, w.partitions, [self.hosts[f"broker-{b}"] for b in range(scenario.broker_count)],
+                               profile.transport_us.draws_s(rng), replication_s,
+                               (broker_cpu["message"], broker_cpu["request"]) if broker_cpu else None)
+        self.linger_s = linger_s(w)
+        self.groups: dict[str, Group] = {}
+        self.instances: dict[str, list[Instance]] = {}
+        replays = any(f.type in ("kill", "pause") for f in w.faults)
+        if replays:
+            self.cluster.logged = frozenset(pattern.restore_from.values())
+        for role, n in counts.items():
+            group = self.groups[role] = Group(env, role, pattern.subscriptions[role], w.partitions)
+            self.cluster.subscribe(group)
+            self.instances[role] = []
+            for i in range(n):
+                instance = self.new_instance(role, i, replays)
+                group.members.append(instance)
+                self.instances[role].append(instance)
+            group.assign()
+        self._build_load(w, profile, rng, run_id, hop_extra_s)
+        self.faults = faults_mod.schedule(self, w.faults)
+
+    def new_instance(self, role: str, index: int, replays: bool = False) -> Instance:
+        """A fresh process of ``role`` (empty memory: a restarted instance starts here too)."""
+        w, profile, pattern = self.scenario.workload, self.scenario.profile, self.scenario.pattern
+        host = self.hosts[f"{role}-{index}"]
+        extra_s = profile.network_rtt_us / 1e6 if self.scenario.placement == "spread" else 0.0
+        producer = Producer(self.env, self.cluster, self.linger_s, extra_s)
+        outbox = _SizedOutbox(pattern.name, self.cluster, producer, self.steps, samples=self.samples)
+        handler = pattern.handler(role, w)
+        ticks = type(handler).tick is not Stateless.tick
+        return Instance(self.env, role, index, handler, outbox, host, _costs(profile, role, w.processing_s[role]),
+                        ticks=ticks, replays=replays, restore_from=pattern.restore_from.get(role))
+
+    def _build_load(self, w: Workload, profile: Profile, rng: np.random.Generator, run_id: str,
+                    extra_s: float) -> None:
+        host = self.hosts["load_generator"]
+        producer = Producer(self.env, self.cluster, self.linger_s, extra_s)
+        self.terminals = Terminals(w.warmup_s, w.warmup_s + w.duration_s)
+        group = Group(self.env, LOAD_GROUP, (ev.ORDER_EVENTS,), w.partitions)
+        self.cluster.subscribe(group)
+        costs = _costs(profile, LOAD_GROUP, 0.0)
+        reader = Instance(self.env, "load_generator", 0, self.terminals,
+                          SimOutbox("", self.cluster, producer, self.steps), host, costs)
+        group.members.append(reader)
+        group.assign()
+        per_order_s = costs.cpu_out_s
+
+        def charge(orders: int) -> None:
+            host.charge("load_generator", orders * per_order_s)
+
+        self.load = LoadGenerator(self.env, w, producer, self.terminals, profile.slip_us.draws_s(rng), run_id,
+                                  backlog=self.backlog, on_cpu=charge)
+
+    def backlog(self) -> int:
+        """Messages waiting to be handled by the services (the model's consumer lag)."""
+        return sum(group.backlog() for group in self.groups.values())
+
+    def run(self) -> None:
+        self.env.run(until=self.env.process(self.load.run()))
+
+
+def simulate(scenario: Scenario, run_id: str | None = None) -> SimResult:
+    """Run the model; ``run_id`` names the orders (and so decides which fail, as in a real run)."""
+    w = scenario.workload
+    world = World(scenario, run_id or f"sim{w.seed}")
+    world.run()
+    return _result(world)
+
+
+def _result(world: World) -> SimResult:
+    w, load, terminals = world.scenario.workload, world.load, world.terminals
+    messages = dict(world.cluster.messages)
+    messages[ev.ORDER_CREATED] = messages.get(ev.ORDER_CREATED, 0) + len(load.started)
+    cpu: dict[str, float] = {}
+    for host in {id(h): h for h in world.hosts.values()}.values():
+        for owner, seconds in host.cpu_s.items():
+            cpu[owner] = cpu.get(owner, 0.0) + seconds
+    unexpected = sum(1 for order_id, status in terminals.outcomes.items()
+                     if status != ev.expected_outcome(order_id, w.failures))
+    load_result = LoadResult(
+        started=load.started, outcomes=terminals.outcomes, start_wall_s=0.0,
+        measure_start_s=w.warmup_s, measure_end_s=w.warmup_s + w.duration_s,
+        offered_in_window=load.offered_in_window, scheduled_in_window=load.scheduled_in_window,
+        finished_in_window=terminals.finished_in_window, send_failures=0, seconds=load.seconds,
+    )
+    return SimResult(
+        load=load_result,
+        e2e=(np.frombuffer(terminals.e2e_end_s), np.frombuffer(terminals.e2e_s),
+             np.frombuffer(terminals.e2e_completed, dtype=np.int8).astype(bool)),
+        slip=(np.frombuffer(load.slip_end_s), np.frombuffer(load.slip_s)),
+        steps=world.steps,
+        messages=messages,
+        bytes_per_message=_sizes(world.samples, load.padding),
+        cpu_s=cpu,
+        elapsed_s=world.env.now,
+        duplicates=terminals.duplicates,
+        unexpected_outcomes=unexpected,
+        mean_utilisation=mean_utilisation(world.hosts, world.env.now),
+        processed={role: sum(i.processed for i in insts) for role, insts in world.instances.items()},
+    )
+
+
+def _sizes(samples: dict[str, list], padding: str) -> dict[str, float]:
+    """Mean bytes on the wire (key + JSON value with its ``ts_us`` stamp) per topic."""
+    stamp = 1_700_000_000_000_000
+    sizes = {}
+    for topic, events in samples.items():
+        sizes[topic] = float(np.mean([len(orjson.dumps({**e, "ts_us": stamp})) + len(e["orderId"]) for e in events]))
+    created = {"orderId": "sim1-100000", "status": ev.CREATED, "t0_us": stamp, "ts_us": stamp, "amount": 10, "items": 1}
+    if padding:
+        created["padding"] = padding
+    sizes[ev.ORDER_CREATED] = float(len(orjson.dumps(created)) + len(created["orderId"]))
+    return sizes

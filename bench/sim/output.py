@@ -1,0 +1,146 @@
+"""A simulated run's result directory, in the same format as ``bench run``'s.
+
+summary.json (``mode: simulation``), ``e2e``/``e2e-completed``/``e2e-cancelled``/``slip``
+``.hlog`` and ``.hgrm``, a ``step-<name>.hlog`` per step and timeseries.csv, so
+``bench compare`` and ``bench report`` read it as they read a real run.
+Interval timestamps are seconds of simulated time from the run's start.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from bench import results, validity
+from bench.audit import PATTERNS as AUDIT_PATTERNS
+from bench.recording import merged, new_histogram, summary_ms, write_hgrm, write_intervals
+from bench.sim.histograms import per_second
+from bench.sim.model import Scenario, SimResult
+
+US = 1e6
+
+
+def write(directory: Path, scenario: Scenario, result: SimResult, start_wall_s: float, wall_s: float) -> dict:
+    """Write every file of the result dir; returns the summary."""
+    directory.mkdir(parents=True, exist_ok=True)
+    w = scenario.workload
+    seconds = max(1, math.ceil(result.elapsed_s))
+    end_s, e2e_s, completed = result.e2e
+    series = {
+        "e2e": per_second(end_s, e2e_s * US, seconds),
+        "e2e-completed": per_second(end_s[completed], e2e_s[completed] * US, seconds),
+        "e2e-cancelled": per_second(end_s[~completed], e2e_s[~completed] * US, seconds),
+        "slip": per_second(result.slip[0], result.slip[1] * US, seconds),
+    }
+    totals = {}
+    for name, hists in series.items():
+        write_intervals(directory / f"{name}.hlog", [(k, k + 1, h) for k, h in enumerate(hists)], start_wall_s, name)
+        totals[name] = merged(hists)
+        write_hgrm(totals[name], directory / f"{name}.hgrm")
+    steps = _write_steps(directory, scenario, result, start_wall_s)
+    _write_timeseries(directory, result, series["e2e"])
+    summary = _summary(scenario, result, totals, steps, start_wall_s, wall_s)
+    results.write_summary(directory, summary)
+    return summary
+
+
+def _write_steps(directory: Path, scenario: Scenario, result: SimResult, start_wall_s: float) -> dict[str, dict]:
+    w = scenario.workload
+    names = [s for s in AUDIT_PATTERNS[scenario.pattern.name].step_names if s != "e2e"]
+    summaries = {}
+    for step in names:
+        ends = np.frombuffer(result.steps.ends[step]) if step in result.steps.ends else np.empty(0)
+        latencies = np.frombuffer(result.steps.latencies[step]) if step in result.steps.latencies else np.empty(0)
+        inside = (ends >= w.warmup_s) & (ends < w.warmup_s + w.duration_s)
+        ends, latencies = ends[inside], latencies[inside]
+        hists = per_second(ends, latencies * US)
+        intervals = [(k, k + 1, h) for k, h in enumerate(hists) if h.get_total_count()]
+        write_intervals(directory / f"step-{step}.hlog", intervals, start_wall_s, name=step)
+        summaries[step] = summary_ms(merged([h for _, _, h in intervals]) if intervals else new_histogram())
+    return summaries
+
+
+def _write_timeseries(directory: Path, result: SimResult, e2e: list[HdrHistogram]) -> None:
+    """One row per second, ``p99_ms`` of the orders measured that second, as the real run writes it."""
+    with results.TimeseriesWriter(directory / results.TIMESERIES) as out:
+        for second in result.load.seconds:
+            k = int(second.t_s)
+            p99 = summary_ms(e2e[k - 1])["p99"] if 0 < k <= len(e2e) else None
+            out.write_row(second.t_s, second.offered, second.finished, second.in_flight, second.lag, p99)
+
+
+def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogram], steps: dict,
+             start_wall_s: float, wall_s: float) -> dict:
+    w, load = scenario.workload, result.load
+    window_s = w.duration_s
+    e2e, slip = summary_ms(totals["e2e"]), summary_ms(totals["slip"])
+    valid, reason = validity.judge(load, w.rate_per_s, slip["p99"])
+    started = len(load.started)
+    completed = sum(1 for status in load.outcomes.values() if status == "completed")
+    cancelled = len(load.outcomes) - completed
+    unfinished = started - len(load.outcomes)
+    messages = sum(result.messages.values())
+    total_bytes = sum(count * result.bytes_per_message.get(topic, 0.0) for topic, count in result.messages.items())
+    per_order = messages / started if started else None
+    bytes_per_order = total_bytes / started if started else None
+    services = {role: round(result.cpu_s.get(role, 0.0), 2) for role in scenario.pattern.roles}
+    audit = {
+        "simulated": True,
+        "orders_started": started, "completed": completed, "cancelled": cancelled, "lost": 0, "stuck": unfinished,
+        "finished": len(load.outcomes), "unfinished": unfinished, "multiple_terminal": result.duplicates,
+        "unexpected_outcome": result.unexpected_outcomes, "inconsistent": result.unexpected_outcomes,
+        "compensations": {"refunds": len(result.steps.ends.get("refund", ())),
+                          "releases": len(result.steps.ends.get("release", ()))},
+        "messages_per_topic": dict(result.messages),
+        "messages_per_order": per_order, "bytes_per_order": bytes_per_order,
+        "clean": unfinished == 0 and not result.duplicates and not result.unexpected_outcomes,
+    }
+    profile = scenario.profile
+    return {
+        "mode": "simulation",
+        "pattern": scenario.pattern.name,
+        "workload": w.to_dict(),
+        "rate_target_per_s": w.rate_per_s,
+        "rate_offered_per_s": round(load.offered_in_window / window_s, 1),
+        "rate_achieved_per_s": round(load.finished_in_window / window_s, 1),
+        "duration_s": w.duration_s,
+        "warmup_s": w.warmup_s,
+        "valid": valid,
+        "invalid_reason": reason,
+        "interrupted": False,
+        "orders": {"started": started, "completed": completed, "cancelled": cancelled, "lost": 0,
+                   "stuck": unfinished, "duplicates": result.duplicates, "inconsistent": result.unexpected_outcomes},
+        "latency_ms": {
+            "e2e": e2e,
+            "e2e_completed": summary_ms(totals["e2e-completed"]),
+            "e2e_cancelled": summary_ms(totals["e2e-cancelled"]),
+            "schedule_slip": slip,
+            "steps": steps,
+        },
+        "messages_per_order": per_order,
+        "bytes_per_order": bytes_per_order,
+        "audit": audit,
+        "cpu_s": {
+            "load_generator": round(result.cpu_s.get("load_generator", 0.0), 2),
+            "services": services,
+            "harness_total": round(result.cpu_s.get("load_generator", 0.0) + sum(services.values()), 2),
+            "broker": round(result.cpu_s["broker"], 2) if "broker" in result.cpu_s else None,
+        },
+        "timeline": {"start_wall_s": start_wall_s, "measure_start_s": start_wall_s + w.warmup_s,
+                     "measure_end_s": start_wall_s + w.warmup_s + w.duration_s},
+        "environment": {**results.environment(None), "bootstrap_servers": None},
+        "config": {"client": dict(w.client), "kafka_config": {}, "kafka_config_file": None},
+        "simulation": {
+            "profile": str(profile.source) if profile.source else None,
+            "profile_measured": dict(profile.measured),
+            "placement": scenario.placement,
+            "brokers": scenario.broker_count,
+            "cores_per_host": profile.cores if scenario.placement == "single" else None,
+            "mean_cpu_utilisation": round(result.mean_utilisation, 3) if result.mean_utilisation is not None else None,
+            "simulated_s": round(result.elapsed_s, 3),
+            "wall_s": round(wall_s, 3),
+            "processed": result.processed,
+        },
+    }

@@ -1,0 +1,71 @@
+"""Both patterns under each shipped fault, at one rate: the failure table of the README.
+
+    python benchmarks/faults.py [--rate 2000] [--only kill-payment,poison] [--markdown]
+
+Each run gets a fresh embedded cluster (three nodes for broker failover) on
+ports 19092+, so it never touches a broker you have running. Prints, per
+pattern and fault: orders lost and stuck, recovery time, p99 and max latency in
+the fault window, duplicates absorbed, dead letters, and the result directory.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parents[1]
+FAULTS = {
+    "choreography": ["kill-order", "kill-payment", "kill-inventory", "kill-shipping", "broker-failover", "poison",
+                     "rebalance", "duplicate", "slow-inventory"],
+    "orchestration": ["orchestrator-crash", "kill-payment", "kill-inventory", "kill-shipping", "broker-failover",
+                      "poison", "rebalance", "duplicate", "slow-inventory"],
+}
+
+
+@click.command()
+@click.option("--rate", type=float, default=2000.0, show_default=True)
+@click.option("--only", default=None, help="Comma-separated fault names (file names without 'faults-').")
+@click.option("--patterns", "pattern_names", default="choreography,orchestration", show_default=True)
+@click.option("--results", type=click.Path(file_okay=False), default=str(ROOT / "results" / "faults"), show_default=True)
+def main(rate, only, pattern_names, results):
+    os.environ["BENCH_BROKER_DIR"] = tempfile.mkdtemp(prefix="bench-faults-broker-")
+    from bench import patterns
+    from bench.broker import embedded
+    from bench.run import RunRequest, _nodes_needed, run
+    from bench.workload import load_workload
+
+    wanted = set(only.split(",")) if only else None
+    rows, failed = [], False
+    for pattern in pattern_names.split(","):
+        for fault in FAULTS[pattern]:
+            if wanted and fault not in wanted:
+                continue
+            workload = load_workload(ROOT / "workloads" / f"faults-{fault}.yaml").with_overrides(rate_per_s=rate)
+            click.echo(f"--- {pattern} / {fault} at {rate:g}/s", err=True)
+            with embedded.embedded(nodes=_nodes_needed(workload), port=19092) as cluster:
+                outcome = run(RunRequest(patterns.get(pattern), workload, cluster.bootstrap_servers,
+                                         results_base=Path(results)), echo=lambda line: None)
+            s = outcome.summary
+            f = s["faults"][0] if s["faults"] else {}
+            fmt = lambda v, spec="": "-" if v is None else format(v, spec)
+            lost = s["orders"]["lost"] + s["orders"]["stuck"]
+            failed |= lost > 0 or bool(f.get("error"))
+            rows.append((pattern, fault, str(s["orders"]["lost"]), str(s["orders"]["stuck"]),
+                         fmt(f.get("time_to_detect_s")), fmt(f.get("recovery_s")), fmt(f.get("p99_in_window_ms"), ".0f"),
+                         fmt(f.get("max_in_window_ms"), ".0f"), fmt(f.get("duplicates_absorbed")),
+                         fmt(f.get("dead_letters")), f.get("error") or ("valid" if s["valid"] else s["invalid_reason"]),
+                         str(outcome.directory.relative_to(ROOT) if outcome.directory.is_relative_to(ROOT) else outcome.directory)))
+    header = ("pattern", "fault", "lost", "stuck", "detect s", "recovery s", "p99 in window ms", "max ms",
+              "dup absorbed", "DLQ", "run", "results")
+    click.echo("| " + " | ".join(header) + " |")
+    click.echo("|" + "---|" * len(header))
+    for row in rows:
+        click.echo("| " + " | ".join(row) + " |")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

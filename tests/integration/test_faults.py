@@ -1,0 +1,62 @@
+"""Faults on the real broker: a crash, an orchestrator crash, poison, broker failover. Nothing is lost."""
+from __future__ import annotations
+
+import pytest
+
+from bench import events as ev
+from bench import patterns
+from bench.broker import embedded
+from bench.run import RunRequest, run
+from bench.workload import Workload
+
+pytestmark = pytest.mark.broker
+
+
+def workload(*faults, **changes):
+    return Workload(name="faults-test", arrival="constant", rate_per_s=200.0, duration_s=16.0, warmup_s=2.0,
+                    drain_s=60.0, faults=tuple(faults), **changes)
+
+
+def fault(**spec):
+    from bench.workload import parse_workload
+
+    return parse_workload({"name": "f", "duration": "16s", "warmup": "2s", "faults": [spec]}).faults[0]
+
+
+def assert_nothing_lost(outcome):
+    s = outcome.summary
+    orders = s["orders"]
+    assert orders["lost"] == orders["stuck"] == orders["duplicates"] == orders["inconsistent"] == 0, (orders, s["audit"]["examples"])
+    assert orders["completed"] + orders["cancelled"] == orders["started"] > 2000
+    assert s["faults"] and s["faults"][0]["error"] is None, s["faults"]
+    return s
+
+
+@pytest.mark.parametrize("pattern,role", [("choreography", "payment"), ("orchestration", "orchestrator")])
+def test_a_killed_and_restarted_role_loses_no_order(bootstrap_servers, tmp_path, pattern, role):
+    w = workload(fault(type="kill", at="8s", duration="1s", role=role))
+    s = assert_nothing_lost(run(RunRequest(patterns.get(pattern), w, bootstrap_servers, output=tmp_path / "r"),
+                                echo=lambda line: None))
+    figures = s["faults"][0]
+    assert figures["target"] == f"{role}-0" and figures["end_s"] > figures["at_s"]
+    assert figures["peak_backlog"] > 0 and figures["p99_in_window_ms"] is not None
+    assert {"time_to_detect_s", "recovery_s", "duplicates_absorbed", "dead_letters", "compensations"} <= set(figures)
+
+
+@pytest.mark.parametrize("pattern", ["choreography", "orchestration"])
+def test_poison_messages_end_in_the_dead_letter_topic_and_good_orders_finish(bootstrap_servers, tmp_path, pattern):
+    w = workload(fault(type="poison", at="6s", count=25, topic=ev.ORDER_CREATED))
+    s = assert_nothing_lost(run(RunRequest(patterns.get(pattern), w, bootstrap_servers, output=tmp_path / "r"),
+                                echo=lambda line: None))
+    assert s["faults"][0]["dead_letters"] == 25
+    assert s["audit"]["dead_letters"] == 25
+
+
+def test_broker_failover_on_three_nodes_loses_no_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_BROKER_DIR", str(tmp_path / "broker"))
+    w = workload(fault(type="broker-kill", at="7s", duration="5s"), replication_factor=3, min_insync_replicas=2)
+    with embedded.embedded(nodes=3, port=19392) as cluster:
+        outcome = run(RunRequest(patterns.get("orchestration"), w, cluster.bootstrap_servers, output=tmp_path / "r"),
+                      echo=lambda line: None)
+    s = assert_nothing_lost(outcome)
+    assert s["faults"][0]["target"].startswith("broker ")
