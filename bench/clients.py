@@ -30,6 +30,9 @@ CONSUMER_ONLY = frozenset({
 })
 
 
+COMMIT_INTERVAL_MS = 500  # background commit of offsets the runtime stored after acknowledgement
+
+
 class ConfigError(ValueError):
     """A client properties file that cannot be used; the message names file and line."""
 
@@ -91,7 +94,7 @@ def consumer_config(bootstrap_servers: str, workload: Workload, group_id: str, e
         "group.id": group_id,
         "enable.auto.commit": store_acknowledged,
         "enable.auto.offset.store": False,
-        "auto.commit.interval.ms": 500,
+        "auto.commit.interval.ms": COMMIT_INTERVAL_MS,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed" if workload.delivery == "exactly-once" else "read_uncommitted",
     })

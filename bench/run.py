@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from bench import audit as audit_mod
-from bench import clients, results, topics, validity
+from bench import clients, results, runtime, topics, validity
 from bench.broker import dist, embedded
 from bench.broker.errors import BrokerError
 from bench.faults import FaultContext, FaultInjector
@@ -273,9 +273,27 @@ def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, ste
         "timeline": {"start_wall_s": load.start_wall_s, "measure_start_s": load.measure_start_s,
                      "measure_end_s": load.measure_end_s},
         "environment": {**results.environment(broker.kafka_version), "bootstrap_servers": broker.bootstrap_servers},
-        "config": {"client": dict(workload.client), "kafka_config": client_extra,
-                   "kafka_config_file": str(request.kafka_config) if request.kafka_config else None},
+        "config": _effective_config(request, broker, client_extra),
     }
+
+
+def _effective_config(request: RunRequest, broker: _Broker, client_extra: dict) -> dict:
+    """What every client and the broker actually ran with (redacted when written)."""
+    w, servers = request.workload, broker.bootstrap_servers
+    strip = lambda conf: {k: v for k, v in conf.items() if k != "logger"}
+    group = "bench-<run>-<pattern>-<role>"
+    config = {
+        "producer": strip(clients.producer_config(servers, w, client_extra)),
+        "consumer": strip(clients.consumer_config(servers, w, group, client_extra,
+                                                  store_acknowledged=w.delivery != "exactly-once")),
+        "kafka_config_file": str(request.kafka_config) if request.kafka_config else None,
+        "runtime": {"batch_max": runtime.BATCH_MAX, "commit_interval_ms": runtime.COMMIT_INTERVAL_MS,
+                    "transaction_interval_s": runtime.TX_INTERVAL_S, "delivery": w.delivery},
+    }
+    if broker.cluster is not None:
+        props = Path(broker.cluster.nodes[0].dir, "server.properties").read_text().splitlines()
+        config["broker"] = dict(line.split("=", 1) for line in props if "=" in line)
+    return config
 
 
 def _round(value: float | None, digits: int) -> float | None:

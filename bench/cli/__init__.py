@@ -16,9 +16,9 @@ def cli() -> None:
 
 def _register() -> None:
     # Explicit registry of subcommands: no discovery by import side effect.
-    from bench.cli import broker, compare, report, run, serve, sweep
+    from bench.cli import broker, run, serve
 
-    for command in (broker.broker, compare.compare, report.report, run.run, serve.serve, sweep.sweep):
+    for command in (broker.broker, run.run, serve.serve):
         cli.add_command(command)
 
 
@@ -26,4 +26,14 @@ _register()
 
 
 def main() -> None:
-    sys.exit(cli.main(prog_name="bench"))
+    try:
+        code = cli.main(prog_name="bench", standalone_mode=False)
+    except click.ClickException as exc:
+        # One line naming the problem (click's default adds usage lines around it).
+        hint = f" (see `{exc.ctx.command_path} --help`)" if isinstance(exc, click.UsageError) and exc.ctx else ""
+        click.echo(f"bench: error: {exc.format_message()}{hint}", err=True)
+        code = exc.exit_code
+    except click.Abort:
+        click.echo("bench: interrupted", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

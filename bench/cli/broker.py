@@ -62,6 +62,8 @@ def logs(node: int, lines: int) -> None:
     cluster = embedded.Cluster.load()
     if cluster is None:
         raise click.ClickException("no bench broker has been started: `bench broker start`")
+    if node not in {n.node_id for n in cluster.nodes}:
+        raise click.BadParameter(f"the cluster has nodes {', '.join(str(n.node_id) for n in cluster.nodes)}", param_hint="--node")
     path = cluster.node(node).log_path
     click.echo(f"==> {path}")
     click.echo("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))

@@ -13,7 +13,9 @@ class InputError(click.ClickException):
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [BrokerError]
+    from bench.clients import ConfigError
+
+    errors: list[type[BaseException]] = [ConfigError]
     try:
         from bench.workload import WorkloadError
 
