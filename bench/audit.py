@@ -520,8 +520,10 @@ def _read_assigned(consumer, ends: dict[tuple[str, int], int], deadline: float) 
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    # End of log reached; also covers transaction markers occupying the last offsets.
-                    if end is not None and message.offset() >= end:
+                    # End of what can be read: the high watermark, or under read_committed the
+                    # last stable offset (an open transaction's records are not ours to read yet).
+                    # Also covers transaction markers occupying the last offsets.
+                    if end is not None:
                         del remaining[tp]
                     continue
                 if error.fatal() or end is not None:

@@ -148,7 +148,13 @@ class Service:
             self._pending_restore.extend(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if not self.transactional:
+        if self.transactional and self.in_transaction:
+            # Commit what was consumed so far before another instance takes over from those offsets.
+            try:
+                self._commit_transaction()
+            except KafkaException as exc:
+                print(f"{self.spec.client_id}: transaction commit on revoke failed: {exc}", file=sys.stderr)
+        elif not self.transactional:
             # Hand the partitions over with everything acknowledged committed: fewer replays.
             self.producer.flush(10)
             try:
