@@ -14,15 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
 from bench.compare import Result, fmt_change, fmt_value, label, side_by_side, step_names
-from bench.recording import merged
+from bench.recording import merged, summary_ms
 from bench.results import TIMESERIES, ResultsError
 
 NINES = 6  # the spectrum's x axis runs to 99.9999%
@@ -119,8 +118,7 @@ def timeline(r: Result) -> list[Second]:
     if not path.exists():
         start = (r.summary.get("timeline") or {}).get("start_wall_s", 0.0)
         return [Second(round(h.get_end_time_stamp() / 1000.0 - start), None, float(h.get_total_count()),
-                       h.get_value_at_percentile(99.0) / 1000.0 if h.get_total_count() else None)
-                for h in r.histograms("e2e.hlog")]
+                       summary_ms(h)["p99"]) for h in r.histograms("e2e.hlog")]
     number = lambda text: float(text) if text not in ("", None) else None
     try:
         with path.open(newline="", encoding="utf-8") as rows:
@@ -128,6 +126,22 @@ def timeline(r: Result) -> list[Second]:
                     for row in csv.DictReader(rows)]
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise ResultsError(f"{path}: cannot read: {err}") from None
+
+
+def _shade_faults(ax, results: Sequence[Result]) -> None:
+    """Each run's fault windows in the run's colour; instantaneous faults as a line."""
+    for i, r in enumerate(results):
+        for fault in r.summary.get("faults") or []:
+            start, end = fault.get("at_s"), fault.get("end_s")
+            if start is None:
+                continue
+            if end is None or end - start < 0.5:
+                ax.axvline(start, color=_color(i), alpha=0.6, linestyle="--", zorder=0)
+            else:
+                ax.axvspan(start, end, color=_color(i), alpha=0.15, zorder=0)
+            ax.annotate(f"{fault.get('type')} {fault.get('target', '')}".strip(), (start, 1.0),
+                        xycoords=("data", "axes fraction"), fontsize="x-small", va="top", rotation=90,
+                        color=_color(i))
 
 
 def time_chart(results: Sequence[Result]) -> Chart:
@@ -141,15 +155,18 @@ def time_chart(results: Sequence[Result]) -> Chart:
         rate.plot(t, [s.finished for s in seconds], color=_color(i), label=f"{_name(i, r)} finished")
         if any(s.offered is not None for s in seconds):
             rate.plot(t, [math.nan if s.offered is None else s.offered for s in seconds], color=_color(i),
-                      linestyle=":", label=f"{label(i)} offered")
+                      linestyle=":", label=f"{_name(i, r)} offered")
     warmup = max(float(r.summary.get("warmup_s") or 0.0) for r in results)
     for ax in (latency, rate):
         if warmup:
             ax.axvspan(0, warmup, color="0.9", zorder=0)
+        _shade_faults(ax, results)
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
     latency.set_ylabel("p99 of each second (ms)")
-    latency.set_title("Latency and throughput over time (shaded: warm-up, not measured)")
+    faults = any(r.summary.get("faults") for r in results)
+    latency.set_title("Latency and throughput over time (grey: warm-up, not measured"
+                      + ("; coloured: fault windows)" if faults else ")"))
     latency.legend()
     rate.set_ylabel("orders per second")
     rate.set_xlabel("seconds since load started")
@@ -178,6 +195,9 @@ def step_chart(results: Sequence[Result]) -> Chart:
     ranges.set_yticks(np.arange(len(steps)), steps)
     ranges.invert_yaxis()
     ranges.set_xscale("log")
+    ranges.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ranges.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ranges.xaxis.set_minor_formatter(NullFormatter())
     ranges.set_xlabel("step latency (ms, log): dot p50, bar to p99")
     ranges.grid(True, axis="x", which="both", alpha=0.3)
     ranges.legend(fontsize="small", loc="best")

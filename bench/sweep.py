@@ -1,7 +1,8 @@
 """Rate sweeps: every pattern at every rate into one directory, and each pattern's knee.
 
 The knee is the highest rate whose run was valid (it held the rate, the backlog did
-not grow) with p99 end-to-end latency under the workload's ``latency_bound_p99``.
+not grow) with p99 end-to-end latency under the workload's ``latency_bound_p99``,
+and every lower rate of the sweep too.
 ``sweep.json`` is rewritten after every point, so an interrupted sweep keeps what it
 measured; each point is an ordinary result directory beside it.
 """
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench import results
 from bench.broker import embedded
@@ -72,8 +74,15 @@ class Point:
 
 
 def knee(points: Sequence[Point], bound_p99_ms: float) -> float | None:
-    """The highest target rate among ``points`` that was valid with p99 under the bound."""
-    return max((p.rate_target_per_s for p in points if p.within(bound_p99_ms)), default=None)
+    """The highest target rate that was valid with p99 under the bound, counting up from the
+    lowest rate and stopping at the first that was not: a higher rate that passes after a
+    miss is luck (a quiet moment on the machine), not capacity."""
+    best = None
+    for point in sorted(points, key=lambda p: p.rate_target_per_s):
+        if not point.within(bound_p99_ms):
+            break
+        best = point.rate_target_per_s
+    return best
 
 
 @dataclass
@@ -172,14 +181,6 @@ def write_sweep(outcome: SweepOutcome, request: SweepRequest) -> Path:
     return target
 
 
-def read_sweep(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / SWEEP
-    try:
-        return orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as err:
-        raise results.ResultsError(f"{path}: cannot read: {err}") from None
-
-
 def plot(outcome: SweepOutcome) -> bytes:
     """p50 (dashed) and p99 (solid) against finished throughput per pattern; hollow marks
     are invalid runs, the dotted line is the p99 bound, a star marks each knee."""
@@ -204,6 +205,9 @@ def plot(outcome: SweepOutcome) -> bytes:
                         label=f"{pattern} knee {rate_text(best)}/s")
     ax.axhline(outcome.bound_p99_ms, color="0.4", linestyle=":", label=f"p99 bound {outcome.bound_p99_ms:g} ms")
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("finished orders per second")
     ax.set_ylabel("end-to-end latency (ms, log)")
     ax.grid(True, which="both", alpha=0.3)
@@ -225,5 +229,7 @@ def render_table(outcome: SweepOutcome) -> str:
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     for pattern, rate in outcome.knees.items():
         where = f"{rate_text(rate)}/s" if rate is not None else "none (no valid rate under the bound)"
-        lines.append(f"knee {pattern}: {where}  (valid, p99 < {outcome.bound_p99_ms:g} ms)")
+        top = max((p.rate_target_per_s for p in outcome.points if p.pattern == pattern), default=None)
+        above = ", the highest rate swept: the knee may lie above" if rate is not None and rate == top else ""
+        lines.append(f"knee {pattern}: {where}  (valid, p99 < {outcome.bound_p99_ms:g} ms{above})")
     return "\n".join(lines)

@@ -16,9 +16,10 @@ def cli() -> None:
 
 def _register() -> None:
     # Explicit registry of subcommands: no discovery by import side effect.
-    from bench.cli import broker, run, serve
+    from bench.cli import broker, calibrate, compare, report, run, serve, simulate, sweep, validate
 
-    for command in (broker.broker, run.run, serve.serve):
+    for command in (broker.broker, calibrate.calibrate, compare.compare, report.report, run.run, serve.serve,
+                    simulate.simulate, sweep.sweep, validate.validate):
         cli.add_command(command)
 
 

@@ -3,8 +3,10 @@
 Phases, each on freshly created topics (as ``bench run`` makes them):
 
 1. transport: produce -> consume with ``linger.ms=0`` and the runtime's consumer
-   settings and poll loop, at a modest rate, on a topic no service reads. Also
-   the schedule slip of an open-loop sender.
+   settings and poll loop, at a modest rate, on a topic no service reads, first
+   alone, then beside background traffic of increasing rate in another process
+   (:mod:`bench.sim.traffic`): how the broker and the machine slow a hop as the
+   load grows. Also the schedule slip of an open-loop sender.
 2. hop: the same through a real ``bench serve`` payment service (choreography)
    with the workload's client settings: input produced -> output produced. While
    that stream runs, a second instance joins the group and later leaves it:
@@ -15,14 +17,16 @@ Phases, each on freshly created topics (as ``bench run`` makes them):
    input), the order service on events it ignores (no output), the orchestrator
    (two outputs per input and its saga logic).
 
-Broker CPU per message and per request is read from the JVM when the broker is
-the embedded one on this machine.
+The broker's CPU at each traffic level is read from the JVM when the broker is
+the embedded one on this machine (``BENCH_BROKER_DIR`` names its state).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -42,7 +46,7 @@ from bench import events as ev
 from bench.broker import dist, embedded
 from bench.patterns import PATTERNS
 from bench.runtime import BATCH_MAX, POLL_S
-from bench.sim.profile import Distribution, Profile
+from bench.sim.profile import Distribution, LoadPoint, Profile
 from bench.supervisor import Supervisor
 from bench.workload import Workload
 
@@ -58,7 +62,11 @@ class CalibrationRequest:
 
     @property
     def probe_s(self) -> float:
-        return 2.0 if self.quick else 8.0
+        return 2.0 if self.quick else 4.0
+
+    @property
+    def rounds(self) -> int:
+        return 1 if self.quick else 3
 
     @property
     def probe_rate_per_s(self) -> float:
@@ -67,6 +75,11 @@ class CalibrationRequest:
     @property
     def backlog(self) -> int:
         return 3000 if self.quick else 20000
+
+    @property
+    def traffic_levels(self) -> tuple[float, ...]:
+        """Background messages/s beside which the transport is measured."""
+        return (0.0, 10000.0) if self.quick else (0.0, 4000.0, 12000.0)
 
 
 def _run_s(schedstat: Path) -> float:
@@ -218,22 +231,68 @@ class Calibration:
 
     # --- phases --------------------------------------------------------------
 
-    def transport(self) -> tuple[Distribution, Distribution, dict]:
-        """Produce -> consume without linger; and the open-loop sender's slip."""
+    def transport(self) -> dict:
+        """Produce -> consume without linger, beside increasing background traffic, in rounds
+        (each level's distribution is the quantile-wise median over rounds); the open-loop
+        sender's slip; the broker's CPU and the host's utilisation at each level."""
         req = self.request
         producer = Producer(clients.producer_config(self.bootstrap, self.workload, {**self.extra, "linger.ms": 0}))
-        n = int(req.probe_rate_per_s * req.probe_s)
+        probes: dict[float, list[dict]] = {rate: [] for rate in req.traffic_levels}
         with _reading(self.consumer_conf, ev.DEAD_LETTER, self.workload.partitions) as reader:
             _warm_up(producer, ev.DEAD_LETTER, reader)
-            broker_before = self.broker_cpu_s()
-            slips = _paced(producer, ev.DEAD_LETTER, req.probe_rate_per_s, req.probe_s,
-                           lambda i: {"orderId": f"probe-{i}", "status": "probe"})
-            reader.wait_for(n, 30)
-            broker_cpu = _delta(broker_before, self.broker_cpu_s())
+            for _ in range(req.rounds):
+                for rate in req.traffic_levels:
+                    with self._traffic(rate) as traffic:
+                        probe = self._probe(producer, reader)
+                    probe["traffic_per_s"] = traffic["produced"] / traffic["seconds"] if rate else 0.0
+                    probes[rate].append(probe)
+        points = [self._load_point(rounds) for rounds in probes.values()]
+        return {"points": points, "slips_us": [s for p in probes[req.traffic_levels[0]] for s in p["slips_us"]]}
+
+    def _load_point(self, rounds: list[dict]) -> LoadPoint:
+        transport = Distribution.median_of([Distribution.of_samples(p["latencies_us"]) for p in rounds])
+        broker = [p["broker_s"] / p["seconds"] for p in rounds if p["broker_s"] is not None]
+        point = LoadPoint(round(float(np.mean([p["traffic_per_s"] for p in rounds])), 1), transport,
+                          round(float(np.median([p["utilisation"] for p in rounds])), 3),
+                          round(float(np.median(broker)), 4) if broker else None)
+        self.echo(f"transport beside {point.messages_per_s:.0f} msg/s: p50 {transport.quantile(0.5):.0f} us, "
+                  f"p99 {transport.quantile(0.99):.0f} us, host CPU {point.utilisation:.0%}"
+                  + (f", broker {point.broker_cores:.2f} cores" if point.broker_cores is not None else ""))
+        return point
+
+    @contextlib.contextmanager
+    def _traffic(self, rate: float) -> Iterator[dict]:
+        """Background traffic at ``rate`` messages/s in its own process while the block runs."""
+        seconds = self.request.probe_s + 1.0
+        figures = {"produced": 0, "seconds": seconds}
+        if not rate:
+            yield figures
+            return
+        process = subprocess.Popen([sys.executable, "-m", "bench.sim.traffic", str(rate), str(seconds), self.bootstrap,
+                                    str(self.workload_file), ev.INVENTORY_EVENTS],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            time.sleep(0.7)  # connected and up to speed
+            yield figures
+            out, _ = process.communicate(timeout=60)
+            figures["produced"] = int(out.split()[0]) if out.strip() else 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    def _probe(self, producer: Producer, reader: _Reader) -> dict:
+        req = self.request
+        reader.received.clear()
+        n = int(req.probe_rate_per_s * req.probe_s)
+        broker_before, host_before, began = self.broker_cpu_s(), _host_jiffies(), time.monotonic()
+        slips = _paced(producer, ev.DEAD_LETTER, req.probe_rate_per_s, req.probe_s,
+                       lambda i: {"orderId": f"probe-{i}", "status": "probe"})
+        host_after, broker_after, seconds = _host_jiffies(), self.broker_cpu_s(), time.monotonic() - began
+        reader.wait_for(n, 30)
         latencies = [(recv_ns / 1000 - e["ts_us"]) for recv_ns, e in reader.received]
-        self.echo(f"transport: {len(latencies)} samples, p50 {np.median(latencies):.0f} us, "
-                  f"p99 {np.percentile(latencies, 99):.0f} us")
-        return Distribution.of_samples(latencies), Distribution.of_samples(slips), {"cpu_s": broker_cpu, "messages": n}
+        return {"latencies_us": latencies, "slips_us": slips, "utilisation": _busy_fraction(host_before, host_after),
+                "seconds": seconds, "broker_s": _delta(broker_before, broker_after)}
 
     def hop_and_rebalance(self) -> tuple[Distribution, float, float, dict]:
         """Through a real payment service; a second instance joins mid-stream and leaves again."""
@@ -293,6 +352,7 @@ class Calibration:
             pid = supervisor.instances[f"{role}-0"].process.pid
             time.sleep(0.5)
             main_before, process_before, broker_before = main_thread_cpu_s(pid), process_cpu_s(pid), self.broker_cpu_s()
+            began = time.monotonic()
             for partition, event in events:
                 event["ts_us"] = ev.now_us()
                 while True:
@@ -308,7 +368,8 @@ class Calibration:
             n = len(events)
             figures = {"main_s": _delta(main_before, main_thread_cpu_s(pid)),
                        "process_s": _delta(process_before, process_cpu_s(pid)),
-                       "broker_s": _delta(broker_before, self.broker_cpu_s()), "messages": n}
+                       "broker_s": _delta(broker_before, self.broker_cpu_s()), "messages": n,
+                       "seconds": time.monotonic() - began}
         self.echo(f"{pattern} {role}: {n} messages, main thread {figures['main_s'] / n * 1e6:.1f} us/msg, "
                   f"process {figures['process_s'] / n * 1e6:.1f} us/msg")
         return figures
@@ -329,6 +390,18 @@ def _longest_gap_s(stamps_us: np.ndarray, from_us: float, until_us: float) -> fl
     """The longest time without an output, among outputs stamped in [from_us, until_us]."""
     inside = stamps_us[(stamps_us >= from_us) & (stamps_us <= until_us)]
     return float(np.max(np.diff(inside))) / 1e6 if len(inside) > 1 else 0.0
+
+
+def _host_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
 
 
 def _delta(before: float | None, after: float | None) -> float | None:
@@ -354,23 +427,13 @@ def per_message_costs(costs: dict[str, dict], key: str) -> dict[str, float]:
     return {"in": round(cost_in, 2), "out": round(cost_out, 2), "orchestrator_extra": round(extra, 2)}
 
 
-def broker_costs(transport: dict, drain: dict) -> dict[str, float] | None:
-    """Broker CPU per message (from the batched drain: two messages per input, a produce and a fetch
-    of each) and per request (from the unbatched probe: a produce and a fetch request per message)."""
-    if transport.get("cpu_s") is None or drain.get("broker_s") is None:
-        return None
-    per_message = drain["broker_s"] / (4 * drain["messages"])
-    per_request = max(0.0, (transport["cpu_s"] - 2 * transport["messages"] * per_message) / (2 * transport["messages"]))
-    return {"message": round(per_message * 1e6, 2), "request": round(per_request * 1e6, 2)}
-
-
 def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:
     w = request.workload
     with tempfile.TemporaryDirectory(prefix="bench-calibrate-") as scratch:
         cal = Calibration(request, Path(scratch), echo)
         cal.fresh_topics()
         echo(f"calibrating against {request.bootstrap_servers} ({'quick' if request.quick else 'full'})")
-        transport, slip, transport_cpu = cal.transport()
+        transport = cal.transport()
         hop, rebalance_s, startup_s, trickle = cal.hop_and_rebalance()
         costs = cal.costs()
     main = per_message_costs(costs, "main_s")
@@ -380,18 +443,17 @@ def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:
     process["batch"] = main["batch"]
     session_ms = clients.consumer_config(request.bootstrap_servers, w, "x", {})["session.timeout.ms"]
     return Profile(
-        transport_us=transport,
+        transport=tuple(transport["points"]),
         hop_us=hop,
         linger_ms=float(w.client.get("linger.ms", 5)),
         service_us=main,
         service_cpu_us=process,
-        broker_cpu_us=broker_costs(transport_cpu, costs["one_out"]),
         cores=os.cpu_count() or 1,
         sleep_overshoot_us=round(sleep_overshoot_us(), 1),
         rebalance_s=round(rebalance_s, 3),
         startup_s=round(startup_s, 3),
         session_timeout_s=float(session_ms) / 1000,
-        slip_us=slip,
+        slip_us=Distribution.of_samples(transport["slips_us"]),
         measured={
             "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "bootstrap_servers": request.bootstrap_servers,

@@ -1,11 +1,15 @@
-"""Machines: the cores a host's processes share, and what sharing them costs.
+"""Machines: which host each simulated process runs on, the CPU it spends, and the wait for a core.
 
-Every process charges the CPU it uses to its host. Once per window the host
-turns that into a utilisation and a *stretch*: the factor by which CPU work
-takes longer than it would on an idle machine. The stretch is the mean
-slowdown of a job on an M/M/c processor-sharing server,
-``1 + C(c, a) / (c (1 - rho))`` with ``C`` Erlang's C formula and ``a = c rho``
-the offered load: 1 on an idle host, growing without bound towards saturation.
+The model charges every process's CPU to its host (services per message and
+batch, the broker per second at the message rate it carries, the load
+generator per order), so a simulated run reports CPU seconds per role as a real
+run does. From that the host knows its utilisation ``rho`` (per 100 ms window,
+smoothed), and every hop that crosses it waits for cores: each of the threads
+a message wakes on its way (producer, broker, fetcher, the service's poll) may
+find every core busy. The mean wait per hop follows the M/M/c mean slowdown
+``S(rho) = 1 + C(c, c rho) / (c (1 - rho))`` (``C``: Erlang's C formula) above
+the utilisation the transport was calibrated at:
+``wait = contention_us * (S(rho) - S(rho_cal))``, drawn exponential.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from collections import defaultdict
 import simpy
 
 WINDOW_S = 0.1
-SMOOTHING = 0.5  # weight of the newest window in the utilisation
+SMOOTHING = 0.3  # weight of the newest window in the utilisation
 MAX_RHO = 0.98
 
 
@@ -33,47 +37,54 @@ def erlang_c(servers: int, offered: float) -> float:
     return last / (total + last)
 
 
-def stretch(cores: int, rho: float) -> float:
+def slowdown(cores: int, rho: float) -> float:
+    """Mean slowdown of a job on an M/M/c processor-sharing server at utilisation ``rho``."""
     rho = min(max(rho, 0.0), MAX_RHO)
     return 1.0 + erlang_c(cores, cores * rho) / (cores * (1.0 - rho))
 
 
 class Host:
-    """One machine. ``cores=None``: as many as its processes need (no contention)."""
+    """One machine; ``cores=None``: as many as its processes need (nothing waits)."""
 
-    def __init__(self, env: simpy.Environment, name: str, cores: int | None) -> None:
-        self.env = env
+    def __init__(self, env: simpy.Environment | None, name: str, cores: int | None,
+                 contention_us: float = 0.0, calibrated_rho: float = 0.0) -> None:
         self.name = name
         self.cores = cores
-        self.stretch = 1.0
-        self.rho = 0.0
         self.cpu_s: dict[str, float] = defaultdict(float)  # owner -> CPU seconds used
+        self.rho = calibrated_rho
+        self.wait_s = 0.0  # mean wait for cores per hop, now
         self._window_s = 0.0
-        if cores is not None:
-            env.process(self._update())
+        if env is not None and cores and contention_us > 0:
+            self._contention_s = contention_us / 1e6
+            self._reference = slowdown(cores, calibrated_rho)
+            env.process(self._update(env))
 
     def charge(self, owner: str, cpu_s: float) -> None:
         self.cpu_s[owner] += cpu_s
         self._window_s += cpu_s
 
-    def _update(self):
+    def _update(self, env: simpy.Environment):
         while True:
-            yield self.env.timeout(WINDOW_S)
+            yield env.timeout(WINDOW_S)
             current = self._window_s / (self.cores * WINDOW_S)
             self._window_s = 0.0
             self.rho = SMOOTHING * current + (1 - SMOOTHING) * self.rho
-            self.stretch = stretch(self.cores, self.rho)
+            self.wait_s = self._contention_s * max(0.0, slowdown(self.cores, self.rho) - self._reference)
 
 
-def placement(names: list[str], mode: str, cores: int, env: simpy.Environment) -> dict[str, Host]:
-    """Process name -> host. ``single``: every process on one host with ``cores`` cores (the
-    calibrated machine). ``spread``: each process on its own host, with no CPU contention."""
+PLACEMENTS = ("single", "spread")
+
+
+def placement(names: list[str], mode: str, env: simpy.Environment, cores: int, contention_us: float = 0.0,
+              calibrated_rho: float = 0.0) -> dict[str, Host]:
+    """Process name -> host. ``single``: every process on one host with ``cores`` (the calibrated
+    machine). ``spread``: each process on a host of its own, with cores to spare."""
     if mode == "single":
-        host = Host(env, "host-0", cores)
+        host = Host(env, "host-0", cores, contention_us, calibrated_rho)
         return {name: host for name in names}
     if mode == "spread":
-        return {name: Host(env, f"host-{i}", None) for i, name in enumerate(names)}
-    raise ValueError(f"unknown placement {mode!r}: choose single or spread")
+        return {name: Host(None, f"host-{i}", None) for i, name in enumerate(names)}
+    raise ValueError(f"unknown placement {mode!r}: choose one of {', '.join(PLACEMENTS)}")
 
 
 def mean_utilisation(hosts: dict[str, Host], elapsed_s: float) -> float | None:
@@ -83,4 +94,3 @@ def mean_utilisation(hosts: dict[str, Host], elapsed_s: float) -> float | None:
         return None
     used = sum(sum(h.cpu_s.values()) for h in counted.values())
     return used / (sum(h.cores for h in counted.values()) * elapsed_s)
-

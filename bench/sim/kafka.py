@@ -11,13 +11,18 @@ down, its messages wait.
 """
 from __future__ import annotations
 
+import bisect
 import zlib
 from collections import deque
-from collections.abc import Iterator
 
+import numpy as np
 import simpy
 
 from bench.sim.hosts import Host
+from bench.sim.profile import LoadPoint
+
+WINDOW_S = 0.1  # the message rate is measured over windows this long
+SMOOTHING = 0.5  # weight of the newest window in the rate
 
 RECENT = 10_000  # messages per topic the duplicate fault can re-deliver
 
@@ -27,23 +32,80 @@ def partition_of(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
+class Transport:
+    """Transport delays (seconds) at the message rate the brokers carry now.
+
+    Calibration measured the transport distribution at a few levels of background
+    traffic (:class:`bench.sim.profile.LoadPoint`); a draw at a rate between two levels
+    comes from the lower or the upper one, in proportion to the distance, so the
+    distribution (tail included) moves smoothly with the load.
+    """
+
+    def __init__(self, env: simpy.Environment, points: tuple[LoadPoint, ...], brokers: int,
+                 rng: np.random.Generator) -> None:
+        self.env = env
+        self.rates = [p.messages_per_s for p in points]
+        self.cores = [p.broker_cores for p in points]
+        self.draws = [p.transport_us.draws_s(rng) for p in points]
+        self.uniform = _blocks(rng.random)
+        self.exponential = _blocks(rng.standard_exponential)
+        self.brokers = brokers
+        self.produced = 0
+        self.rate_per_s = 0.0  # per broker, smoothed
+        self.lower, self.weight = 0, 0.0
+        env.process(self._update())
+
+    def __next__(self) -> float:
+        i = self.lower
+        if self.weight and next(self.uniform) < self.weight:
+            i += 1
+        return next(self.draws[i])
+
+    def broker_cores(self) -> float | None:
+        """Broker CPU at the current rate, if calibration could read the broker's process."""
+        if any(c is None for c in self.cores):
+            return None
+        if len(self.rates) == 1 or self.rate_per_s <= self.rates[-1]:
+            return float(np.interp(self.rate_per_s, self.rates, self.cores))
+        # Past the highest calibrated rate: carry on along the last segment.
+        slope = (self.cores[-1] - self.cores[-2]) / (self.rates[-1] - self.rates[-2])
+        return self.cores[-1] + max(0.0, slope) * (self.rate_per_s - self.rates[-1])
+
+    def _update(self):
+        while True:
+            yield self.env.timeout(WINDOW_S)
+            current = self.produced / WINDOW_S / self.brokers
+            self.produced = 0
+            self.rate_per_s = SMOOTHING * current + (1 - SMOOTHING) * self.rate_per_s
+            i = bisect.bisect_right(self.rates, self.rate_per_s) - 1
+            if i < 0:
+                self.lower, self.weight = 0, 0.0
+            elif i >= len(self.rates) - 1:
+                self.lower, self.weight = len(self.rates) - 1, 0.0
+            else:
+                self.lower = i
+                self.weight = (self.rate_per_s - self.rates[i]) / (self.rates[i + 1] - self.rates[i])
+
+
+def _blocks(draw):
+    while True:
+        yield from draw(4096).tolist()
+
+
 class Cluster:
     """Brokers, the partitions they lead, and which groups read each topic.
 
-    ``transport``: endless transport delays in seconds. ``replication_s``: added
-    before consumers see a batch when topics are replicated (the high watermark
-    waits for the followers). ``broker_cpu_us``: (per message, per request) CPU
-    the leader's host spends, or None.
+    ``replication_s`` is added before consumers see a batch when topics are
+    replicated (the high watermark waits for the followers).
     """
 
-    def __init__(self, env: simpy.Environment, partitions: int, brokers: list[Host], transport: Iterator[float],
-                 replication_s: float = 0.0, broker_cpu_us: tuple[float, float] | None = None) -> None:
+    def __init__(self, env: simpy.Environment, partitions: int, brokers: list[Host], transport: Transport,
+                 replication_s: float = 0.0) -> None:
         self.env = env
         self.partitions = partitions
         self.brokers = brokers
         self.transport = transport
         self.replication_s = replication_s
-        self.broker_cpu_s = (broker_cpu_us[0] / 1e6, broker_cpu_us[1] / 1e6) if broker_cpu_us else None
         self.subscribers: dict[str, list[Group]] = {}
         # Topics kept whole, per partition, because a role rebuilds its state from them after a
         # crash or rebalance (Pattern.restore_from); only when the workload has such faults.
@@ -52,6 +114,15 @@ class Cluster:
         self.messages: dict[str, int] = {}  # topic -> messages produced
         self.down_until: dict[int, float] = {}  # broker index -> when its partitions are led again
         self.recent: dict[str, deque] | None = None  # topic -> last (partition, message), for the duplicate fault
+        env.process(self._broker_cpu())
+
+    def _broker_cpu(self):
+        while True:
+            yield self.env.timeout(WINDOW_S)
+            cores = self.transport.broker_cores()
+            if cores is not None:
+                for broker in self.brokers:
+                    broker.charge("broker", cores * WINDOW_S)
 
     def subscribe(self, group: Group) -> None:
         for topic in group.topics:
@@ -62,18 +133,13 @@ class Cluster:
 
     def arrive(self, topic: str, partition: int, msgs: list) -> None:
         """A produced batch reaches its leader: consumers see it after replication."""
-        leader = self.leader(partition)
-        if self.broker_cpu_s is not None:
-            per_msg, per_request = self.broker_cpu_s
-            fetchers = len(self.subscribers.get(topic, ()))
-            self.brokers[leader].charge("broker", (1 + fetchers) * (per_request + per_msg * len(msgs)))
-        blocked = self.down_until.get(leader, 0.0) - self.env.now
-        delay = max(blocked, 0.0) + self.replication_s
+        self.transport.produced += len(msgs)
         groups = self.subscribers.get(topic)
         if not groups:
             return
         if self.recent is not None:
             self.recent.setdefault(topic, deque(maxlen=RECENT)).extend((partition, m) for m in msgs)
+        delay = max(self.down_until.get(self.leader(partition), 0.0) - self.env.now, 0.0) + self.replication_s
         if delay > 0:
             self.env.timeout(delay).callbacks.append(lambda _e: self._hand_over(groups, topic, partition, msgs))
         else:
@@ -99,11 +165,14 @@ class _Batch:
 
 
 class Producer:
-    """One process's producer: a batch per topic-partition, sent ``linger_s`` after it opened."""
+    """One process's producer: a batch per topic-partition, sent ``linger_s`` after it opened;
+    its transport (and its wait for cores on a busy host) is drawn once for the whole batch."""
 
-    def __init__(self, env: simpy.Environment, cluster: Cluster, linger_s: float, extra_s: float = 0.0) -> None:
+    def __init__(self, env: simpy.Environment, cluster: Cluster, host: Host, linger_s: float,
+                 extra_s: float = 0.0) -> None:
         self.env = env
         self.cluster = cluster
+        self.host = host
         self.linger_s = linger_s
         self.extra_s = extra_s  # network between this process's host and the brokers
         self.open: dict[tuple[str, int], _Batch] = {}
@@ -115,6 +184,8 @@ class Producer:
         if batch is None or t_s >= batch.close_s:
             batch = self.open[key] = _Batch(self.cluster, topic, partition, t_s + self.linger_s)
             delay = batch.close_s - self.env.now + next(self.cluster.transport) + self.extra_s
+            if self.host.wait_s:
+                delay += self.host.wait_s * next(self.cluster.transport.exponential)
             self.env.timeout(delay).callbacks.append(batch)
         batch.msgs.append(msg)
 

@@ -17,8 +17,8 @@ from bench import events as ev
 from bench.load import LoadResult
 from bench.patterns.base import Pattern, Stateless
 from bench.sim import faults as faults_mod
-from bench.sim.hosts import Host, mean_utilisation, placement
-from bench.sim.kafka import Cluster, Group, Producer
+from bench.sim.hosts import PLACEMENTS, Host, mean_utilisation, placement
+from bench.sim.kafka import Cluster, Group, Producer, Transport
 from bench.sim.load import LoadGenerator, Terminals
 from bench.sim.profile import Profile
 from bench.sim.service import Costs, Instance, SimOutbox, StepSamples
@@ -26,7 +26,6 @@ from bench.workload import Workload
 
 LOAD_GROUP = "load"
 SIZE_SAMPLES = 200  # events per topic encoded to estimate bytes per order
-PLACEMENTS = ("single", "spread")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,15 +114,15 @@ class World:
         counts = {role: w.instances.get(role, 1) for role in pattern.roles}
         names = ([f"broker-{b}" for b in range(scenario.broker_count)] + ["load_generator"]
                  + [f"{role}-{i}" for role, n in counts.items() for i in range(n)])
-        self.hosts: dict[str, Host] = placement(names, scenario.placement, profile.cores, env)
+        self.hosts: dict[str, Host] = placement(names, scenario.placement, env, profile.cores, profile.contention_us,
+                                                profile.transport[0].utilisation or 0.0)
         spread = scenario.placement == "spread"
         hop_extra_s = profile.network_rtt_us / 1e6 if spread else 0.0
         replication_s = ((profile.replication_us + profile.network_rtt_us * spread) / 1e6
                          if w.replication_factor > 1 else 0.0)
-        broker_cpu = profile.broker_cpu_us
+        transport = Transport(env, profile.transport, scenario.broker_count, rng)
         self.cluster = Cluster(env, w.partitions, [self.hosts[f"broker-{b}"] for b in range(scenario.broker_count)],
-                               profile.transport_us.draws_s(rng), replication_s,
-                               (broker_cpu["message"], broker_cpu["request"]) if broker_cpu else None)
+                               transport, replication_s)
         self.linger_s = linger_s(w)
         self.groups: dict[str, Group] = {}
         self.instances: dict[str, list[Instance]] = {}
@@ -147,7 +146,7 @@ class World:
         w, profile, pattern = self.scenario.workload, self.scenario.profile, self.scenario.pattern
         host = self.hosts[f"{role}-{index}"]
         extra_s = profile.network_rtt_us / 1e6 if self.scenario.placement == "spread" else 0.0
-        producer = Producer(self.env, self.cluster, self.linger_s, extra_s)
+        producer = Producer(self.env, self.cluster, host, self.linger_s, extra_s)
         outbox = _SizedOutbox(pattern.name, self.cluster, producer, self.steps, samples=self.samples)
         handler = pattern.handler(role, w)
         ticks = type(handler).tick is not Stateless.tick
@@ -157,7 +156,7 @@ class World:
     def _build_load(self, w: Workload, profile: Profile, rng: np.random.Generator, run_id: str,
                     extra_s: float) -> None:
         host = self.hosts["load_generator"]
-        producer = Producer(self.env, self.cluster, self.linger_s, extra_s)
+        producer = Producer(self.env, self.cluster, host, self.linger_s, extra_s)
         self.terminals = Terminals(w.warmup_s, w.warmup_s + w.duration_s)
         group = Group(self.env, LOAD_GROUP, (ev.ORDER_EVENTS,), w.partitions)
         self.cluster.subscribe(group)

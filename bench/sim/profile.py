@@ -43,6 +43,14 @@ class Distribution:
         return cls(tuple(float(p) for p in probs), tuple(round(float(v), 1) for v in values))
 
     @classmethod
+    def median_of(cls, distributions: Sequence[Distribution]) -> Distribution:
+        """At every probability, the median of the distributions' quantiles: measurements repeated
+        in rounds, so one round spoiled by something else on the machine does not set the tail."""
+        probs = distributions[0].probs
+        values = np.median([[d.quantile(p) for p in probs] for d in distributions], axis=0)
+        return cls(probs, tuple(round(float(v), 1) for v in values))
+
+    @classmethod
     def constant(cls, value_us: float) -> Distribution:
         return cls((0.0, 1.0), (float(value_us), float(value_us)))
 
@@ -82,36 +90,64 @@ class Distribution:
 
 
 @dataclasses.dataclass(frozen=True)
+class LoadPoint:
+    """The transport while the broker carried ``messages_per_s`` of other traffic: its latency
+    distribution, the host's CPU utilisation and the broker's CPU (cores) at that load."""
+
+    messages_per_s: float
+    transport_us: Distribution
+    utilisation: float | None = None
+    broker_cores: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"messages_per_s": self.messages_per_s, "utilisation": self.utilisation,
+                "broker_cores": self.broker_cores, "transport_us": self.transport_us.to_dict()}
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> LoadPoint:
+        if not isinstance(raw, Mapping) or "messages_per_s" not in raw or "transport_us" not in raw:
+            raise ProfileError(f"{where}: expected messages_per_s and transport_us")
+        return cls(_number(raw["messages_per_s"], f"{where}.messages_per_s"),
+                   Distribution.from_dict(raw["transport_us"], f"{where}.transport_us"),
+                   _optional(raw.get("utilisation"), f"{where}.utilisation"),
+                   _optional(raw.get("broker_cores"), f"{where}.broker_cores"))
+
+
+@dataclasses.dataclass(frozen=True)
 class Profile:
     """Measured parameters of one broker + machine.
 
-    - ``transport_us``: produce -> broker append -> fetch -> poll returns, with
-      ``linger.ms=0`` (the model adds linger itself, per partition batch).
-    - ``hop_us``: the same through a real runtime service with the workload's linger,
-      kept to check the composition (``transport + linger + service ~ hop``).
+    - ``transport``: produce -> broker append -> fetch -> poll returns, with
+      ``linger.ms=0`` (the model adds linger itself, per partition batch), measured
+      while the broker carried increasing background traffic: one :class:`LoadPoint`
+      per level, the first with none. The model draws each batch's transport from
+      the distribution at the message rate it simulates, and charges the broker's
+      host the CPU measured there.
+    - ``contention_us``: how much a hop waits for cores on a busy host, per unit of
+      M/M/c slowdown above the utilisation the transport was measured at
+      (:mod:`bench.sim.hosts`); fitted to real runs (``bench calibrate --reference``).
+    - ``hop_us``: input produced -> output produced through a real runtime service
+      with the workload's linger, kept to check the composition.
     - ``service_us``: main-thread time per consumed message (``in``), per produced
-      message (``out``) and what the orchestrator spends on top per message
-      (``orchestrator_extra``); this is what serialises an instance.
-    - ``service_cpu_us``: the same in whole-process CPU (librdkafka's threads too),
-      which is what the processes of one host compete for.
-    - ``broker_cpu_us``: broker CPU per message and per request (``None`` for a
-      broker whose process the calibration could not see).
+      message (``out``), what the orchestrator spends on top per message
+      (``orchestrator_extra``) and per batch (``batch``); this serialises an instance.
+    - ``service_cpu_us``: the same in whole-process CPU (librdkafka's threads too).
     - ``cores``: CPUs of the calibrated machine.
     """
 
-    transport_us: Distribution
+    transport: tuple[LoadPoint, ...]
+    contention_us: float = 0.0  # mean wait for cores per hop, per unit of M/M/c slowdown (bench.sim.hosts)
     hop_us: Distribution | None = None
     linger_ms: float = 2.0
     service_us: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: {"in": 12.0, "out": 14.0, "orchestrator_extra": 6.0, "batch": 40.0})
+        default_factory=lambda: {"in": 2.7, "out": 4.2, "orchestrator_extra": 0.6, "batch": 110.0})
     service_cpu_us: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: {"in": 16.0, "out": 20.0, "orchestrator_extra": 6.0, "batch": 60.0})
-    broker_cpu_us: Mapping[str, float] | None = None
+        default_factory=lambda: {"in": 3.4, "out": 5.0, "orchestrator_extra": 0.5, "batch": 110.0})
     cores: int = 2
-    sleep_overshoot_us: float = 60.0
-    rebalance_s: float = 3.0
-    startup_s: float = 1.5
-    session_timeout_s: float = 45.0
+    sleep_overshoot_us: float = 80.0
+    rebalance_s: float = 1.1
+    startup_s: float = 1.8
+    session_timeout_s: float = 6.0
     failover_s: float = 9.0  # KRaft broker.session.timeout.ms: a dead leader is replaced after this
     network_rtt_us: float = 0.0  # added per hop between hosts when processes are spread out
     replication_us: float = 500.0  # followers fetching a batch before the high watermark moves (rf > 1)
@@ -119,13 +155,20 @@ class Profile:
     measured: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     source: Path | None = None
 
+    def __post_init__(self) -> None:
+        if not self.transport:
+            raise ProfileError("transport needs at least one load point")
+        object.__setattr__(self, "transport", tuple(sorted(self.transport, key=lambda p: p.messages_per_s)))
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.name == "source":
                 continue
-            if isinstance(value, Distribution):
+            if field.name == "transport":
+                value = [point.to_dict() for point in value]
+            elif isinstance(value, Distribution):
                 value = value.to_dict()
             elif isinstance(value, Mapping):
                 value = dict(value)
@@ -133,10 +176,19 @@ class Profile:
         return out
 
 
-_REQUIRED = ("transport_us",)
 _NUMBERS = ("linger_ms", "sleep_overshoot_us", "rebalance_s", "startup_s", "session_timeout_s", "failover_s",
-            "network_rtt_us", "replication_us")
+            "network_rtt_us", "replication_us", "contention_us")
 _COSTS = ("in", "out", "orchestrator_extra", "batch")
+
+
+def _number(value: Any, where: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise ProfileError(f"{where}: must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _optional(value: Any, where: str) -> float | None:
+    return None if value is None else _number(value, where)
 
 
 def parse_profile(raw: Any, source: Path | None = None) -> Profile:
@@ -150,23 +202,21 @@ def parse_profile(raw: Any, source: Path | None = None) -> Profile:
     unknown = set(raw) - known - {"schema_version"}
     if unknown:
         raise ProfileError(f"{where}: unknown key {sorted(unknown)[0]!r}")
-    for key in _REQUIRED:
-        if key not in raw:
-            raise ProfileError(f"{where}: {key} is required")
+    if not isinstance(raw.get("transport"), list) or not raw["transport"]:
+        raise ProfileError(f"{where}: transport must be a non-empty list of load points")
     fields: dict[str, Any] = {"source": source}
-    for key in ("transport_us", "hop_us", "slip_us"):
+    fields["transport"] = tuple(LoadPoint.from_dict(p, f"{where}: transport[{i}]") for i, p in enumerate(raw["transport"]))
+    for key in ("hop_us", "slip_us"):
         if raw.get(key) is not None:
             fields[key] = Distribution.from_dict(raw[key], f"{where}: {key}")
     for key in _NUMBERS:
         if key in raw:
-            if not isinstance(raw[key], (int, float)) or isinstance(raw[key], bool) or raw[key] < 0:
-                raise ProfileError(f"{where}: {key} must be a number >= 0, got {raw[key]!r}")
-            fields[key] = float(raw[key])
+            fields[key] = _number(raw[key], f"{where}: {key}")
     for key in ("service_us", "service_cpu_us"):
         if key in raw:
-            fields[key] = _costs(raw[key], f"{where}: {key}")
-    if raw.get("broker_cpu_us") is not None:
-        fields["broker_cpu_us"] = _costs(raw["broker_cpu_us"], f"{where}: broker_cpu_us", ("message", "request"))
+            if not isinstance(raw[key], Mapping):
+                raise ProfileError(f"{where}: {key} must be a mapping of {', '.join(_COSTS)}")
+            fields[key] = {cost: _number(raw[key].get(cost), f"{where}: {key}.{cost}") for cost in _COSTS}
     if "cores" in raw:
         if not isinstance(raw["cores"], int) or raw["cores"] < 1:
             raise ProfileError(f"{where}: cores must be an integer >= 1, got {raw['cores']!r}")
@@ -174,18 +224,6 @@ def parse_profile(raw: Any, source: Path | None = None) -> Profile:
     if "measured" in raw:
         fields["measured"] = dict(raw["measured"])
     return Profile(**fields)
-
-
-def _costs(raw: Any, where: str, keys: tuple[str, ...] = _COSTS) -> dict[str, float]:
-    if not isinstance(raw, Mapping):
-        raise ProfileError(f"{where}: expected a mapping of {', '.join(keys)}")
-    out = {}
-    for key in keys:
-        value = raw.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ProfileError(f"{where}.{key}: must be a number >= 0, got {value!r}")
-        out[key] = float(value)
-    return out
 
 
 def load_profile(path: str | Path | None = None) -> Profile:

@@ -7,8 +7,8 @@ runtime with a Kafka outbox and here with :class:`SimOutbox`, so the flow logic
 An instance works as the runtime's loop does: when idle it wakes on the first
 fetched message, takes what is already fetched (up to ``BATCH_MAX``) and
 handles it one message at a time. Each message costs main-thread time
-(``in`` per consumed, ``out`` per produced message, stretched by the host's CPU
-contention, plus the workload's processing time); each output is produced at the
+(``in`` per consumed and ``out`` per produced message, as calibrated, plus the
+workload's processing time); each output is produced at the
 moment its input's handling reaches it, so batching shows up in latency.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from array import array
 from collections import deque
+from collections.abc import Iterator
 
 import simpy
 
@@ -76,6 +77,9 @@ class Costs:
     cpu_out_s: float
     cpu_batch_s: float
     processing_s: float = 0.0  # the workload's per-message processing (a sleep: time, not CPU)
+    # Handling time per message drawn from a distribution (seconds) instead of ``in_s``:
+    # exponential draws make an instance an M/M/1 server, whose answer is known.
+    in_draws: Iterator[float] | None = None
 
 
 class SimOutbox:
@@ -198,11 +202,11 @@ class Instance:
             env.timeout(self.stalled_until - now).callbacks.append(self._run)
             return
         costs, outbox, handle = self.costs, self.outbox, self.handler.handle
-        stretch = self.host.stretch
-        cost_in = costs.in_s * stretch + costs.processing_s + self.slow_s
-        outbox.cost_out = costs.out_s * stretch
+        cost_in = costs.in_s + costs.processing_s + self.slow_s
+        draws = costs.in_draws
+        outbox.cost_out = costs.out_s
         emitted_before = outbox.emitted
-        t = now + costs.batch_s * stretch
+        t = now + costs.batch_s
         taken = 0
         queue = self.queue
         while queue and taken < BATCH_MAX:
@@ -212,7 +216,7 @@ class Instance:
             outbox.partition = partition
             for k in range(first, end):
                 event, produced_t = msgs[k]
-                t += cost_in
+                t += cost_in if draws is None else next(draws) + cost_in
                 if event is None:  # undecodable: to the dead-letter topic, the flow goes on
                     outbox.source, outbox.t = None, t
                     outbox.emit(ev.DEAD_LETTER, {"orderId": f"poison-{k}"})
@@ -245,5 +249,5 @@ class Instance:
             yield self.env.timeout(POLL_S)
             if self.alive and not self.busy and self.stalled_until <= self.env.now:
                 self.outbox.source, self.outbox.t = None, self.env.now
-                self.outbox.cost_out = self.costs.out_s * self.host.stretch
+                self.outbox.cost_out = self.costs.out_s
                 self.handler.tick(self.env.now, self.outbox)

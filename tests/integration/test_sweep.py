@@ -16,10 +16,14 @@ def point(rate, valid=True, p99=10.0):
 
 
 def test_the_knee_is_the_highest_valid_rate_under_the_bound():
-    points = [point(100), point(200, p99=400.0), point(400, p99=600.0), point(800, valid=False, p99=20.0)]
+    points = [point(400, p99=600.0), point(100), point(200, p99=400.0), point(800, valid=False, p99=20.0)]
     assert knee(points, 500.0) == 200
     assert knee(points, 300.0) == 100
     assert knee([point(100, valid=False)], 500.0) is None
+
+
+def test_a_pass_above_a_miss_is_not_the_knee():
+    assert knee([point(100), point(200, p99=600.0), point(400, p99=50.0)], 500.0) == 100
 
 
 @pytest.mark.parametrize("args, message", [

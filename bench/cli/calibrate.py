@@ -1,0 +1,51 @@
+"""`bench calibrate`: measure the real broker and machine for the model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bench.broker import embedded
+from bench.cli.errors import InputError
+from bench.cli.options import bootstrap_option, kafka_config_option, workload_option
+from bench.sim.calibrate import CalibrationRequest, calibrate as run_calibration
+from bench.sim.fit import fit_contention, reference
+from bench.sim.profile import ProfileError, load_profile, save_profile
+
+
+@click.command()
+@bootstrap_option()
+@kafka_config_option
+@workload_option
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("profile.json"),
+              show_default=True, help="Where to write the profile JSON.")
+@click.option("--quick", is_flag=True, help="A few seconds per phase instead of a minute or two (rougher).")
+@click.option("--reference", "references", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A real result dir to fit the CPU-contention parameter to (repeatable; include runs near "
+                   "the machine's limit).")
+@click.option("--from-profile", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Skip the measurements: start from this profile (to refit contention with --reference).")
+def calibrate(bootstrap_servers, kafka_config, workload, output, quick, references, from_profile) -> None:
+    """Measure per-hop latency, service cost and rebalance pause on a real broker.
+
+    Recreates the patterns' topics (as `bench run` does), starts service
+    processes briefly, and writes a profile for `bench simulate --profile`.
+    """
+    echo = lambda line: click.echo(line, err=True)
+    try:
+        refs = [reference(r) for r in references]
+        profile = load_profile(from_profile) if from_profile else None
+    except (ProfileError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+    if profile is None:
+        if not bootstrap_servers:
+            cluster = embedded.running()
+            if cluster is None:
+                raise InputError("no --bootstrap-servers and no embedded broker running: `bench broker start` first")
+            bootstrap_servers = cluster.bootstrap_servers
+        profile = run_calibration(CalibrationRequest(workload, bootstrap_servers,
+                                                     Path(kafka_config) if kafka_config else None, quick), echo)
+    if refs:
+        profile = fit_contention(profile, refs, echo)
+        echo(f"contention_us = {profile.contention_us:g}")
+    click.echo(f"profile: {save_profile(profile, output)}")

@@ -1,0 +1,55 @@
+"""`bench simulate`: the SimPy model of a pattern, writing a result dir like `bench run`'s."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bench import patterns
+from bench.cli.errors import InputError
+from bench.cli.options import duration_option, workload_option
+from bench.cli.run import _headline
+from bench.sim import simulation
+from bench.sim.hosts import PLACEMENTS
+from bench.sim.profile import ProfileError, load_profile
+from bench.workload import WorkloadError
+
+
+@click.command()
+@click.option("--pattern", type=click.Choice(sorted(patterns.PATTERNS)), required=True)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Orders per second (overrides the workload).")
+@duration_option("--duration", "Measured load, e.g. 60s (overrides the workload).")
+@duration_option("--warmup", "Unmeasured load before it, e.g. 10s (overrides the workload).")
+@click.option("--seed", type=click.IntRange(0), default=None, help="Seeds arrivals and the model (overrides the workload).")
+@workload_option
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False), default=None,
+              help="Profile from `bench calibrate` (default: the one measured for this project).")
+@click.option("--placement", type=click.Choice(PLACEMENTS), default="single", show_default=True,
+              help="single: every process on the calibrated machine; spread: each on a host of its own.")
+@click.option("--brokers", type=click.IntRange(1), default=None, help="Brokers in the cluster (default: the replication factor).")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Result directory (default: results/<UTC time>-<pattern>-sim-<rate>/).")
+def simulate(pattern, rate, duration, warmup, seed, workload, profile_path, placement, brokers, output) -> None:
+    """Simulate a pattern with the model calibrated on the real broker.
+
+    Same workload file, same result files as `bench run` (summary.json says
+    mode: simulation); same seed, same numbers. Exit codes as `bench run`.
+    """
+    overrides = {k: v for k, v in (("rate_per_s", rate), ("duration_s", duration), ("warmup_s", warmup),
+                                   ("seed", seed)) if v is not None}
+    try:
+        workload = workload.with_overrides(**overrides)
+        profile = load_profile(profile_path)
+    except (WorkloadError, ProfileError) as exc:
+        raise InputError(str(exc)) from None
+    if output is not None and output.exists() and any(output.iterdir()):
+        raise InputError(f"--output {output} exists and is not empty: choose a new directory")
+    try:
+        outcome = simulation.run(simulation.SimRequest(patterns.get(pattern), workload, profile, placement, brokers,
+                                                       output), echo=lambda line: click.echo(line, err=True))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    click.echo(_headline(outcome.summary))
+    click.echo(f"results: {outcome.directory}")
+    sys.exit(outcome.exit_code)

@@ -1,0 +1,47 @@
+"""`bench validate`: real and simulated runs side by side, and the model's error."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bench.cli.errors import InputError
+from bench.cli.options import bootstrap_option, duration_option, kafka_config_option, workload_option
+from bench.sim import validate as validation
+from bench.sim.profile import ProfileError, load_profile
+from bench.workload import WorkloadError
+
+
+@click.command()
+@click.option("--patterns", "pattern_names", default="choreography,orchestration", show_default=True)
+@click.option("--rates", "rate_list", default="200,500,1000", show_default=True, help="Orders per second, comma-separated.")
+@duration_option("--duration", "Measured load per point (default 15s).")
+@duration_option("--warmup", "Warm-up per point (default 5s).")
+@workload_option
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False), default=None,
+              help="Profile from `bench calibrate` (default: the one measured for this project).")
+@click.option("--against", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A real result dir to simulate instead of running (repeatable); --patterns and --rates are ignored.")
+@bootstrap_option()
+@kafka_config_option
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Validation directory (default: results/<UTC time>-sweep/).")
+def validate(pattern_names, rate_list, duration, warmup, workload, profile_path, against, bootstrap_servers,
+             kafka_config, output) -> None:
+    """Run each pattern at each rate on the real broker and in the model; print the errors.
+
+    Exit 0 when the targets are met (p50 within 15% and p99 within 30% where the
+    real run held its rate, knee within 20%), 1 otherwise.
+    """
+    try:
+        workload = workload.with_overrides(duration_s=duration or 15.0, warmup_s=warmup or 5.0)
+        request = validation.ValidateRequest(validation.patterns_of(pattern_names), validation.rates(rate_list),
+                                             workload, load_profile(profile_path), bootstrap_servers,
+                                             Path(kafka_config) if kafka_config else None, output, against=against)
+    except (ValueError, WorkloadError, ProfileError) as exc:
+        raise InputError(str(exc)) from None
+    outcome = validation.validate(request, echo=lambda line: click.echo(line, err=True))
+    click.echo(validation.render_table(outcome))
+    click.echo(f"results: {outcome.directory}")
+    sys.exit(0 if outcome.met() else 1)

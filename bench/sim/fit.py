@@ -1,0 +1,83 @@
+"""Fitting the one parameter calibration cannot measure safely: the wait for cores on a busy host.
+
+Pushing a shared machine to saturation to watch hops slow down would disturb
+everything else running on it, and a plain CPU burner does not reproduce it
+(the scheduler favours the threads that wake for a message over a spinning
+one). So ``contention_us`` is fitted to real runs instead: the value with
+which the model's end-to-end p50 of those runs is, in the geometric mean,
+neither above nor below the real one. Runs at low load hardly depend on it;
+the runs near the machine's limit decide it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench import results
+from bench.patterns import PATTERNS
+from bench.recording import summary_ms
+from bench.sim.histograms import histogram_of
+from bench.sim.model import Scenario, simulate
+from bench.sim.profile import Profile
+from bench.workload import Fault, Workload
+
+MAX_CONTENTION_US = 20_000.0
+STEPS = 12
+MAX_FIT_DURATION_S = 12.0  # simulate at most this much of each reference run
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    pattern: str
+    workload: Workload
+    p50_ms: float
+    directory: Path
+
+
+def reference(directory: str | Path) -> Reference:
+    summary = results.read_summary(directory)
+    p50 = summary["latency_ms"]["e2e"]["p50"]
+    if p50 is None:
+        raise results.ResultsError(f"{directory}: no end-to-end latency to fit to")
+    workload = workload_of(summary)
+    workload = workload.with_overrides(duration_s=min(workload.duration_s, MAX_FIT_DURATION_S))
+    return Reference(summary["pattern"], workload, p50, Path(directory))
+
+
+def workload_of(summary: dict) -> Workload:
+    """The workload a run used, rebuilt from its summary (``Workload.to_dict``)."""
+    fields = {k: v for k, v in summary["workload"].items() if k != "source"}
+    fields["faults"] = tuple(Fault(**f) for f in fields.get("faults", ()))
+    return Workload(**fields)
+
+
+def simulated_p50_ms(profile: Profile, ref: Reference) -> float:
+    result = simulate(Scenario(PATTERNS[ref.pattern], ref.workload, profile))
+    return summary_ms(histogram_of(result.e2e[1] * 1e6))["p50"] or 0.0
+
+
+def mean_log_error(profile: Profile, refs: Sequence[Reference]) -> float:
+    return sum(math.log(simulated_p50_ms(profile, r) / r.p50_ms) for r in refs) / len(refs)
+
+
+def fit_contention(profile: Profile, refs: Sequence[Reference],
+                   echo: Callable[[str], None] = print) -> Profile:
+    """``profile`` with the ``contention_us`` that brings the mean log error of p50 to zero
+    (bisection: more contention never makes the model faster)."""
+    low, high = 0.0, MAX_CONTENTION_US
+    at = lambda c: mean_log_error(dataclasses.replace(profile, contention_us=c), refs)
+    if at(low) >= 0:
+        echo("contention: the model is not faster than the references without it; contention_us = 0")
+        return dataclasses.replace(profile, contention_us=0.0)
+    for _ in range(STEPS):
+        middle = (low + high) / 2
+        error = at(middle)
+        echo(f"contention: {middle:.0f} us -> mean p50 error {math.expm1(error) * 100:+.1f}%")
+        if error < 0:
+            low = middle
+        else:
+            high = middle
+    return dataclasses.replace(profile, contention_us=round((low + high) / 2, 1),
+                               measured={**profile.measured, "contention_fitted_to": [str(r.directory) for r in refs]})

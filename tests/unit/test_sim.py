@@ -1,0 +1,228 @@
+"""The SimPy model: known answers, determinism, and result dirs that read like real ones."""
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import simpy
+
+from bench import arrivals, patterns
+from bench.recording import new_histogram, read_hlog, summary_ms
+from bench.results import TIMESERIES, TimeseriesWriter, read_summary
+from bench.sim import simulation
+from bench.sim.histograms import histogram_of, per_second
+from bench.sim.hosts import Host, erlang_c, slowdown
+from bench.sim.kafka import Cluster, Group, Producer, Transport
+from bench.sim.model import Scenario, simulate
+from bench.sim.profile import (
+    DEFAULT_PROFILE,
+    Distribution,
+    LoadPoint,
+    Profile,
+    ProfileError,
+    load_profile,
+    parse_profile,
+    save_profile,
+)
+from bench.sim.service import Costs, Instance, SimOutbox, StepSamples
+from bench.workload import Fault, load_workload
+
+# A transport that takes 1 ms, so latencies are easy to reason about.
+FLAT = Profile(transport=(LoadPoint(0.0, Distribution.constant(1000.0)),))
+
+
+def small(rate=200.0, duration=4.0, warmup=1.0, **changes):
+    return load_workload().with_overrides(rate_per_s=rate, duration_s=duration, warmup_s=warmup, **changes)
+
+
+# --- known answers -----------------------------------------------------------
+
+
+class _Sojourn:
+    """A handler that records how long each message spent at the instance (wait + service)."""
+
+    def __init__(self):
+        self.sojourn_s = []
+
+    def handle(self, topic, partition, event, out):
+        self.sojourn_s.append(out.t - out.source_t)
+
+    def tick(self, now_s, out):
+        pass
+
+    def restore(self, records, out):
+        pass
+
+    def revoke(self, partitions):
+        pass
+
+
+def mm1_mean_sojourn_s(arrival_per_s: float, service_per_s: float, messages: int, seed: int = 7) -> float:
+    """One instance of the model fed by Poisson arrivals, with exponential handling times."""
+    env = simpy.Environment()
+    rng = np.random.default_rng(seed)
+    host = Host(env, "h", None)
+    zero = (LoadPoint(0.0, Distribution.constant(0.0)),)
+    cluster = Cluster(env, 1, [host], Transport(env, zero, 1, rng))
+    producer = Producer(env, cluster, host, linger_s=0.0)
+    group = Group(env, "g", ("in",), 1)
+    cluster.subscribe(group)
+    handler = _Sojourn()
+    service = (float(x) for x in iter(lambda: rng.exponential(1.0 / service_per_s), None))
+    costs = Costs(in_s=0.0, out_s=0.0, batch_s=0.0, cpu_in_s=0.0, cpu_out_s=0.0, cpu_batch_s=0.0, in_draws=service)
+    instance = Instance(env, "server", 0, handler, SimOutbox("", cluster, producer, StepSamples()), host, costs)
+    group.members.append(instance)
+    group.assign()
+
+    def arrive():
+        for i, gap in enumerate(arrivals.poisson(arrival_per_s, rng)):
+            if i == messages:
+                return
+            yield env.timeout(gap)
+            producer.send("in", 0, ({"orderId": f"m{i}"}, env.now), env.now)
+
+    env.run(until=env.process(arrive()))
+    env.run(until=env.now + 1.0)
+    assert len(handler.sojourn_s) == messages
+    return float(np.mean(handler.sojourn_s[messages // 10:]))  # without the empty start
+
+
+@pytest.mark.parametrize("arrival_per_s", [500.0, 800.0])
+def test_an_instance_is_an_mm1_queue(arrival_per_s):
+    service_per_s = 1000.0
+    expected = 1.0 / (service_per_s - arrival_per_s)  # M/M/1 mean sojourn time
+    assert mm1_mean_sojourn_s(arrival_per_s, service_per_s, 200_000) == pytest.approx(expected, rel=0.05)
+
+
+def test_erlang_c_and_slowdown():
+    assert erlang_c(1, 0.5) == pytest.approx(0.5)  # M/M/1: wait probability = rho
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)  # 2 rho^2 / (1 + rho) at rho = 0.5
+    assert slowdown(1, 0.5) == pytest.approx(2.0)  # M/M/1 processor sharing: 1 / (1 - rho)
+    assert slowdown(2, 0.0) == 1.0
+    assert slowdown(2, 0.9) > slowdown(2, 0.5) > 1.0
+
+
+def test_latency_at_low_load_is_the_sum_of_its_hops():
+    """With a fixed 1 ms transport, the workload's 2 ms linger and free services, each hop takes
+    3 ms: choreography has 5 between order-created and the load generator, orchestration 8."""
+    free = dataclasses.replace(FLAT, service_us={"in": 0.0, "out": 0.0, "orchestrator_extra": 0.0, "batch": 0.0})
+    for pattern, hops in (("choreography", 5), ("orchestration", 8)):
+        result = simulate(Scenario(patterns.get(pattern), small(rate=50, failures={"payment": 0.0, "inventory": 0.0,
+                                                                                     "shipping": 0.0}), free))
+        latencies_ms = result.e2e[1] * 1000
+        slips_ms = result.slip[1] * 1000
+        assert np.median(latencies_ms - np.median(slips_ms)) == pytest.approx(3 * hops, abs=0.2), pattern
+
+
+def test_histogram_of_matches_recording_value_by_value():
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.integers(0, 2000, 5000), rng.lognormal(8, 2, 5000).astype(int), [0, 1, 3_600_000_000]])
+    expected = new_histogram()
+    for value in values:
+        expected.record_value(int(min(value, 3_600_000_000)))
+    actual = histogram_of(values.astype(float))
+    assert actual.get_total_count() == expected.get_total_count()
+    assert list(actual.counts) == list(expected.counts)
+    assert (actual.get_min_value(), actual.get_max_value()) == (expected.get_min_value(), expected.get_max_value())
+    assert summary_ms(actual) == summary_ms(expected)
+
+
+def test_per_second_splits_by_end_time():
+    hists = per_second(np.array([0.1, 0.9, 1.5, 3.2]), np.array([10.0, 20.0, 30.0, 40.0]), seconds=4)
+    assert [h.get_total_count() for h in hists] == [2, 1, 0, 1]
+
+
+# --- the flows match the real handlers' outcomes -------------------------------
+
+
+@pytest.mark.parametrize("pattern", ["choreography", "orchestration"])
+def test_every_order_ends_as_decide_says(pattern):
+    result = simulate(Scenario(patterns.get(pattern), small(), FLAT))
+    started, outcomes = result.load.started, result.load.outcomes
+    assert len(outcomes) == len(started) > 0
+    assert result.unexpected_outcomes == 0 and result.duplicates == 0
+    assert set(outcomes.values()) == {"completed", "cancelled"}  # failures happen, compensations run
+    assert result.steps.ends.get("refund") and result.steps.ends.get("release")
+
+
+@pytest.mark.parametrize("pattern", ["choreography", "orchestration"])
+def test_a_killed_instance_restarts_and_no_order_is_left(pattern):
+    role = "orchestrator" if pattern == "orchestration" else "payment"
+    workload = small(duration=8.0, faults=(Fault(type="kill", at_s=3.0, duration_s=1.0, role=role),))
+    result = simulate(Scenario(patterns.get(pattern), workload, FLAT))
+    assert len(result.load.outcomes) == len(result.load.started)
+    assert result.unexpected_outcomes == 0
+    # The stall shows: some order waited for the restart and the rebalance.
+    assert result.e2e[1].max() > FLAT.startup_s + FLAT.rebalance_s
+
+
+# --- determinism -----------------------------------------------------------------
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers():
+    profile = load_profile()
+    runs = [simulate(Scenario(patterns.get("orchestration"), small(seed=seed), profile)) for seed in (5, 5, 6)]
+    a, b, c = (np.concatenate(r.e2e[:2]) for r in runs)
+    assert np.array_equal(a, b)
+    assert runs[0].cpu_s == runs[1].cpu_s and runs[0].messages == runs[1].messages
+    assert not np.array_equal(a[: min(len(a), len(c))], c[: min(len(a), len(c))])
+
+
+# --- the result dir --------------------------------------------------------------
+
+
+def test_result_dir_reads_like_a_real_run(tmp_path):
+    outcome = simulation.run(simulation.SimRequest(patterns.get("choreography"), small(), load_profile(),
+                                                   output=tmp_path / "sim"), echo=lambda line: None)
+    summary = read_summary(outcome.directory)
+    assert summary["mode"] == "simulation" and summary["pattern"] == "choreography"
+    assert summary["valid"] is True and outcome.exit_code == 0
+    assert summary["orders"]["started"] == summary["orders"]["completed"] + summary["orders"]["cancelled"]
+    for key in ("rate_target_per_s", "rate_offered_per_s", "rate_achieved_per_s", "messages_per_order",
+                "bytes_per_order", "cpu_s", "environment", "config", "workload", "timeline"):
+        assert key in summary, key
+    e2e = summary["latency_ms"]["e2e"]
+    intervals = read_hlog(outcome.directory / "e2e.hlog")
+    assert sum(h.get_total_count() for h in intervals) == e2e["count"] > 0
+    assert {"payment", "inventory", "shipping", "refund", "release", "order"} <= set(summary["latency_ms"]["steps"])
+    for name in ("e2e-completed", "e2e-cancelled", "slip", "step-payment", "step-order"):
+        read_hlog(outcome.directory / f"{name}.hlog")
+    for name in ("e2e", "e2e-completed", "e2e-cancelled", "slip"):
+        assert (outcome.directory / f"{name}.hgrm").read_text().startswith("       Value")
+    with open(outcome.directory / TIMESERIES) as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == TimeseriesWriter.COLUMNS
+    assert sum(int(r["offered"]) for r in rows) == summary["orders"]["started"]
+
+
+def test_saturated_simulation_is_marked_invalid(tmp_path):
+    slow = small(rate=400.0, processing_s={"payment": 0.004})  # payment can handle ~240 orders/s
+    outcome = simulation.run(simulation.SimRequest(patterns.get("choreography"), slow, load_profile(),
+                                                   output=tmp_path / "sim"), echo=lambda line: None)
+    assert outcome.summary["valid"] is False and outcome.exit_code != 0
+    assert outcome.summary["rate_achieved_per_s"] < 300
+
+
+# --- profiles ----------------------------------------------------------------------
+
+
+def test_default_profile_loads_and_round_trips(tmp_path):
+    profile = load_profile()
+    assert profile.source == DEFAULT_PROFILE
+    assert profile.transport[0].transport_us.quantile(0.5) > 0
+    again = load_profile(save_profile(profile, tmp_path / "p.json"))
+    assert again.to_dict() == profile.to_dict()
+
+
+def test_bad_profiles_are_named(tmp_path):
+    good = load_profile().to_dict()
+    with pytest.raises(ProfileError, match="schema_version"):
+        parse_profile({**good, "schema_version": 99})
+    with pytest.raises(ProfileError, match="unknown key 'surprise'"):
+        parse_profile({**good, "surprise": 1})
+    with pytest.raises(ProfileError, match="rebalance_s"):
+        parse_profile({**good, "rebalance_s": -1})
+    path = tmp_path / "broken.json"
+    path.write_text("{")
+    with pytest.raises(ProfileError, match="not valid JSON"):
+        load_profile(path)
