@@ -69,14 +69,22 @@ def install(progress=sys.stderr) -> Path:
     staging.mkdir(parents=True)
     print(f"bench: fetching Apache Kafka {KAFKA_VERSION} from Maven Central into {dist_dir()} (first use only)", file=progress, flush=True)
     cmd = [
-        mvn, "-B", "--no-transfer-progress", "-f", str(POM),
+        mvn, "-B", "-f", str(POM),
         "dependency:copy-dependencies", "-DincludeScope=runtime",
         f"-DoutputDirectory={staging / 'lib'}",
     ]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stdout.splitlines()[-15:])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    downloaded = 0
+    for line in proc.stdout:
+        output.append(line.rstrip())
+        if line.startswith("Downloaded from"):
+            downloaded += 1
+            if downloaded % 25 == 0:
+                print(f"bench: {downloaded} files downloaded", file=progress, flush=True)
+    if proc.wait() != 0:
         shutil.rmtree(staging, ignore_errors=True)
+        tail = "\n".join(output[-15:])
         raise BrokerError(f"Maven could not fetch Kafka {KAFKA_VERSION} (exit {proc.returncode}); last output:\n{tail}")
     jars = sorted((staging / "lib").glob("*.jar"))
     print(f"bench: fetched {len(jars)} jars", file=progress, flush=True)
