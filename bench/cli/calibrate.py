@@ -9,7 +9,7 @@ from bench.broker import embedded
 from bench.cli.errors import InputError
 from bench.cli.options import bootstrap_option, kafka_config_option, workload_option
 from bench.sim.calibrate import CalibrationRequest, calibrate as run_calibration
-from bench.sim.fit import fit_contention, reference
+from bench.sim.fit import fit_broker_cpu, fit_contention, reference
 from bench.sim.profile import ProfileError, load_profile, save_profile
 
 
@@ -46,6 +46,6 @@ def calibrate(bootstrap_servers, kafka_config, workload, output, quick, referenc
         profile = run_calibration(CalibrationRequest(workload, bootstrap_servers,
                                                      Path(kafka_config) if kafka_config else None, quick), echo)
     if refs:
-        profile = fit_contention(profile, refs, echo)
+        profile = fit_contention(fit_broker_cpu(profile, refs, echo), refs, echo)
         echo(f"contention_us = {profile.contention_us:g}")
     click.echo(f"profile: {save_profile(profile, output)}")

@@ -1,6 +1,7 @@
 """`bench simulate`: the SimPy model of a pattern, writing a result dir like `bench run`'s."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -28,9 +29,11 @@ from bench.workload import WorkloadError
 @click.option("--placement", type=click.Choice(PLACEMENTS), default="single", show_default=True,
               help="single: every process on the calibrated machine; spread: each on a host of its own.")
 @click.option("--brokers", type=click.IntRange(1), default=None, help="Brokers in the cluster (default: the replication factor).")
+@duration_option("--network-rtt", "With --placement spread: network round trip between hosts, e.g. 200us (default: the profile's).")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Result directory (default: results/<UTC time>-<pattern>-sim-<rate>/).")
-def simulate(pattern, rate, duration, warmup, seed, workload, profile_path, placement, brokers, output) -> None:
+def simulate(pattern, rate, duration, warmup, seed, workload, profile_path, placement, brokers, network_rtt,
+             output) -> None:
     """Simulate a pattern with the model calibrated on the real broker.
 
     Same workload file, same result files as `bench run` (summary.json says
@@ -41,6 +44,8 @@ def simulate(pattern, rate, duration, warmup, seed, workload, profile_path, plac
     try:
         workload = workload.with_overrides(**overrides)
         profile = load_profile(profile_path)
+        if network_rtt is not None:
+            profile = dataclasses.replace(profile, network_rtt_us=network_rtt * 1e6)
     except (WorkloadError, ProfileError) as exc:
         raise InputError(str(exc)) from None
     if output is not None and output.exists() and any(output.iterdir()):

@@ -211,14 +211,14 @@ class Calibration:
         topics.recreate(self.admin, names, self.workload, compacted=compacted)
 
     @contextlib.contextmanager
-    def services(self, pattern: str, role: str, count: int = 1) -> Iterator[Supervisor]:
+    def services(self, pattern: str, roles: dict[str, int]) -> Iterator[Supervisor]:
         args = ["--pattern", pattern, "--workload", str(self.workload_file), "--bootstrap-servers", self.bootstrap,
-                "--group-prefix", f"bench-calibrate-{self.run_id}-{pattern}-{role}"]
+                "--group-prefix", f"bench-calibrate-{self.run_id}-{pattern}-{'-'.join(roles)}"]
         if self.request.kafka_config:
             args += ["--kafka-config", str(self.request.kafka_config)]
         supervisor = Supervisor(args, self.scratch)
         try:
-            supervisor.start({role: count})
+            supervisor.start(roles)
             yield supervisor
         finally:
             supervisor.stop()
@@ -298,21 +298,23 @@ class Calibration:
         """Through a real payment service; a second instance joins mid-stream and leaves again."""
         req = self.request
         self.fresh_topics()
-        with self.services("choreography", "payment") as supervisor, \
+        with self.services("choreography", {"payment": 1}) as supervisor, \
                 _reading(self.consumer_conf, ev.PAYMENT_EVENTS, self.workload.partitions) as reader:
             pid = supervisor.instances["payment-0"].process.pid
             _warm_up(self.producer, ev.ORDER_CREATED, reader)
-            main_before = main_thread_cpu_s(pid)
+            main_before, own_before = main_thread_cpu_s(pid), time.process_time()
             n = int(req.probe_rate_per_s * req.probe_s)
             _paced(self.producer, ev.ORDER_CREATED, req.probe_rate_per_s, req.probe_s,
                    lambda i: {"orderId": f"hop-{self.run_id}-{i}", "status": ev.CREATED})
             reader.wait_for(n, 30)
             trickle_main_s = _delta(main_before, main_thread_cpu_s(pid))
+            # This process sent each order on schedule and read its answer: a load generator's work.
+            sender_s = time.process_time() - own_before
             hops = [e["ts_us"] - e["t0_us"] for _, e in reader.received]
             pauses, startup_s = self._rebalances(supervisor, reader)
         self.echo(f"hop through a service: p50 {np.median(hops):.0f} us, p99 {np.percentile(hops, 99):.0f} us; "
                   f"rebalance pauses {', '.join(f'{p:.2f}s' for p in pauses)}")
-        trickle = {"main_s": trickle_main_s, "messages": n}
+        trickle = {"main_s": trickle_main_s, "messages": n, "sender_s": sender_s}
         return Distribution.of_samples(hops), float(np.mean(pauses)), startup_s, trickle
 
     def _rebalances(self, supervisor: Supervisor, reader: _Reader) -> tuple[list[float], float]:
@@ -344,15 +346,16 @@ class Calibration:
         return [max(0.0, p - 1.0 / rate) for p in pauses], startup_s
 
     def drain(self, pattern: str, role: str, topic: str, events: list[tuple[int, dict]], out_topic: str,
-              expected: int) -> dict:
-        """A backlog drained by one real service: main-thread and process CPU per input message."""
+              expected: int, beside: tuple[str, ...] = ()) -> dict:
+        """A backlog drained by a real service (with the roles ``beside`` it running too): the
+        measured role's main-thread and process CPU, and the messages on every topic after."""
         self.fresh_topics()
-        with self.services(pattern, role) as supervisor, \
+        with self.services(pattern, {role: 1, **dict.fromkeys(beside, 1)}) as supervisor, \
                 _reading(self.consumer_conf, out_topic, self.workload.partitions) as reader:
             pid = supervisor.instances[f"{role}-0"].process.pid
             time.sleep(0.5)
             main_before, process_before, broker_before = main_thread_cpu_s(pid), process_cpu_s(pid), self.broker_cpu_s()
-            began = time.monotonic()
+            began, own_before = time.monotonic(), time.process_time()
             for partition, event in events:
                 event["ts_us"] = ev.now_us()
                 while True:
@@ -364,15 +367,26 @@ class Calibration:
             self.producer.flush(30)
             if not reader.wait_for(expected, 120):
                 raise RuntimeError(f"{pattern} {role}: {len(reader.received)} of {expected} outputs within 120 s")
+            sender_s = time.process_time() - own_before
             time.sleep(0.2)
             n = len(events)
             figures = {"main_s": _delta(main_before, main_thread_cpu_s(pid)),
                        "process_s": _delta(process_before, process_cpu_s(pid)),
                        "broker_s": _delta(broker_before, self.broker_cpu_s()), "messages": n,
-                       "seconds": time.monotonic() - began}
+                       "seconds": time.monotonic() - began, "sender_s": sender_s,
+                       "on_topics": self.messages_on(PATTERNS[pattern].topics)}
         self.echo(f"{pattern} {role}: {n} messages, main thread {figures['main_s'] / n * 1e6:.1f} us/msg, "
                   f"process {figures['process_s'] / n * 1e6:.1f} us/msg")
         return figures
+
+    def messages_on(self, names) -> dict[str, int]:
+        """Messages on each (freshly created) topic: the sum of its partitions' high watermarks."""
+        consumer = Consumer({**self.consumer_conf, "group.id": f"bench-calibrate-count-{self.run_id}"})
+        try:
+            return {topic: sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                               for p in range(self.workload.partitions)) for topic in names}
+        finally:
+            consumer.close()
 
     def costs(self) -> dict[str, dict]:
         n, parts = self.request.backlog, self.workload.partitions
@@ -381,9 +395,11 @@ class Calibration:
         ignored = [(i % parts, {"orderId": f"ignored-{self.run_id}-{i}", "status": ev.CHARGED}) for i in range(n)]
         markers = [(p, {"orderId": f"marker-{self.run_id}-{p}", "status": ev.SHIPPED}) for p in range(parts)]
         no_out = self.drain("choreography", "order", ev.PAYMENT_EVENTS, ignored + markers, ev.ORDER_EVENTS, parts)
+        # The orchestrator with its services, so sagas finish as in a run (held sagas would cost it more).
         created = [(i % parts, {"orderId": f"orch-{self.run_id}-{i}", "status": ev.CREATED}) for i in range(n)]
-        two_out = self.drain("orchestration", "orchestrator", ev.ORDER_CREATED, created, ev.PAYMENT_COMMANDS, n)
-        return {"one_out": one_out, "no_out": no_out, "two_out": two_out}
+        orchestrator = self.drain("orchestration", "orchestrator", ev.ORDER_CREATED, created, ev.ORDER_EVENTS, n,
+                                  beside=("payment", "inventory", "shipping"))
+        return {"one_out": one_out, "no_out": no_out, "orchestrator": orchestrator}
 
 
 def _longest_gap_s(stamps_us: np.ndarray, from_us: float, until_us: float) -> float:
@@ -408,6 +424,15 @@ def _delta(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
+def load_generator_costs(trickle: dict, drain: dict, trickle_rate_per_s: float) -> dict[str, float]:
+    """This process sent orders and read their answers twice: flat out (the drain: the cost of an
+    order) and on a slow schedule (the trickle: the same plus waking up on time)."""
+    order_us = drain["sender_s"] / drain["messages"] * 1e6
+    trickle_us = trickle["sender_s"] / trickle["messages"] * 1e6
+    return {"order_us": round(order_us, 1),
+            "idle_cores": round(max(0.0, trickle_us - order_us) * trickle_rate_per_s / 1e6, 4)}
+
+
 def sleep_overshoot_us(samples: int = 200, sleep_s: float = 0.002) -> float:
     """How much longer than asked ``time.sleep`` sleeps (the workload's processing time is a sleep)."""
     total = 0.0
@@ -419,11 +444,16 @@ def sleep_overshoot_us(samples: int = 200, sleep_s: float = 0.002) -> float:
 
 
 def per_message_costs(costs: dict[str, dict], key: str) -> dict[str, float]:
-    """Solve for the cost of a consumed and a produced message, and the orchestrator's extra."""
-    per = {name: c[key] / c["messages"] * 1e6 for name, c in costs.items()}
-    cost_in = per["no_out"]
-    cost_out = max(0.0, per["one_out"] - cost_in)
-    extra = max(0.0, per["two_out"] - cost_in - 2 * cost_out)
+    """Solve for the cost of a consumed and of a produced message (payment: one out per input;
+    order service: none), then what the orchestrator spends per input beyond those."""
+    cost_in = costs["no_out"][key] / costs["no_out"]["messages"] * 1e6
+    cost_out = max(0.0, costs["one_out"][key] / costs["one_out"]["messages"] * 1e6 - cost_in)
+    orch = costs["orchestrator"]
+    topics = orch["on_topics"]
+    inputs = topics[ev.ORDER_CREATED] + topics[ev.REPLIES]
+    outputs = (topics[ev.PAYMENT_COMMANDS] + topics[ev.INVENTORY_COMMANDS] + topics[ev.SHIPPING_COMMANDS]
+               + topics[ev.SAGA_STATE] + topics[ev.ORDER_EVENTS])
+    extra = max(0.0, orch[key] / inputs * 1e6 - cost_in - outputs / inputs * cost_out)
     return {"in": round(cost_in, 2), "out": round(cost_out, 2), "orchestrator_extra": round(extra, 2)}
 
 
@@ -442,13 +472,16 @@ def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:
     main["batch"] = round(max(0.0, trickle_per_msg_us - main["in"] - main["out"]), 2)
     process["batch"] = main["batch"]
     session_ms = clients.consumer_config(request.bootstrap_servers, w, "x", {})["session.timeout.ms"]
+    linger_us = float(w.client.get("linger.ms", 5)) * 1000
     return Profile(
         transport=tuple(transport["points"]),
         hop_us=hop,
+        wakeup_us=Distribution.excess(hop, transport["points"][0].transport_us, linger_us + main["in"] + main["out"]),
         linger_ms=float(w.client.get("linger.ms", 5)),
         service_us=main,
         service_cpu_us=process,
         cores=os.cpu_count() or 1,
+        load_generator=load_generator_costs(trickle, costs["one_out"], request.probe_rate_per_s),
         sleep_overshoot_us=round(sleep_overshoot_us(), 1),
         rebalance_s=round(rebalance_s, 3),
         startup_s=round(startup_s, 3),

@@ -1,4 +1,5 @@
-"""Fitting the one parameter calibration cannot measure safely: the wait for cores on a busy host.
+"""Fitting to real runs what calibration cannot measure safely: the wait for cores on a busy host,
+and the broker's CPU as a whole system of clients drives it.
 
 Pushing a shared machine to saturation to watch hops slow down would disturb
 everything else running on it, and a plain CPU burner does not reproduce it
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+
+import numpy as np
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -34,6 +37,8 @@ class Reference:
     workload: Workload
     p50_ms: float
     directory: Path
+    messages_per_s: float | None = None
+    broker_cores: float | None = None  # the broker's CPU during the run, when it was measured
 
 
 def reference(directory: str | Path) -> Reference:
@@ -42,8 +47,12 @@ def reference(directory: str | Path) -> Reference:
     if p50 is None:
         raise results.ResultsError(f"{directory}: no end-to-end latency to fit to")
     workload = workload_of(summary)
-    workload = workload.with_overrides(duration_s=min(workload.duration_s, MAX_FIT_DURATION_S))
-    return Reference(summary["pattern"], workload, p50, Path(directory))
+    broker_s = (summary.get("cpu_s") or {}).get("broker")
+    loaded_s = workload.warmup_s + workload.duration_s
+    messages = summary.get("messages_per_order")
+    return Reference(summary["pattern"], workload.with_overrides(duration_s=min(workload.duration_s, MAX_FIT_DURATION_S)),
+                     p50, Path(directory), messages * workload.rate_per_s if messages else None,
+                     broker_s / loaded_s if broker_s else None)
 
 
 def workload_of(summary: dict) -> Workload:
@@ -60,6 +69,21 @@ def simulated_p50_ms(profile: Profile, ref: Reference) -> float:
 
 def mean_log_error(profile: Profile, refs: Sequence[Reference]) -> float:
     return sum(math.log(simulated_p50_ms(profile, r) / r.p50_ms) for r in refs) / len(refs)
+
+
+def fit_broker_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], None] = print) -> Profile:
+    """``profile`` with the broker's CPU as the least-squares line through what the references'
+    brokers used at their message rates (a broker's CPU follows its requests, which depend on
+    how many clients batch how much, more than on its messages: real runs know)."""
+    points = [(r.messages_per_s, r.broker_cores) for r in refs if r.messages_per_s and r.broker_cores]
+    if len(points) < 2 or len({x for x, _ in points}) < 2:
+        echo("broker CPU: fewer than two references measured it; keeping the calibrated levels")
+        return profile
+    slope, intercept = np.polyfit([x for x, _ in points], [y for _, y in points], 1)
+    slope = max(0.0, float(slope))
+    intercept = max(0.0, float(np.mean([y - slope * x for x, y in points])))
+    echo(f"broker CPU: {intercept:.3f} cores + {slope * 1e6:.2f} cores per million messages/s")
+    return dataclasses.replace(profile, broker_cores_line=(round(intercept, 4), slope))
 
 
 def fit_contention(profile: Profile, refs: Sequence[Reference],

@@ -10,6 +10,11 @@ find every core busy. The mean wait per hop follows the M/M/c mean slowdown
 ``S(rho) = 1 + C(c, c rho) / (c (1 - rho))`` (``C``: Erlang's C formula) above
 the utilisation the transport was calibrated at:
 ``wait = contention_us * (S(rho) - S(rho_cal))``, drawn exponential.
+
+When the processes ask for more CPU than the host has, the excess piles up as a
+backlog of CPU work (seconds of it, per core) that every hop then waits behind:
+a machine that stays short of cores falls further behind every second, as a
+real one does, and the run's backlog of orders grows.
 """
 from __future__ import annotations
 
@@ -19,7 +24,9 @@ import simpy
 
 WINDOW_S = 0.1
 SMOOTHING = 0.3  # weight of the newest window in the utilisation
-MAX_RHO = 0.98
+# Linux's scheduler bounds how long a runnable thread waits by its scheduling period, so the wait
+# for cores stops growing near saturation; past this, want of CPU shows as overload instead.
+MAX_RHO = 0.9
 
 
 def erlang_c(servers: int, offered: float) -> float:
@@ -52,9 +59,11 @@ class Host:
         self.cores = cores
         self.cpu_s: dict[str, float] = defaultdict(float)  # owner -> CPU seconds used
         self.rho = calibrated_rho
+        self.demand = calibrated_rho  # CPU asked for / CPU there is (may exceed 1)
+        self.backlog_s = 0.0  # CPU work asked for beyond the cores, in seconds of the whole host
         self.wait_s = 0.0  # mean wait for cores per hop, now
         self._window_s = 0.0
-        if env is not None and cores and contention_us > 0:
+        if env is not None and cores:
             self._contention_s = contention_us / 1e6
             self._reference = slowdown(cores, calibrated_rho)
             env.process(self._update(env))
@@ -68,7 +77,9 @@ class Host:
             yield env.timeout(WINDOW_S)
             current = self._window_s / (self.cores * WINDOW_S)
             self._window_s = 0.0
-            self.rho = SMOOTHING * current + (1 - SMOOTHING) * self.rho
+            self.backlog_s = max(0.0, self.backlog_s + (current - 1.0) * WINDOW_S)
+            self.demand = SMOOTHING * current + (1 - SMOOTHING) * self.demand
+            self.rho = min(self.demand, MAX_RHO)
             self.wait_s = self._contention_s * max(0.0, slowdown(self.cores, self.rho) - self._reference)
 
 

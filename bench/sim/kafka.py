@@ -19,7 +19,7 @@ import numpy as np
 import simpy
 
 from bench.sim.hosts import Host
-from bench.sim.profile import LoadPoint
+from bench.sim.profile import Distribution, LoadPoint
 
 WINDOW_S = 0.1  # the message rate is measured over windows this long
 SMOOTHING = 0.5  # weight of the newest window in the rate
@@ -38,15 +38,19 @@ class Transport:
     Calibration measured the transport distribution at a few levels of background
     traffic (:class:`bench.sim.profile.LoadPoint`); a draw at a rate between two levels
     comes from the lower or the upper one, in proportion to the distance, so the
-    distribution (tail included) moves smoothly with the load.
+    distribution (tail included) moves smoothly with the load. To each draw is added
+    the receiving process's wake-up (``Profile.wakeup_us``).
     """
 
     def __init__(self, env: simpy.Environment, points: tuple[LoadPoint, ...], brokers: int,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, wakeup_us: Distribution | None = None,
+                 broker_cores_line: tuple[float, float] | None = None) -> None:
         self.env = env
         self.rates = [p.messages_per_s for p in points]
-        self.cores = [p.broker_cores for p in points]
+        cores = [p.broker_cores for p in points]
+        self._cpu_line = broker_cores_line or (_line(self.rates, cores) if all(c is not None for c in cores) else None)
         self.draws = [p.transport_us.draws_s(rng) for p in points]
+        self.wakeups = wakeup_us.draws_s(rng) if wakeup_us is not None else None
         self.uniform = _blocks(rng.random)
         self.exponential = _blocks(rng.standard_exponential)
         self.brokers = brokers
@@ -59,17 +63,17 @@ class Transport:
         i = self.lower
         if self.weight and next(self.uniform) < self.weight:
             i += 1
-        return next(self.draws[i])
+        if self.wakeups is None:
+            return next(self.draws[i])
+        return next(self.draws[i]) + next(self.wakeups)
 
     def broker_cores(self) -> float | None:
-        """Broker CPU at the current rate, if calibration could read the broker's process."""
-        if any(c is None for c in self.cores):
+        """Broker CPU at the current rate: the line fitted to real runs, else the least-squares line
+        through the calibrated levels (never falling with the rate); None when neither is known."""
+        if self._cpu_line is None:
             return None
-        if len(self.rates) == 1 or self.rate_per_s <= self.rates[-1]:
-            return float(np.interp(self.rate_per_s, self.rates, self.cores))
-        # Past the highest calibrated rate: carry on along the last segment.
-        slope = (self.cores[-1] - self.cores[-2]) / (self.rates[-1] - self.rates[-2])
-        return self.cores[-1] + max(0.0, slope) * (self.rate_per_s - self.rates[-1])
+        intercept, slope = self._cpu_line
+        return intercept + slope * self.rate_per_s
 
     def _update(self):
         while True:
@@ -85,6 +89,16 @@ class Transport:
             else:
                 self.lower = i
                 self.weight = (self.rate_per_s - self.rates[i]) / (self.rates[i + 1] - self.rates[i])
+
+
+def _line(x: list[float], y: list[float]) -> tuple[float, float]:
+    """(intercept, slope >= 0) of the least-squares line through the points."""
+    if len(x) < 2:
+        return float(y[0]), 0.0
+    slope, intercept = np.polyfit(x, y, 1)
+    if slope < 0:
+        return float(np.mean(y)), 0.0
+    return float(intercept), float(slope)
 
 
 def _blocks(draw):
@@ -134,6 +148,7 @@ class Cluster:
     def arrive(self, topic: str, partition: int, msgs: list) -> None:
         """A produced batch reaches its leader: consumers see it after replication."""
         self.transport.produced += len(msgs)
+        self.messages[topic] = self.messages.get(topic, 0) + len(msgs)
         groups = self.subscribers.get(topic)
         if not groups:
             return
@@ -186,6 +201,7 @@ class Producer:
             delay = batch.close_s - self.env.now + next(self.cluster.transport) + self.extra_s
             if self.host.wait_s:
                 delay += self.host.wait_s * next(self.cluster.transport.exponential)
+            delay += self.host.backlog_s
             self.env.timeout(delay).callbacks.append(batch)
         batch.msgs.append(msg)
 

@@ -18,7 +18,7 @@ from bench.load import Second
 from bench.sim.kafka import Producer, partition_of
 from bench.workload import Workload
 
-TICK_S = 1.0
+CHUNKS_PER_TICK = 10  # a timeseries row per second, arrivals handled per 100 ms
 
 
 class Terminals:
@@ -72,7 +72,7 @@ class LoadGenerator:
         self.slip = slip
         self.run_id = run_id
         self.backlog = backlog  # () -> messages fetched or waiting but not handled yet
-        self.on_cpu = on_cpu  # (orders sent) -> None: charges the generator's CPU
+        self.on_cpu = on_cpu  # (orders sent, seconds) -> None: charges the generator's CPU
         self.started: dict[str, int] = {}
         self.offered_in_window = 0
         self.scheduled_in_window = 0
@@ -85,7 +85,8 @@ class LoadGenerator:
         self.measure_until_s = workload.warmup_s + workload.duration_s
 
     def run(self):
-        """The SimPy process: one second of arrivals at a time, each sent at its own time."""
+        """The SimPy process: arrivals a tenth of a second at a time (each sent at its own time, and
+        the generator's CPU spread evenly), a timeseries row every second."""
         w = self.workload
         schedule = arrivals.schedule(w.arrival, w.rate_per_s, w.seed)
         partitions = self.producer.cluster.partitions
@@ -93,10 +94,11 @@ class LoadGenerator:
         pending = next(schedule)
         seq = 0
         finished_before = 0
-        second = 0
+        chunk = 0
+        sent_this_second = 0
         while True:
             sent = 0
-            horizon = second + TICK_S
+            horizon = (chunk + 1) / CHUNKS_PER_TICK
             while pending < horizon and pending < self.load_s:
                 seq += 1
                 order_id = f"{self.run_id}-{seq}"
@@ -116,12 +118,16 @@ class LoadGenerator:
                     self.offered_in_window += 1
                 sent += 1
                 pending = next(schedule)
-            self.on_cpu(sent)
+            self.on_cpu(sent, 1.0 / CHUNKS_PER_TICK)
+            sent_this_second += sent
             yield self.env.timeout(horizon - self.env.now)
-            second += 1
+            chunk += 1
+            if chunk % CHUNKS_PER_TICK:
+                continue
+            second = chunk // CHUNKS_PER_TICK
             finished = len(self.terminals.outcomes)
-            self.seconds.append(Second(second, sent, finished - finished_before, len(started) - finished,
+            self.seconds.append(Second(second, sent_this_second, finished - finished_before, len(started) - finished,
                                        self.backlog(), None, None))
-            finished_before = finished
+            finished_before, sent_this_second = finished, 0
             if second >= self.load_s and (finished >= len(started) or second >= self.load_s + w.drain_s):
                 return

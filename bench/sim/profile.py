@@ -51,6 +51,14 @@ class Distribution:
         return cls(probs, tuple(round(float(v), 1) for v in values))
 
     @classmethod
+    def excess(cls, total: Distribution, part: Distribution, offset_us: float) -> Distribution:
+        """What ``total`` takes beyond ``part`` + ``offset_us``, quantile by quantile, never below
+        zero and never decreasing: the share of a measured sum that its known parts do not explain."""
+        values = np.maximum.accumulate(np.maximum(
+            0.0, [total.quantile(p) - part.quantile(p) - offset_us for p in total.probs]))
+        return cls(total.probs, tuple(round(float(v), 1) for v in values))
+
+    @classmethod
     def constant(cls, value_us: float) -> Distribution:
         return cls((0.0, 1.0), (float(value_us), float(value_us)))
 
@@ -127,7 +135,10 @@ class Profile:
       M/M/c slowdown above the utilisation the transport was measured at
       (:mod:`bench.sim.hosts`); fitted to real runs (``bench calibrate --reference``).
     - ``hop_us``: input produced -> output produced through a real runtime service
-      with the workload's linger, kept to check the composition.
+      with the workload's linger.
+    - ``wakeup_us``: what such a hop takes beyond linger, transport and the service's
+      handling, quantile by quantile (a real process's wake-up, scheduling and
+      pauses: mostly nothing, now and then milliseconds); the model adds a draw per hop.
     - ``service_us``: main-thread time per consumed message (``in``), per produced
       message (``out``), what the orchestrator spends on top per message
       (``orchestrator_extra``) and per batch (``batch``); this serialises an instance.
@@ -138,12 +149,19 @@ class Profile:
     transport: tuple[LoadPoint, ...]
     contention_us: float = 0.0  # mean wait for cores per hop, per unit of M/M/c slowdown (bench.sim.hosts)
     hop_us: Distribution | None = None
+    wakeup_us: Distribution | None = None
     linger_ms: float = 2.0
     service_us: Mapping[str, float] = dataclasses.field(
         default_factory=lambda: {"in": 2.7, "out": 4.2, "orchestrator_extra": 0.6, "batch": 110.0})
     service_cpu_us: Mapping[str, float] = dataclasses.field(
         default_factory=lambda: {"in": 3.4, "out": 5.0, "orchestrator_extra": 0.5, "batch": 110.0})
     cores: int = 2
+    # Process CPU of the open-loop sender and its terminal reader: per order, and per second
+    # whatever the rate (waking up on schedule).
+    load_generator: Mapping[str, float] = dataclasses.field(
+        default_factory=lambda: {"order_us": 40.0, "idle_cores": 0.04})
+    # Broker CPU in cores = a + b * messages/s, fitted to real runs (bench.sim.fit); None: from the load points.
+    broker_cores_line: tuple[float, float] | None = None
     sleep_overshoot_us: float = 80.0
     rebalance_s: float = 1.1
     startup_s: float = 1.8
@@ -172,6 +190,8 @@ class Profile:
                 value = value.to_dict()
             elif isinstance(value, Mapping):
                 value = dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
             out[field.name] = value
         return out
 
@@ -206,17 +226,23 @@ def parse_profile(raw: Any, source: Path | None = None) -> Profile:
         raise ProfileError(f"{where}: transport must be a non-empty list of load points")
     fields: dict[str, Any] = {"source": source}
     fields["transport"] = tuple(LoadPoint.from_dict(p, f"{where}: transport[{i}]") for i, p in enumerate(raw["transport"]))
-    for key in ("hop_us", "slip_us"):
+    for key in ("hop_us", "wakeup_us", "slip_us"):
         if raw.get(key) is not None:
             fields[key] = Distribution.from_dict(raw[key], f"{where}: {key}")
     for key in _NUMBERS:
         if key in raw:
             fields[key] = _number(raw[key], f"{where}: {key}")
-    for key in ("service_us", "service_cpu_us"):
+    for key, names in (("service_us", _COSTS), ("service_cpu_us", _COSTS), ("load_generator", ("order_us", "idle_cores"))):
         if key in raw:
             if not isinstance(raw[key], Mapping):
-                raise ProfileError(f"{where}: {key} must be a mapping of {', '.join(_COSTS)}")
-            fields[key] = {cost: _number(raw[key].get(cost), f"{where}: {key}.{cost}") for cost in _COSTS}
+                raise ProfileError(f"{where}: {key} must be a mapping of {', '.join(names)}")
+            fields[key] = {name: _number(raw[key].get(name), f"{where}: {key}.{name}") for name in names}
+    if raw.get("broker_cores_line") is not None:
+        line = raw["broker_cores_line"]
+        if not isinstance(line, list) or len(line) != 2:
+            raise ProfileError(f"{where}: broker_cores_line must be [cores at rest, cores per message/s]")
+        fields["broker_cores_line"] = (_number(line[0], f"{where}: broker_cores_line[0]"),
+                                       _number(line[1], f"{where}: broker_cores_line[1]"))
     if "cores" in raw:
         if not isinstance(raw["cores"], int) or raw["cores"] < 1:
             raise ProfileError(f"{where}: cores must be an integer >= 1, got {raw['cores']!r}")

@@ -41,13 +41,22 @@ _COMMAND_STEP = {ev.CHARGE: "payment", ev.RESERVE: "inventory", ev.SHIP: "shippi
 _ORCHESTRATOR_OUTPUTS = frozenset({ev.PAYMENT_COMMANDS, ev.INVENTORY_COMMANDS, ev.SHIPPING_COMMANDS, ev.ORDER_EVENTS})
 
 
-def step_of(pattern: str, topic: str, event: dict, source: dict) -> str | None:
-    """The step that producing ``event`` on ``topic`` in reaction to ``source`` ends, if any."""
-    if pattern == "choreography":
-        return _CHOREOGRAPHY_STEP.get(event.get("status"))
+def _choreography_step(topic: str, event: dict, source: dict) -> str | None:
+    return _CHOREOGRAPHY_STEP.get(event.get("status"))
+
+
+def _orchestration_step(topic: str, event: dict, source: dict) -> str | None:
     if topic == ev.REPLIES:
         return _COMMAND_STEP.get(source.get("command"))
     return "orchestrator" if topic in _ORCHESTRATOR_OUTPUTS else None
+
+
+STEP_OF = {"choreography": _choreography_step, "orchestration": _orchestration_step}
+
+
+def step_of(pattern: str, topic: str, event: dict, source: dict) -> str | None:
+    """The step that producing ``event`` on ``topic`` in reaction to ``source`` ends, if any."""
+    return STEP_OF[pattern](topic, event, source)
 
 
 class StepSamples:
@@ -84,13 +93,18 @@ class Costs:
 
 class SimOutbox:
     """:class:`bench.patterns.base.Outbox` for the model: stamps each output with the time the
-    handler's work reaches it and gives it to the instance's producer."""
+    handler's work reaches it and gives it to the instance's producer. ``samples`` (topic ->
+    first events) lets the run estimate message sizes afterwards."""
 
-    def __init__(self, pattern: str, cluster: Cluster, producer: Producer, steps: StepSamples) -> None:
-        self.pattern = pattern
+    SAMPLES_PER_TOPIC = 200
+
+    def __init__(self, pattern: str, cluster: Cluster, producer: Producer, steps: StepSamples,
+                 samples: dict[str, list] | None = None) -> None:
+        self.step_of = STEP_OF.get(pattern)  # None: a reader that produces nothing measured
         self.cluster = cluster
-        self.producer = producer
+        self.send = producer.send
         self.steps = steps
+        self.samples = samples if samples is not None else {}
         self.t = 0.0  # simulated time of the handler's work
         self.cost_out = 0.0
         self.source: dict | None = None  # the message being handled, None in tick/restore
@@ -102,19 +116,23 @@ class SimOutbox:
         t = self.t = self.t + self.cost_out
         self.emitted += 1
         source = self.source
-        cluster = self.cluster
-        if source is not None and event["orderId"] == source["orderId"]:
+        order_id = event["orderId"]
+        if source is not None and order_id == source["orderId"]:
             partition = self.partition  # same key, same partition count: same partition
         else:
-            partition = partition_of(event["orderId"], cluster.partitions)
-        cluster.messages[topic] = cluster.messages.get(topic, 0) + 1
-        if topic in cluster.logged:
-            cluster.logs.setdefault((topic, partition), []).append(event)
-        if source is not None:
-            step = step_of(self.pattern, topic, event, source)
+            partition = partition_of(order_id, self.cluster.partitions)
+        if source is not None and self.step_of is not None:
+            step = self.step_of(topic, event, source)
             if step is not None:
                 self.steps.add(step, t, t - self.source_t)
-        self.producer.send(topic, partition, (event, t), t)
+        kept = self.samples.get(topic)
+        if kept is None:
+            kept = self.samples[topic] = []
+        if len(kept) < self.SAMPLES_PER_TOPIC:
+            kept.append(event)
+        if topic in self.cluster.logged:
+            self.cluster.logs.setdefault((topic, partition), []).append(event)
+        self.send(topic, partition, (event, t), t)
 
 
 class Instance:
@@ -122,7 +140,7 @@ class Instance:
 
     def __init__(self, env: simpy.Environment, role: str, index: int, handler: Handler, outbox: SimOutbox,
                  host: Host, costs: Costs, ticks: bool = False, replays: bool = False,
-                 restore_from: str | None = None) -> None:
+                 restore_from: str | None = None, fetch_rtt_s: float = 0.0) -> None:
         self.env = env
         self.role = role
         self.index = index
@@ -135,6 +153,9 @@ class Instance:
         self.busy = False
         self.alive = True
         self.stalled_until = 0.0
+        self.fetch_rtt_s = fetch_rtt_s
+        self.next_fetch_s = 0.0
+        self.in_next_fetch: list[tuple[str, int, list]] = []
         self.slow_s = 0.0  # extra processing per message while a `slow` fault lasts
         self.owned: set[int] = set()
         self.processed = 0
@@ -150,11 +171,30 @@ class Instance:
     # --- the group's side ---------------------------------------------------
 
     def receive(self, topic: str, partition: int, msgs: list) -> None:
+        """Data for this member reached the broker. A fetch request waiting there takes it at once;
+        otherwise it goes with the next fetch response, one fetch round trip after the last, with
+        whatever else arrived meanwhile (so a busy consumer wakes per response, not per batch)."""
+        now = self.env.now
+        if not self.fetch_rtt_s or now >= self.next_fetch_s:
+            self.next_fetch_s = now + self.fetch_rtt_s
+            self._fetched(topic, partition, msgs)
+            return
+        if not self.in_next_fetch:
+            self.env.timeout(self.next_fetch_s - now).callbacks.append(self._fetch_response)
+        self.in_next_fetch.append((topic, partition, msgs))
+
+    def _fetch_response(self, _event) -> None:
+        self.next_fetch_s = self.env.now + self.fetch_rtt_s
+        waiting, self.in_next_fetch = self.in_next_fetch, []
+        for topic, partition, msgs in waiting:
+            self._fetched(topic, partition, msgs)
+
+    def _fetched(self, topic: str, partition: int, msgs: list) -> None:
         self.queue.append([topic, partition, msgs, 0])
         self.queued += len(msgs)
         if not self.busy and self.alive:
             self.busy = True
-            self._run(None)
+            self._run(None)  # None: woken from idle, not continuing after a batch
 
     def assigned(self, partitions: set[int]) -> None:
         """Take partitions. As the runtime does on every assignment, a role that keeps state in
@@ -173,7 +213,9 @@ class Instance:
     def revoke(self) -> list[tuple[str, int, list]]:
         """Give back every fetched, unhandled message (and forget work on the partitions)."""
         back = [(topic, partition, msgs[i:]) for topic, partition, msgs, i in self.queue if i < len(msgs)]
+        back += self.in_next_fetch
         self.queue.clear()
+        self.in_next_fetch = []
         self.queued = 0
         if self.owned:
             self.handler.revoke(set(self.owned))
@@ -188,7 +230,7 @@ class Instance:
         return back
 
     def backlog(self) -> int:
-        return self.queued
+        return self.queued + sum(len(msgs) for _, _, msgs in self.in_next_fetch)
 
     # --- the consume-handle-produce loop ------------------------------------
 

@@ -48,6 +48,7 @@ class ValidateRequest:
 @dataclass
 class Pair:
     pattern: str
+    workload: str  # its name: knees are found per pattern and workload
     rate_per_s: float
     real: Point
     sim: Point
@@ -69,9 +70,18 @@ class Validation:
     pairs: list[Pair] = field(default_factory=list)
     bound_p99_ms: float = 500.0
 
-    def knees(self, pattern: str) -> tuple[float | None, float | None]:
-        pairs = [p for p in self.pairs if p.pattern == pattern]
+    def series(self) -> list[tuple[str, str]]:
+        """(pattern, workload) of each sweep the pairs form, in order."""
+        return list(dict.fromkeys((p.pattern, p.workload) for p in self.pairs))
+
+    def knees(self, pattern: str, workload: str) -> tuple[float | None, float | None]:
+        pairs = [p for p in self.pairs if (p.pattern, p.workload) == (pattern, workload)]
         return knee([p.real for p in pairs], self.bound_p99_ms), knee([p.sim for p in pairs], self.bound_p99_ms)
+
+    def bracketed(self, pattern: str, workload: str) -> bool:
+        """Whether some real rate of the series missed the bound: only then is its knee a knee
+        and not just the highest rate tried."""
+        return any(not p.real.within(self.bound_p99_ms) for p in self.pairs if (p.pattern, p.workload) == (pattern, workload))
 
     def met(self) -> bool:
         """Every target met (a knee counts only when both sides found one)."""
@@ -82,9 +92,9 @@ class Validation:
                 error = pair.error(stat)
                 if error is None or abs(error) > TARGETS[key]:
                     return False
-        for pattern in dict.fromkeys(p.pattern for p in self.pairs):
-            real, sim = self.knees(pattern)
-            if real and sim and abs(sim - real) / real > TARGETS["knee"]:
+        for series in self.series():
+            real, sim = self.knees(*series)
+            if self.bracketed(*series) and (not real or not sim or abs(sim - real) / real > TARGETS["knee"]):
                 return False
         return True
 
@@ -97,8 +107,8 @@ def validate(request: ValidateRequest, echo: Callable[[str], None] = print) -> V
         real = results.read_summary(real_dir)
         sim_dir = out / f"{pattern.name}-{rate_text(workload.rate_per_s)}-sim"
         sim = simulation.run(simulation.SimRequest(pattern, workload, request.profile, output=sim_dir), echo)
-        validation.pairs.append(Pair(pattern.name, workload.rate_per_s, Point.of(real, str(real_dir)),
-                                     Point.of(sim.summary, sim_dir.name)))
+        validation.pairs.append(Pair(pattern.name, workload.name, workload.rate_per_s,
+                                     Point.of(real, str(real_dir)), Point.of(sim.summary, sim_dir.name)))
         _write(validation, request)
     return validation
 
@@ -128,8 +138,9 @@ def _write(validation: Validation, request: ValidateRequest) -> Path:
         "profile": str(request.profile.source) if request.profile.source else None,
         "pairs": [{**asdict(p), "error": {k: p.error(f"{k}_ms") for k in ("p50", "p99")} |
                    {"throughput": p.error("rate_achieved_per_s")}} for p in validation.pairs],
-        "knees_per_s": {pattern: dict(zip(("real", "sim"), validation.knees(pattern)))
-                        for pattern in dict.fromkeys(p.pattern for p in validation.pairs)},
+        "knees_per_s": [{"pattern": pattern, "workload": workload,
+                         **dict(zip(("real", "sim"), validation.knees(pattern, workload)))}
+                        for pattern, workload in validation.series()],
         "workload": results.redact(request.workload.to_dict()),
         "environment": results.environment(),
     }
@@ -144,20 +155,25 @@ def _write(validation: Validation, request: ValidateRequest) -> Path:
 def render_table(validation: Validation) -> str:
     pct = lambda e: "-" if e is None else f"{e * 100:+.0f}%"
     ms = lambda v: "-" if v is None else f"{v:.1f}"
-    rows = [("pattern", "rate/s", "real p50", "sim p50", "err", "real p99", "sim p99", "err",
+    rows = [("pattern", "workload", "rate/s", "real p50", "sim p50", "err", "real p99", "sim p99", "err",
              "real done/s", "sim done/s", "err", "real valid")]
     for p in validation.pairs:
-        rows.append((p.pattern, rate_text(p.rate_per_s), ms(p.real.p50_ms), ms(p.sim.p50_ms), pct(p.error("p50_ms")),
+        rows.append((p.pattern, p.workload, rate_text(p.rate_per_s), ms(p.real.p50_ms), ms(p.sim.p50_ms), pct(p.error("p50_ms")),
                      ms(p.real.p99_ms), ms(p.sim.p99_ms), pct(p.error("p99_ms")),
                      ms(p.real.rate_achieved_per_s), ms(p.sim.rate_achieved_per_s),
                      pct(p.error("rate_achieved_per_s")), "yes" if p.real.valid else "no"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    for pattern in dict.fromkeys(p.pattern for p in validation.pairs):
-        real, sim = validation.knees(pattern)
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    for pattern, workload in validation.series():
+        real, sim = validation.knees(pattern, workload)
+        if not validation.bracketed(pattern, workload):
+            lines.append(f"knee {pattern} ({workload}): above every rate tried (real and sim valid up to "
+                         f"{rate_text(max(p.rate_per_s for p in validation.pairs if (p.pattern, p.workload) == (pattern, workload)))}/s"
+                         f"{'' if sim == real else ', but sim knee ' + (rate_text(sim) + '/s' if sim else 'none')})")
+            continue
         error = f"{(sim - real) / real * 100:+.0f}%" if real and sim else "-"
         show = lambda k: f"{rate_text(k)}/s" if k is not None else "none"
-        lines.append(f"knee {pattern}: real {show(real)}  sim {show(sim)}  err {error}")
+        lines.append(f"knee {pattern} ({workload}): real {show(real)}  sim {show(sim)}  err {error}")
     lines.append(f"targets below saturation: p50 within {TARGETS['p50']:.0%}, p99 within {TARGETS['p99']:.0%}; "
                  f"knee within {TARGETS['knee']:.0%}: {'met' if validation.met() else 'NOT met'}")
     return "\n".join(lines)
