@@ -162,7 +162,8 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
             echo(f"starting {sum(counts.values())} service processes for {pattern.name}")
             supervisor.start(counts)
             groups = {f"bench-{run_id}-{pattern.name}-{role}": pattern.subscriptions[role] for role in pattern.roles}
-            lag = LagProbe(clients.admin_config(broker.bootstrap_servers, client_extra), groups, workload.partitions)
+            lag = LagProbe(clients.consumer_config(broker.bootstrap_servers, workload, "lag", client_extra),
+                           groups, workload.partitions)
             lag.start()
             timeseries = results.TimeseriesWriter(out / "timeseries.csv")
             load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,

@@ -445,7 +445,7 @@ def sleep_overshoot_us(samples: int = 200, sleep_s: float = 0.002) -> float:
 
 def per_message_costs(costs: dict[str, dict], key: str) -> dict[str, float]:
     """Solve for the cost of a consumed and of a produced message (payment: one out per input;
-    order service: none), then what the orchestrator spends per input beyond those."""
+    order service: none), then how the orchestrator's cost compares with what those predict."""
     cost_in = costs["no_out"][key] / costs["no_out"]["messages"] * 1e6
     cost_out = max(0.0, costs["one_out"][key] / costs["one_out"]["messages"] * 1e6 - cost_in)
     orch = costs["orchestrator"]
@@ -453,8 +453,9 @@ def per_message_costs(costs: dict[str, dict], key: str) -> dict[str, float]:
     inputs = topics[ev.ORDER_CREATED] + topics[ev.REPLIES]
     outputs = (topics[ev.PAYMENT_COMMANDS] + topics[ev.INVENTORY_COMMANDS] + topics[ev.SHIPPING_COMMANDS]
                + topics[ev.SAGA_STATE] + topics[ev.ORDER_EVENTS])
-    extra = max(0.0, orch[key] / inputs * 1e6 - cost_in - outputs / inputs * cost_out)
-    return {"in": round(cost_in, 2), "out": round(cost_out, 2), "orchestrator_extra": round(extra, 2)}
+    predicted_us = inputs * cost_in + outputs * cost_out
+    scale = orch[key] * 1e6 / predicted_us if predicted_us > 0 else 1.0
+    return {"in": round(cost_in, 2), "out": round(cost_out, 2), "orchestrator_scale": round(scale, 3)}
 
 
 def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:

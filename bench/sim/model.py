@@ -77,11 +77,10 @@ def linger_s(workload: Workload) -> float:
 
 def _costs(profile: Profile, role: str, processing_s: float) -> Costs:
     main, cpu = profile.service_us, profile.service_cpu_us
-    extra = main["orchestrator_extra"] if role == "orchestrator" else 0.0
-    cpu_extra = cpu["orchestrator_extra"] if role == "orchestrator" else 0.0
+    scale, cpu_scale = (main["orchestrator_scale"], cpu["orchestrator_scale"]) if role == "orchestrator" else (1.0, 1.0)
     sleep = processing_s + (profile.sleep_overshoot_us / 1e6 if processing_s > 0 else 0.0)
-    return Costs(in_s=(main["in"] + extra) / 1e6, out_s=main["out"] / 1e6, batch_s=main["batch"] / 1e6,
-                 cpu_in_s=(cpu["in"] + cpu_extra) / 1e6, cpu_out_s=cpu["out"] / 1e6,
+    return Costs(in_s=main["in"] * scale / 1e6, out_s=main["out"] * scale / 1e6, batch_s=main["batch"] / 1e6,
+                 cpu_in_s=cpu["in"] * cpu_scale / 1e6, cpu_out_s=cpu["out"] * cpu_scale / 1e6,
                  cpu_batch_s=cpu["batch"] / 1e6, processing_s=sleep)
 
 

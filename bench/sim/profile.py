@@ -140,8 +140,9 @@ class Profile:
       handling, quantile by quantile (a real process's wake-up, scheduling and
       pauses: mostly nothing, now and then milliseconds); the model adds a draw per hop.
     - ``service_us``: main-thread time per consumed message (``in``), per produced
-      message (``out``), what the orchestrator spends on top per message
-      (``orchestrator_extra``) and per batch (``batch``); this serialises an instance.
+      message (``out``), the orchestrator's per-message costs relative to those
+      (``orchestrator_scale``: its messages differ in size and logic) and per batch
+      (``batch``); this serialises an instance.
     - ``service_cpu_us``: the same in whole-process CPU (librdkafka's threads too).
     - ``cores``: CPUs of the calibrated machine.
     """
@@ -152,9 +153,9 @@ class Profile:
     wakeup_us: Distribution | None = None
     linger_ms: float = 2.0
     service_us: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: {"in": 2.7, "out": 4.2, "orchestrator_extra": 0.6, "batch": 110.0})
+        default_factory=lambda: {"in": 2.0, "out": 5.5, "orchestrator_scale": 1.0, "batch": 110.0})
     service_cpu_us: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: {"in": 3.4, "out": 5.0, "orchestrator_extra": 0.5, "batch": 110.0})
+        default_factory=lambda: {"in": 2.5, "out": 6.5, "orchestrator_scale": 1.0, "batch": 110.0})
     cores: int = 2
     # Process CPU of the open-loop sender and its terminal reader: per order, and per second
     # whatever the rate (waking up on schedule).
@@ -198,7 +199,7 @@ class Profile:
 
 _NUMBERS = ("linger_ms", "sleep_overshoot_us", "rebalance_s", "startup_s", "session_timeout_s", "failover_s",
             "network_rtt_us", "replication_us", "contention_us")
-_COSTS = ("in", "out", "orchestrator_extra", "batch")
+_COSTS = ("in", "out", "orchestrator_scale", "batch")
 
 
 def _number(value: Any, where: str) -> float:

@@ -27,6 +27,7 @@ from bench.sim.hosts import Host
 from bench.sim.kafka import Cluster, Producer, partition_of
 
 COMMIT_INTERVAL_S = COMMIT_INTERVAL_MS / 1000
+WAKE_IDLE_S = 0.001  # idle this long or longer: a wake-up costs the calibrated ``batch`` time in full
 
 # Step names as the audit derives them from ``ts_us`` stamps (bench.audit.step_latencies):
 # the time from the message a handler reacted to until the message it produced.
@@ -153,6 +154,7 @@ class Instance:
         self.busy = False
         self.alive = True
         self.stalled_until = 0.0
+        self.idle_since = 0.0
         self.fetch_rtt_s = fetch_rtt_s
         self.next_fetch_s = 0.0
         self.in_next_fetch: list[tuple[str, int, list]] = []
@@ -238,7 +240,7 @@ class Instance:
         env = self.env
         now = env.now
         if not self.alive or not self.queue:
-            self.busy = False
+            self.busy, self.idle_since = False, now
             return
         if self.stalled_until > now:
             env.timeout(self.stalled_until - now).callbacks.append(self._run)
@@ -248,7 +250,10 @@ class Instance:
         draws = costs.in_draws
         outbox.cost_out = costs.out_s
         emitted_before = outbox.emitted
-        t = now + costs.batch_s
+        # Waking costs (a blocked poll returning, cold caches), the more the longer the sleep;
+        # going straight on with the next batch does not.
+        wake = min(1.0, (now - self.idle_since) / WAKE_IDLE_S) if _event is None else 0.0
+        t = now + costs.batch_s * wake
         taken = 0
         queue = self.queue
         while queue and taken < BATCH_MAX:
@@ -280,7 +285,7 @@ class Instance:
         self.handler.tick(t, outbox)
         t = outbox.t
         emitted = outbox.emitted - emitted_before
-        self.host.charge(self.role, taken * costs.cpu_in_s + emitted * costs.cpu_out_s + costs.cpu_batch_s)
+        self.host.charge(self.role, taken * costs.cpu_in_s + emitted * costs.cpu_out_s + costs.cpu_batch_s * wake)
         if self.replays and t - self.committed_at >= COMMIT_INTERVAL_S:
             self.uncommitted, self.committed_at = [], t
         env.timeout(t - now).callbacks.append(self._run)

@@ -105,7 +105,7 @@ def test_erlang_c_and_slowdown():
 def test_latency_at_low_load_is_the_sum_of_its_hops():
     """With a fixed 1 ms transport, the workload's 2 ms linger and free services, each hop takes
     3 ms: choreography has 5 between order-created and the load generator, orchestration 8."""
-    free = dataclasses.replace(FLAT, service_us={"in": 0.0, "out": 0.0, "orchestrator_extra": 0.0, "batch": 0.0})
+    free = dataclasses.replace(FLAT, service_us={"in": 0.0, "out": 0.0, "orchestrator_scale": 1.0, "batch": 0.0})
     for pattern, hops in (("choreography", 5), ("orchestration", 8)):
         result = simulate(Scenario(patterns.get(pattern), small(rate=50, failures={"payment": 0.0, "inventory": 0.0,
                                                                                      "shipping": 0.0}), free))
@@ -226,3 +226,36 @@ def test_bad_profiles_are_named(tmp_path):
     path.write_text("{")
     with pytest.raises(ProfileError, match="not valid JSON"):
         load_profile(path)
+
+
+# --- the commands ------------------------------------------------------------------
+
+
+def test_bench_simulate_writes_a_result_and_exits_like_run(tmp_path):
+    from click.testing import CliRunner
+
+    from bench.cli import cli
+
+    out = tmp_path / "sim"
+    result = CliRunner().invoke(cli, ["simulate", "--pattern", "orchestration", "--rate", "100", "--duration", "2s",
+                                      "--warmup", "1s", "--seed", "3", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "orchestration: VALID" in result.output
+    summary = read_summary(out)
+    assert summary["workload"]["seed"] == 3 and summary["simulation"]["placement"] == "single"
+    bad = CliRunner().invoke(cli, ["simulate", "--pattern", "choreography", "--profile", str(tmp_path / "none.json")])
+    assert bad.exit_code == 2 and "no such profile" in bad.output
+
+
+def test_validate_against_a_result_dir_pairs_it_with_a_simulation(tmp_path):
+    from bench.sim import validate as validation
+
+    real = simulation.run(simulation.SimRequest(patterns.get("choreography"), small(), load_profile(),
+                                                output=tmp_path / "real"), echo=lambda line: None)
+    request = validation.ValidateRequest((), (), small(), load_profile(), output=tmp_path / "v",
+                                         against=(real.directory,))
+    outcome = validation.validate(request, echo=lambda line: None)
+    pair, = outcome.pairs
+    assert pair.error("p50_ms") == 0.0  # the same model, workload and seed: the same numbers
+    assert "choreography" in validation.render_table(outcome)
+    assert (tmp_path / "v" / validation.VALIDATION).exists()
