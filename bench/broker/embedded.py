@@ -362,4 +362,5 @@ def embedded(nodes: int = 1, port: int = 9092) -> Iterator[Cluster]:
     try:
         yield cluster
     finally:
-        _kill(cluster)
+        # A node restarted during the block (a failover test) has a new pid in state.json.
+        _kill(Cluster.load(Path(cluster.state_dir)) or cluster)

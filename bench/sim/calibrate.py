@@ -44,6 +44,7 @@ from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 from bench import clients, results, topics
 from bench import events as ev
 from bench.broker import dist, embedded
+from bench.load import LoadGenerator
 from bench.patterns import PATTERNS
 from bench.runtime import BATCH_MAX, POLL_S
 from bench.sim.profile import Distribution, LoadPoint, Profile
@@ -379,6 +380,20 @@ class Calibration:
                   f"process {figures['process_s'] / n * 1e6:.1f} us/msg")
         return figures
 
+    def load_generator(self) -> dict:
+        """The real open-loop load generator (bench.load) sending for a few seconds, no service
+        answering: its CPU per order sent (the reader's share is added from terminal_us)."""
+        self.fresh_topics()
+        rate = 1000.0 if self.request.quick else 2000.0
+        workload = self.workload.with_overrides(rate_per_s=rate, duration_s=2.0, warmup_s=0.5, drain_s=0.0)
+        generator = LoadGenerator(self.bootstrap, workload, self.scratch, f"calibrate-{self.run_id}", self.extra)
+        began = time.process_time()
+        result = generator.run()
+        figures = {"cpu_s": time.process_time() - began, "orders": len(result.started)}
+        self.echo(f"load generator: {figures['cpu_s'] / figures['orders'] * 1e6:.1f} us of CPU per order sent "
+                  f"at {rate:g}/s")
+        return figures
+
     def messages_on(self, names) -> dict[str, int]:
         """Messages on each (freshly created) topic: the sum of its partitions' high watermarks."""
         consumer = Consumer({**self.consumer_conf, "group.id": f"bench-calibrate-count-{self.run_id}"})
@@ -424,10 +439,30 @@ def _delta(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
-def load_generator_costs(trickle: dict, drain: dict, trickle_rate_per_s: float) -> dict[str, float]:
-    """This process sent orders and read their answers twice: flat out (the drain: the cost of an
-    order) and on a slow schedule (the trickle: the same plus waking up on time)."""
-    order_us = drain["sender_s"] / drain["messages"] * 1e6
+def terminal_us(samples: int = 2000) -> float:
+    """What the load generator's reader spends on one terminal event: decode, record latency twice."""
+    import tempfile as _tempfile
+
+    from bench.recording import IntervalRecorder
+
+    value = orjson.dumps({"orderId": "x-1", "status": ev.COMPLETED, "t0_us": 1, "ts_us": 2})
+    with _tempfile.TemporaryDirectory() as scratch:
+        recorders = [IntervalRecorder(n, Path(scratch) / f"{n}.hlog", time.time()) for n in ("a", "b")]
+        began = time.process_time()
+        for i in range(samples):
+            event = orjson.loads(value)
+            for recorder in recorders:
+                recorder.record_us(1000 + i + event["t0_us"])
+        spent = time.process_time() - began
+        for recorder in recorders:
+            recorder.close()
+    return spent / samples * 1e6
+
+
+def load_generator_costs(sender: dict, trickle: dict, trickle_rate_per_s: float) -> dict[str, float]:
+    """The real load generator's CPU per order at a moderate rate, plus its reader's per terminal
+    event; and what waking up on a slow schedule costs on top (the trickle, per second)."""
+    order_us = sender["cpu_s"] / sender["orders"] * 1e6 + terminal_us()
     trickle_us = trickle["sender_s"] / trickle["messages"] * 1e6
     return {"order_us": round(order_us, 1),
             "idle_cores": round(max(0.0, trickle_us - order_us) * trickle_rate_per_s / 1e6, 4)}
@@ -467,6 +502,7 @@ def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:
         transport = cal.transport()
         hop, rebalance_s, startup_s, trickle = cal.hop_and_rebalance()
         costs = cal.costs()
+        sender = cal.load_generator()
     main = per_message_costs(costs, "main_s")
     process = per_message_costs(costs, "process_s")
     trickle_per_msg_us = trickle["main_s"] / trickle["messages"] * 1e6 if trickle["main_s"] is not None else 0.0
@@ -482,7 +518,7 @@ def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:
         service_us=main,
         service_cpu_us=process,
         cores=os.cpu_count() or 1,
-        load_generator=load_generator_costs(trickle, costs["one_out"], request.probe_rate_per_s),
+        load_generator=load_generator_costs(sender, trickle, request.probe_rate_per_s),
         sleep_overshoot_us=round(sleep_overshoot_us(), 1),
         rebalance_s=round(rebalance_s, 3),
         startup_s=round(startup_s, 3),

@@ -77,8 +77,8 @@ class Host:
             yield env.timeout(WINDOW_S)
             current = self._window_s / (self.cores * WINDOW_S)
             self._window_s = 0.0
-            self.backlog_s = max(0.0, self.backlog_s + (current - 1.0) * WINDOW_S)
             self.demand = SMOOTHING * current + (1 - SMOOTHING) * self.demand
+            self.backlog_s = max(0.0, self.backlog_s + (self.demand - 1.0) * WINDOW_S)
             self.rho = min(self.demand, MAX_RHO)
             self.wait_s = self._contention_s * max(0.0, slowdown(self.cores, self.rho) - self._reference)
 
