@@ -49,7 +49,7 @@ def main(rate, only, pattern_names, results, table_only):
                     continue
                 workload = load_workload(ROOT / "workloads" / f"faults-{fault}.yaml").with_overrides(rate_per_s=rate)
                 click.echo(f"--- {pattern} / {fault} at {rate:g}/s", err=True)
-                with embedded.embedded(nodes=_nodes_needed(workload), port=19092) as cluster:
+                with embedded.embedded(nodes=_nodes_needed(workload), port=29092) as cluster:
                     run(RunRequest(patterns.get(pattern), workload, cluster.bootstrap_servers,
                                    results_base=Path(results)), echo=lambda line: None)
     rows = []

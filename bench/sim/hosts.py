@@ -26,7 +26,7 @@ WINDOW_S = 0.1
 SMOOTHING = 0.3  # weight of the newest window in the utilisation
 # Linux's scheduler bounds how long a runnable thread waits by its scheduling period, so the wait
 # for cores stops growing near saturation; past this, want of CPU shows as overload instead.
-MAX_RHO = 0.9
+MAX_RHO = 0.85
 
 
 def erlang_c(servers: int, offered: float) -> float:
