@@ -174,6 +174,7 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
                 supervisor, broker.bootstrap_servers, client_extra, broker.cluster, pattern.roles), 0.0, echo)
             load.on_start = lambda start_mono: _start_injector(injector, start_mono)
             cpu_before = _jvm_cpu_s(broker.jvm_pids)
+            own_before = resource.getrusage(resource.RUSAGE_SELF)
             try:
                 with _interruptible(load, echo):
                     load_result = load.run()
@@ -181,7 +182,7 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
                 injector.finish()
             lag.stop()
             timeseries.close()
-            cpu = _cpu(supervisor, broker, cpu_before)
+            cpu = _cpu(supervisor, broker, cpu_before, own_before)
         finally:
             supervisor.stop()
         service_stats = supervisor.service_stats()
@@ -219,14 +220,16 @@ def _fault_summaries(injector: FaultInjector, load: LoadResult, report, service_
     return [{**asdict(r), **fault_figures(r.at_s, r.end_s, load.seconds, intervals), **counts} for r in injector.records]
 
 
-def _cpu(supervisor: Supervisor, broker: _Broker, broker_before: float | None) -> dict:
-    own = resource.getrusage(resource.RUSAGE_SELF)
+def _cpu(supervisor: Supervisor, broker: _Broker, broker_before: float | None, own_before) -> dict:
+    """CPU seconds of this run only (a process may run several: sweeps, benchmark scripts)."""
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    own = (now.ru_utime - own_before.ru_utime) + (now.ru_stime - own_before.ru_stime)
     per_role = supervisor.cpu_seconds()
     broker_now = _jvm_cpu_s(broker.jvm_pids)
     return {
-        "load_generator": round(own.ru_utime + own.ru_stime, 2),
+        "load_generator": round(own, 2),
         "services": {role: round(v, 2) for role, v in per_role.items()},
-        "harness_total": round(own.ru_utime + own.ru_stime + sum(per_role.values()), 2),
+        "harness_total": round(own + sum(per_role.values()), 2),
         "broker": round(broker_now - broker_before, 2) if broker_now is not None and broker_before is not None else None,
     }
 
@@ -258,6 +261,7 @@ def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, ste
             "lost": report.lost,
             "stuck": report.stuck,
             "duplicates": report.duplicate_effects,
+            "multiple_terminal": report.multiple_terminal,
             "inconsistent": report.inconsistent,
         },
         "latency_ms": {
@@ -305,7 +309,7 @@ def _exit_code(summary: dict) -> int:
     orders = summary["orders"]
     if summary["interrupted"]:
         return EXIT_INTERRUPTED
-    if orders["lost"] or orders["stuck"] or orders["inconsistent"] or orders["duplicates"]:
+    if orders["lost"] or orders["stuck"] or orders["inconsistent"] or orders["duplicates"] or not summary["audit"]["clean"]:
         return EXIT_AUDIT
     if not summary["valid"]:
         return EXIT_INVALID

@@ -1,7 +1,7 @@
 """A simulated sweep: each pattern at each rate in the model, and each pattern's knee.
 
-    python benchmarks/sim_knee.py --rates 4000,6000,8000 [--workload W] [--duration 20s]
-                                  [--placement spread] [--network-rtt 200us] [--instances 1]
+    python benchmarks/sim_knee.py --rates 4000,6000,8000 [--patterns orchestration] [--workload W]
+                                  [--duration 20s] [--placement spread] [--network-rtt 200us] [--instances 1]
 
 The knee is :func:`bench.sweep.knee`'s: the highest rate whose (simulated) run
 is valid with p99 under the workload's bound. Nothing is written to disk.
@@ -29,6 +29,7 @@ from bench.workload import ROLES, load_workload, parse_duration  # noqa: E402
 
 @click.command()
 @click.option("--rates", required=True, help="Orders per second, comma-separated.")
+@click.option("--patterns", "pattern_names", default="choreography,orchestration", show_default=True)
 @click.option("--workload", "workload_path", default=None, help="Default: workloads/default.yaml.")
 @click.option("--duration", default="20s", show_default=True)
 @click.option("--warmup", default="5s", show_default=True)
@@ -36,7 +37,8 @@ from bench.workload import ROLES, load_workload, parse_duration  # noqa: E402
 @click.option("--network-rtt", default=None, help="With spread placement, e.g. 200us.")
 @click.option("--instances", type=int, default=None, help="Instances of every role (overrides the workload).")
 @click.option("--profile", "profile_path", default=None)
-def main(rates, workload_path, duration, warmup, placement, network_rtt, instances, profile_path) -> None:
+def main(rates, pattern_names, workload_path, duration, warmup, placement, network_rtt, instances,
+         profile_path) -> None:
     workload = load_workload(workload_path).with_overrides(duration_s=parse_duration(duration),
                                                           warmup_s=parse_duration(warmup))
     if instances is not None:
@@ -46,7 +48,7 @@ def main(rates, workload_path, duration, warmup, placement, network_rtt, instanc
         profile = dataclasses.replace(profile, network_rtt_us=parse_duration(network_rtt) * 1e6)
     bound_ms = workload.latency_bound_p99_s * 1000
     click.echo(f"{'pattern':<14} {'rate/s':>8} {'done/s':>8} {'valid':>5} {'p50 ms':>9} {'p99 ms':>9} {'wall s':>7}")
-    for pattern in ("choreography", "orchestration"):
+    for pattern in pattern_names.split(","):
         points = []
         for rate in (float(r) for r in rates.split(",")):
             w = workload.with_overrides(rate_per_s=rate)

@@ -11,14 +11,20 @@ Phases, each on freshly created topics (as ``bench run`` makes them):
    with the workload's client settings: input produced -> output produced. While
    that stream runs, a second instance joins the group and later leaves it:
    the longest stall each rebalance causes is the rebalance pause.
+   The main thread's CPU per message of that slow stream, beyond the drain's,
+   is what waking from a long sleep costs (``batch``).
 3. service cost: a backlog of messages drained by a real service, with the
    main thread's CPU time (what serialises an instance) and the whole process's
    (what competes for the host's cores) read from /proc: payment (one output per
    input), the order service on events it ignores (no output), the orchestrator
-   (two outputs per input and its saga logic).
+   beside its three services (so its sagas finish, as in a run).
+4. the real load generator (:class:`bench.load.LoadGenerator`) for two seconds:
+   its CPU per order.
 
 The broker's CPU at each traffic level is read from the JVM when the broker is
-the embedded one on this machine (``BENCH_BROKER_DIR`` names its state).
+the embedded one on this machine (``BENCH_BROKER_DIR`` names its state); the
+broker's CPU in a whole run and the wait for cores on a busy host are fitted to
+real runs afterwards (:mod:`bench.sim.fit`, ``bench calibrate --reference``).
 """
 from __future__ import annotations
 

@@ -129,8 +129,9 @@ class Profile:
       ``linger.ms=0`` (the model adds linger itself, per partition batch), measured
       while the broker carried increasing background traffic: one :class:`LoadPoint`
       per level, the first with none. The model draws each batch's transport from
-      the distribution at the message rate it simulates, and charges the broker's
-      host the CPU measured there.
+      the distribution at the message rate it simulates; ``broker_cores`` of the
+      levels give the broker's CPU unless ``broker_cores_line`` (fitted to real
+      runs, whose many clients drive a broker harder) is set.
     - ``contention_us``: how much a hop waits for cores on a busy host, per unit of
       M/M/c slowdown above the utilisation the transport was measured at
       (:mod:`bench.sim.hosts`); fitted to real runs (``bench calibrate --reference``).
@@ -141,9 +142,11 @@ class Profile:
       pauses: mostly nothing, now and then milliseconds); the model adds a draw per hop.
     - ``service_us``: main-thread time per consumed message (``in``), per produced
       message (``out``), the orchestrator's per-message costs relative to those
-      (``orchestrator_scale``: its messages differ in size and logic) and per batch
-      (``batch``); this serialises an instance.
+      (``orchestrator_scale``: its messages differ in size and logic) and for waking
+      from a sleep of a millisecond or more (``batch``, less after shorter naps);
+      this serialises an instance.
     - ``service_cpu_us``: the same in whole-process CPU (librdkafka's threads too).
+    - ``load_generator``: CPU per order and, whatever the rate, per second.
     - ``cores``: CPUs of the calibrated machine.
     """
 
