@@ -101,7 +101,8 @@ class AuditReport:
     multiple_terminal: int = 0  # orders with more than one terminal event
     inconsistent: int = 0
     inconsistent_by_rule: dict[str, int] = field(default_factory=dict)
-    unexpected_outcome: int = 0  # finished otherwise than events.expected_outcome says
+    unexpected_outcome: int = 0  # completed although events.expected_outcome says a step fails
+    compensated_early: int = 0  # consistently cancelled although every step would succeed (e.g. a timeout)
     compensations: dict[str, int] = field(default_factory=lambda: {"refunds": 0, "releases": 0})  # effects applied
     undecodable: dict[str, int] = field(default_factory=dict)  # topic -> values that are not order events
     unconsumed_topics: dict[str, int] = field(default_factory=dict)  # topic nobody reads -> its messages
@@ -237,7 +238,9 @@ def _violations(steps: StepLog, outcome: str, expected: str, effects: Mapping[st
             rules.append("cancelled_but_shipped")
     if refunded > charged or released > reserved:
         rules.append("compensation_without_effect")
-    if outcome != expected:
+    if outcome == ev.COMPLETED and expected != ev.COMPLETED:
+        # A step that must fail succeeded. The other way round (cancelled although every step
+        # would have succeeded) is a legitimate, consistent saga: a step timed out and was compensated.
         rules.append("unexpected_outcome")
     return rules
 
@@ -290,7 +293,10 @@ def _judge(order_id: str, steps: StepLog, progressed: bool, failures: dict[str, 
         report.cancelled += 1
     if len(steps.get(ev.COMPLETED, ())) + len(steps.get(ev.CANCELLED, ())) > 1:
         tally.note("multiple_terminal", order_id)
-    rules = _violations(steps, outcome, ev.expected_outcome(order_id, failures), effects)
+    expected = ev.expected_outcome(order_id, failures)
+    rules = _violations(steps, outcome, expected, effects)
+    if outcome == ev.CANCELLED and expected == ev.COMPLETED and not rules:
+        tally.note("compensated_early", order_id)
     if rules:
         tally.note("inconsistent", order_id)
         for rule in rules:

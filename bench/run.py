@@ -262,6 +262,7 @@ def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, ste
             "stuck": report.stuck,
             "duplicates": report.duplicate_effects,
             "multiple_terminal": report.multiple_terminal,
+            "compensated_early": report.compensated_early,
             "inconsistent": report.inconsistent,
         },
         "latency_ms": {
