@@ -123,6 +123,24 @@ def redact(value: Any) -> Any:
     return value
 
 
+def summary_head(mode: str, pattern: str, workload, offered_in_window: int, finished_in_window: int,
+                 window_s: float, valid: bool, invalid_reason: str | None, interrupted: bool) -> dict[str, Any]:
+    """The keys every summary starts with, real or simulated: what ran, at what rate, whether it held."""
+    return {
+        "mode": mode,
+        "pattern": pattern,
+        "workload": workload.to_dict(),
+        "rate_target_per_s": workload.rate_per_s,
+        "rate_offered_per_s": round(offered_in_window / window_s, 1),
+        "rate_achieved_per_s": round(finished_in_window / window_s, 1),
+        "duration_s": workload.duration_s,
+        "warmup_s": workload.warmup_s,
+        "valid": valid,
+        "invalid_reason": invalid_reason,
+        "interrupted": interrupted,
+    }
+
+
 def write_summary(directory: str | Path, summary: Mapping[str, Any]) -> Path:
     """Write ``summary.json`` atomically, with ``schema_version`` set and credentials redacted.
 

@@ -30,7 +30,7 @@ from bench.patterns.base import Pattern
 from bench.recording import read_hlog, summary_ms, write_hgrm
 from bench.recovery import fault_figures
 from bench.steps import write_step_logs
-from bench.supervisor import Supervisor
+from bench.supervisor import Supervisor, cpu_seconds
 from bench.workload import Workload, WorkloadError
 
 AUDIT_TIMEOUT_S = 300.0
@@ -105,14 +105,9 @@ def _interruptible(load: LoadGenerator, echo: Callable[[str], None]) -> Iterator
 
 
 def _jvm_cpu_s(pids: list[int]) -> float | None:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    """The broker's CPU seconds, when it is our embedded one (None for an external cluster)."""
+    used = [cpu_seconds(pid) for pid in pids]
+    return None if not used or None in used else sum(used)
 
 
 def _progress(echo: Callable[[str], None], warmup_s: float, timeseries: results.TimeseriesWriter) -> Callable[[Second], None]:
@@ -243,17 +238,8 @@ def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, ste
     valid, reason = validity.judge(load, workload.rate_per_s, slip["p99"], e2e["p50"])
     audit = report.to_dict()
     return {
-        "mode": "real",
-        "pattern": request.pattern.name,
-        "workload": workload.to_dict(),
-        "rate_target_per_s": workload.rate_per_s,
-        "rate_offered_per_s": round(load.offered_in_window / window_s, 1),
-        "rate_achieved_per_s": round(load.finished_in_window / window_s, 1),
-        "duration_s": workload.duration_s,
-        "warmup_s": workload.warmup_s,
-        "valid": valid,
-        "invalid_reason": reason,
-        "interrupted": load.interrupted,
+        **results.summary_head("real", request.pattern.name, workload, load.offered_in_window,
+                               load.finished_in_window, window_s, valid, reason, load.interrupted),
         "orders": {
             "started": report.orders_started,
             "completed": report.completed,

@@ -37,7 +37,8 @@ def parent_watch() -> Callable[[], bool]:
     return lambda: os.getppid() == expected
 
 
-def _cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (None when it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -124,7 +125,7 @@ class Supervisor:
     def kill(self, name: str) -> None:
         """SIGKILL an instance (a crash), remembering the CPU it used."""
         inst = self.instances[name]
-        inst.cpu_s_before += _cpu_seconds(inst.process.pid) or 0.0
+        inst.cpu_s_before += cpu_seconds(inst.process.pid) or 0.0
         self.signal(name, signal.SIGKILL)
         inst.process.wait()
 
@@ -138,7 +139,7 @@ class Supervisor:
         """CPU time (user + system) per role, summed over instances and their incarnations."""
         per_role: dict[str, float] = {}
         for inst in self.instances.values():
-            used = inst.cpu_s_before + (_cpu_seconds(inst.process.pid) or 0.0 if inst.alive() else 0.0)
+            used = inst.cpu_s_before + (cpu_seconds(inst.process.pid) or 0.0 if inst.alive() else 0.0)
             per_role[inst.role] = per_role.get(inst.role, 0.0) + used
         return per_role
 

@@ -37,7 +37,7 @@ def main(rate, duration, warmup, workload, bootstrap_servers):
         e2e, cpu = s["latency_ms"]["e2e"], s["cpu_s"]
         rows.append((name, "yes" if s["valid"] else f"NO: {s['invalid_reason']}", f"{s['rate_achieved_per_s']:.0f}",
                      f"{e2e['p50']:.1f}", f"{e2e['p99']:.1f}", f"{s['messages_per_order']:.2f}",
-                     str(s["orders"]["lost"] + s["orders"]["stuck"]), f"{cpu['harness_total']:.1f}", f"{cpu['broker']}",
+                     str(s["orders"]["lost"] + s["orders"]["stuck"]), f"{cpu['harness_total']:.1f}", "-" if cpu["broker"] is None else f"{cpu['broker']:.1f}",
                      str(outcome.directory)))
     header = ("pattern", "valid", "finished/s", "p50 ms", "p99 ms", "msgs/order", "lost", "harness CPU s", "broker CPU s", "results")
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]

@@ -40,12 +40,12 @@ def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_conf
     outcome = run_benchmark(RunRequest(patterns.get(pattern), workload, bootstrap_servers,
                                        Path(kafka_config) if kafka_config else None, output),
                             echo=lambda line: click.echo(line, err=True))
-    click.echo(_headline(outcome.summary))
+    click.echo(headline(outcome.summary))
     click.echo(f"results: {outcome.directory}")
     sys.exit(outcome.exit_code)
 
 
-def _headline(s: dict) -> str:
+def headline(s: dict) -> str:
     e2e, orders = s["latency_ms"]["e2e"], s["orders"]
     verdict = "VALID" if s["valid"] else f"INVALID ({s['invalid_reason']})"
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
@@ -54,4 +54,4 @@ def _headline(s: dict) -> str:
             f"  e2e ms  p50 {fmt(e2e['p50'])}  p90 {fmt(e2e['p90'])}  p99 {fmt(e2e['p99'])}  p99.9 {fmt(e2e['p999'])}  max {fmt(e2e['max'])}\n"
             f"  orders  started {orders['started']}  completed {orders['completed']}  cancelled {orders['cancelled']}  "
             f"lost {orders['lost']}  stuck {orders['stuck']}  duplicates {orders['duplicates']}  inconsistent {orders['inconsistent']}\n"
-            f"  messages/order {s['messages_per_order']}  bytes/order {s['bytes_per_order']}  harness CPU {s['cpu_s']['harness_total']}s  broker CPU {s['cpu_s']['broker']}s")
+            f"  messages/order {s['messages_per_order']}  bytes/order {s['bytes_per_order']}  harness CPU {s['cpu_s']['harness_total']}s  broker CPU {fmt(s['cpu_s']['broker'])}s")

@@ -10,7 +10,7 @@ import click
 from bench import patterns
 from bench.cli.errors import InputError
 from bench.cli.options import duration_option, workload_option
-from bench.cli.run import _headline
+from bench.cli.run import headline
 from bench.sim import simulation
 from bench.sim.hosts import PLACEMENTS
 from bench.sim.profile import ProfileError, load_profile
@@ -55,6 +55,6 @@ def simulate(pattern, rate, duration, warmup, seed, workload, profile_path, plac
                                                        output), echo=lambda line: click.echo(line, err=True))
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    click.echo(_headline(outcome.summary))
+    click.echo(headline(outcome.summary))
     click.echo(f"results: {outcome.directory}")
     sys.exit(outcome.exit_code)

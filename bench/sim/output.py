@@ -99,17 +99,8 @@ def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogr
     }
     profile = scenario.profile
     return {
-        "mode": "simulation",
-        "pattern": scenario.pattern.name,
-        "workload": w.to_dict(),
-        "rate_target_per_s": w.rate_per_s,
-        "rate_offered_per_s": round(load.offered_in_window / window_s, 1),
-        "rate_achieved_per_s": round(load.finished_in_window / window_s, 1),
-        "duration_s": w.duration_s,
-        "warmup_s": w.warmup_s,
-        "valid": valid,
-        "invalid_reason": reason,
-        "interrupted": False,
+        **results.summary_head("simulation", scenario.pattern.name, w, load.offered_in_window,
+                               load.finished_in_window, window_s, valid, reason, False),
         "orders": {"started": started, "completed": completed, "cancelled": cancelled, "lost": 0,
                    "stuck": unfinished, "duplicates": result.duplicates, "inconsistent": result.unexpected_outcomes},
         "latency_ms": {
