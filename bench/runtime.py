@@ -174,9 +174,9 @@ class Service:
 
         # Every topic of a run is keyed by orderId with the same partition count, so an
         # order's own past output lives on the same partition number as its input.
-        topic = self.spec.pattern.restore_from[self.spec.role]
+        topics = list(self.spec.pattern.restore_from[self.spec.role])
         conf = clients.consumer_config(self.spec.bootstrap_servers, self.spec.workload, "unused", self.spec.client_extra)
-        records = read_topics(self.spec.bootstrap_servers, [topic], conf, RESTORE_TIMEOUT_S, partitions=wanted)
+        records = read_topics(self.spec.bootstrap_servers, topics, conf, RESTORE_TIMEOUT_S, partitions=wanted)
         started = time.monotonic()
         count = 0
 
@@ -185,10 +185,10 @@ class Service:
             for record in records:
                 if record.value is not None:
                     count += 1
-                    yield record.value
+                    yield record.topic, record.value
 
         self.handler.restore(values(), self.outbox)
-        print(f"{self.spec.client_id}: restored from {count} records of {topic} partitions {wanted} "
+        print(f"{self.spec.client_id}: restored from {count} records of {', '.join(topics)} partitions {wanted} "
               f"in {time.monotonic() - started:.2f}s", file=sys.stderr, flush=True)
 
     def run(self, on_ready=None, parent_alive=lambda: True) -> None:
@@ -224,6 +224,8 @@ class Service:
         batch = _Batch()
         self.outbox.batch = None if self.transactional else batch
         if self._pending_restore:
+            # The handler's clock must be current before restored sagas set their deadlines.
+            self.handler.tick(time.monotonic(), self.outbox)
             self._restore()
         for msg in messages:
             err = msg.error()

@@ -26,9 +26,10 @@ class Handler(Protocol):
     def tick(self, now_s: float, out: Outbox) -> None:
         """Called between batches (timeouts live here); ``now_s`` is time.monotonic()."""
 
-    def restore(self, records: Iterable[dict], out: Outbox) -> None:
-        """Rebuild state from this role's own past output (``Pattern.restore_from``), read back
-        in log order for the partitions just assigned to this instance, before any new input."""
+    def restore(self, records: Iterable[tuple[str, dict]], out: Outbox) -> None:
+        """Rebuild state from this role's own past output (``Pattern.restore_from``): (topic, event)
+        pairs, each topic in log order, for the partitions just assigned to this instance,
+        before any new input."""
 
     def revoke(self, partitions: set[int]) -> None:
         """Forget work on partitions another instance now owns."""
@@ -42,8 +43,8 @@ class Pattern:
     # Every topic the pattern writes, each created fresh before a run.
     topics: tuple[str, ...]
     handlers: Mapping[str, type] = field(default_factory=dict)
-    # role -> the topic its state is rebuilt from after a crash or rebalance (state lives in Kafka).
-    restore_from: Mapping[str, str] = field(default_factory=dict)
+    # role -> the topics its state is rebuilt from after a crash or rebalance (state lives in Kafka).
+    restore_from: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Topics created with cleanup.policy=compact (latest value per orderId is what matters).
     compacted: tuple[str, ...] = ()
 
@@ -59,7 +60,10 @@ class Pattern:
 
         consumed = {t for topics in self.subscriptions.values() for t in topics}
         # Restored-from topics are read back by their writers; the dead-letter topic is for people.
-        return consumed | {ev.ORDER_EVENTS, ev.DEAD_LETTER} | set(self.restore_from.values())
+        return consumed | {ev.ORDER_EVENTS, ev.DEAD_LETTER} | self.restored_topics()
+
+    def restored_topics(self) -> set[str]:
+        return {t for topics in self.restore_from.values() for t in topics}
 
 
 class Stateless:
@@ -68,7 +72,7 @@ class Stateless:
     def tick(self, now_s: float, out: Outbox) -> None:
         pass
 
-    def restore(self, records: Iterable[dict], out: Outbox) -> None:
+    def restore(self, records: Iterable[tuple[str, dict]], out: Outbox) -> None:
         pass
 
     def revoke(self, partitions: set[int]) -> None:

@@ -26,7 +26,7 @@ class _StepService:
         pass
 
     def restore(self, records, out: Outbox) -> None:
-        for event in records:
+        for _topic, event in records:
             self.step.remember(event["orderId"], event.get("status"))
 
     def revoke(self, partitions: set[int]) -> None:
@@ -101,7 +101,7 @@ class OrderService(_StepService):
         out.emit(ev.ORDER_EVENTS, ev.follow(event, status=ending))
 
     def restore(self, records, out: Outbox) -> None:
-        for event in records:
+        for _topic, event in records:
             self.ended.put(event["orderId"], event.get("status"))
 
 
@@ -115,6 +115,6 @@ CHOREOGRAPHY = Pattern(
     },
     topics=(ev.ORDER_CREATED, ev.PAYMENT_EVENTS, ev.INVENTORY_EVENTS, ev.SHIPPING_EVENTS, ev.ORDER_EVENTS, ev.DEAD_LETTER),
     handlers={"order": OrderService, "payment": PaymentService, "inventory": InventoryService, "shipping": ShippingService},
-    restore_from={"order": ev.ORDER_EVENTS, "payment": ev.PAYMENT_EVENTS, "inventory": ev.INVENTORY_EVENTS,
-                  "shipping": ev.SHIPPING_EVENTS},
+    restore_from={"order": (ev.ORDER_EVENTS,), "payment": (ev.PAYMENT_EVENTS,), "inventory": (ev.INVENTORY_EVENTS,),
+                  "shipping": (ev.SHIPPING_EVENTS,)},
 )

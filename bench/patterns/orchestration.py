@@ -6,6 +6,14 @@ transition to the compacted ``order-processor-saga-state`` topic *in the same
 batch as the command it causes*, so a restarted orchestrator resumes from
 Kafka: it re-sends each in-flight saga's pending command, and the services'
 ledgers answer a repeated command without applying it twice.
+
+A saga's last state record and its terminal event on order-events go to
+different partitions, so a crash can leave either one without the other; the
+restore reads both topics and re-emits a terminal event only where it is missing.
+
+A step that does not answer in time is re-sent with its timeout doubled each
+attempt (capped), so an outage that delays every reply does not turn every
+in-flight saga into a stream of retries against a recovering cluster.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ COMMAND_TOPIC = {
     ev.SHIP: ev.SHIPPING_COMMANDS,
 }
 COMPENSATIONS = (ev.REFUND, ev.RELEASE)
+MAX_BACKOFF = 8  # a step's timeout grows 1x, 2x, 4x, 8x, 8x ... the workload's step_timeout
 
 # Reply to the awaited command -> (what the saga now holds, next command or a terminal status).
 TRANSITIONS = {
@@ -92,7 +101,8 @@ class Orchestrator:
         self.sagas[order_id] = saga
         out.emit(ev.SAGA_STATE, dict(saga))
         out.emit(COMMAND_TOPIC[nxt], ev.follow(saga, command=nxt, attempt=attempt))
-        heapq.heappush(self.deadlines, (self.now_s + self.timeout_s, order_id, attempt))
+        backoff = min(2 ** (attempt - 1), MAX_BACKOFF)
+        heapq.heappush(self.deadlines, (self.now_s + self.timeout_s * backoff, order_id, attempt))
 
     def tick(self, now_s: float, out: Outbox) -> None:
         self.now_s = now_s
@@ -115,14 +125,24 @@ class Orchestrator:
 
     def restore(self, records, out: Outbox) -> None:
         state: dict[str, dict] = {}
-        for saga in records:
-            state[saga["orderId"]] = saga  # the latest transition wins, as compaction keeps it
+        ended: dict[str, dict] = {}  # orderId -> its terminal event on order-events
+        for topic, event in records:
+            if topic == ev.SAGA_STATE:
+                state[event["orderId"]] = event  # the latest transition wins, as compaction keeps it
+            elif event.get("status") in ev.TERMINAL:
+                ended.setdefault(event["orderId"], event)
+        for order_id, terminal in ended.items():
+            self.finished.put(order_id, terminal["status"])
         for order_id, saga in state.items():
-            if saga.get("outcome"):
-                self.finished.put(order_id, saga["outcome"])
+            if order_id in ended:
+                continue
+            outcome = saga.get("outcome")
+            if outcome:
+                # The state says finished but the terminal event never made it: send it now.
+                self.finished.put(order_id, outcome)
+                out.emit(ev.ORDER_EVENTS, ev.follow(saga, status=outcome))
             elif order_id not in self.sagas and saga.get("awaiting"):
                 self._advance(dict(saga), saga["awaiting"], out, saga.get("attempt", 1) + 1)
-
 
     def revoke(self, partitions: set[int]) -> None:
         for order_id in [o for o, saga in self.sagas.items() if saga.get("p") in partitions]:
@@ -142,7 +162,7 @@ class CommandedService(Stateless):
         return self.step.absorbed
 
     def restore(self, records, out: Outbox) -> None:
-        for reply in records:
+        for _topic, reply in records:
             if reply.get("service") == self.service and not reply.get("replay"):
                 self.step.remember(reply["orderId"], reply.get("status"))
 
@@ -184,7 +204,8 @@ ORCHESTRATION = Pattern(
             ev.REPLIES, ev.SAGA_STATE, ev.ORDER_EVENTS, ev.DEAD_LETTER),
     handlers={"orchestrator": Orchestrator, "payment": PaymentService, "inventory": InventoryService,
               "shipping": ShippingService},
-    restore_from={"orchestrator": ev.SAGA_STATE, "payment": ev.REPLIES, "inventory": ev.REPLIES,
-                  "shipping": ev.REPLIES},
+    # The orchestrator's own output is its saga state and the terminal events it sent.
+    restore_from={"orchestrator": (ev.SAGA_STATE, ev.ORDER_EVENTS), "payment": (ev.REPLIES,),
+                  "inventory": (ev.REPLIES,), "shipping": (ev.REPLIES,)},
     compacted=(ev.SAGA_STATE,),
 )

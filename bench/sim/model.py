@@ -115,7 +115,7 @@ class World:
         self.instances: dict[str, list[Instance]] = {}
         replays = any(f.type in ("kill", "pause") for f in w.faults)
         if replays:
-            self.cluster.logged = frozenset(pattern.restore_from.values())
+            self.cluster.logged = frozenset(pattern.restored_topics())
         for role, n in counts.items():
             group = self.groups[role] = Group(env, role, pattern.subscriptions[role], w.partitions)
             self.cluster.subscribe(group)
@@ -138,7 +138,7 @@ class World:
         handler = pattern.handler(role, w)
         ticks = type(handler).tick is not Stateless.tick
         return Instance(self.env, role, index, handler, outbox, host, _costs(profile, role, w.processing_s[role]),
-                        ticks=ticks, replays=replays, restore_from=pattern.restore_from.get(role),
+                        ticks=ticks, replays=replays, restore_from=pattern.restore_from.get(role, ()),
                         fetch_rtt_s=self.fetch_rtt_s)
 
     def _build_load(self, w: Workload, profile: Profile, rng: np.random.Generator, run_id: str,

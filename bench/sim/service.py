@@ -141,7 +141,7 @@ class Instance:
 
     def __init__(self, env: simpy.Environment, role: str, index: int, handler: Handler, outbox: SimOutbox,
                  host: Host, costs: Costs, ticks: bool = False, replays: bool = False,
-                 restore_from: str | None = None, fetch_rtt_s: float = 0.0) -> None:
+                 restore_from: tuple[str, ...] = (), fetch_rtt_s: float = 0.0) -> None:
         self.env = env
         self.role = role
         self.index = index
@@ -203,9 +203,10 @@ class Instance:
         Kafka reads its own past output on them back first, which takes its time."""
         self.owned = set(partitions)
         cluster = self.outbox.cluster
-        if self.restore_from not in cluster.logged or not partitions:
+        if not self.restore_from or not partitions:
             return
-        records = [event for p in sorted(partitions) for event in cluster.logs.get((self.restore_from, p), ())]
+        records = [(topic, event) for topic in self.restore_from if topic in cluster.logged
+                   for p in sorted(partitions) for event in cluster.logs.get((topic, p), ())]
         start = max(self.env.now, self.stalled_until)
         self.outbox.source, self.outbox.t = None, start + len(records) * self.costs.in_s
         self.outbox.cost_out = self.costs.out_s

@@ -91,7 +91,7 @@ def test_a_restarted_role_rebuilds_its_ledger_from_its_own_output(name):
     bus.run()
     role = "payment"
     fresh = pattern.handler(role, WORKLOAD)
-    fresh.restore([e for t, e in bus.log if t == pattern.restore_from[role]], bus)
+    fresh.restore([(t, e) for t, e in bus.log if t in pattern.restore_from[role]], bus)
     bus.handlers[role] = fresh
     before = len(bus.log)
     for topic, event in list(bus.log[:before]):
@@ -108,8 +108,10 @@ def test_orchestrator_retries_a_silent_step_then_compensates():
     bus.dropped.add(ev.SHIPPING_COMMANDS)  # shipping never answers
     [order] = bus.start(1)
     bus.run(now_s=0.0)
-    bus.run(now_s=1.5)  # first timeout: retry
-    bus.run(now_s=3.0)  # retries exhausted: release, then refund, then cancel
+    bus.run(now_s=1.5)  # first timeout (1 s): retry, now with a 2 s timeout
+    bus.run(now_s=3.0)  # not yet: the retry's timeout has doubled
+    assert [e["command"] for t, e in bus.log if "command" in e] == [ev.CHARGE, ev.RESERVE, ev.SHIP, ev.SHIP]
+    bus.run(now_s=3.6)  # retries exhausted: release, then refund, then cancel
     commands = [e["command"] for t, e in bus.log if "command" in e]
     assert commands == [ev.CHARGE, ev.RESERVE, ev.SHIP, ev.SHIP, ev.RELEASE, ev.REFUND]
     assert bus.outcomes() == {order: ev.CANCELLED}
@@ -123,7 +125,44 @@ def test_restarted_orchestrator_resumes_in_flight_sagas_from_saga_state():
     bus.run()
     bus.dropped.clear()
     restarted = pattern.handler("orchestrator", WORKLOAD.with_overrides(failures={}))
-    restarted.restore([e for t, e in bus.log if t == ev.SAGA_STATE], bus)
+    restarted.restore([(t, e) for t, e in bus.log if t in pattern.restore_from["orchestrator"]], bus)
     bus.handlers["orchestrator"] = restarted
     bus.run()
     assert bus.outcomes() == {o: ev.COMPLETED for o in ids}
+
+
+def _finished_then_restarted(lose: str):
+    """Every order finishes, but the crash lost the last record of each order on ``lose``
+    (the saga's terminal state record or its terminal event): the two go to different
+    partitions, so either can be acknowledged without the other."""
+    pattern = PATTERNS["orchestration"]
+    workload = WORKLOAD.with_overrides(failures={})
+    bus = Bus(pattern, workload)
+    ids = bus.start(10)
+    bus.run()
+    last = {}
+    for i, (t, e) in enumerate(bus.log):
+        if t == lose:
+            last[e["orderId"]] = i
+    bus.log = [r for i, r in enumerate(bus.log) if i not in set(last.values())]
+    restarted = pattern.handler("orchestrator", workload)
+    before = len(bus.log)
+    restarted.restore([(t, e) for t, e in bus.log if t in pattern.restore_from["orchestrator"]], bus)
+    bus.handlers["orchestrator"] = restarted
+    for topic, event in list(bus.log[:before]):  # every input replayed, as after a crash before a commit
+        if topic in pattern.subscriptions["orchestrator"]:
+            bus.queue.append((topic, dict(event)))
+    bus.run()
+    return ids, bus
+
+
+def test_restarted_orchestrator_sends_a_terminal_event_the_crash_lost():
+    ids, bus = _finished_then_restarted(lose=ev.ORDER_EVENTS)
+    assert sorted(e["orderId"] for t, e in bus.log if t == ev.ORDER_EVENTS) == sorted(ids)
+
+
+def test_restarted_orchestrator_does_not_end_an_order_twice_when_its_state_record_was_lost():
+    ids, bus = _finished_then_restarted(lose=ev.SAGA_STATE)
+    assert sorted(e["orderId"] for t, e in bus.log if t == ev.ORDER_EVENTS) == sorted(ids)
+    report = audit(bus.records(), {o: 0 for o in ids}, "orchestration", {}, PATTERNS["orchestration"].consumed_topics())
+    assert report.clean
