@@ -30,6 +30,10 @@ COMMAND_TOPIC = {
     ev.SHIP: ev.SHIPPING_COMMANDS,
 }
 COMPENSATIONS = (ev.REFUND, ev.RELEASE)
+# Asked again until answered, never given up on: a compensation (giving up would leave money
+# taken or stock held) and shipping, the saga's pivot (it cannot be undone, so an order whose
+# shipment may still happen late must not be cancelled).
+RETRIED_UNTIL_ANSWERED = (*COMPENSATIONS, ev.SHIP)
 MAX_BACKOFF = 8  # a step's timeout grows 1x, 2x, 4x, 8x, 8x ... the workload's step_timeout
 
 # Reply to the awaited command -> (what the saga now holds, next command or a terminal status).
@@ -111,14 +115,14 @@ class Orchestrator:
             saga = self.sagas.get(order_id)
             if saga is None or saga["attempt"] != attempt:
                 continue  # answered in time, or already retried
-            if attempt <= self.retries or saga["awaiting"] in COMPENSATIONS:
-                # Compensations are retried for ever: giving up on one would leave money taken.
+            if attempt <= self.retries or saga["awaiting"] in RETRIED_UNTIL_ANSWERED:
                 self._advance(saga, saga["awaiting"], out, attempt + 1)
             else:
-                # The step may still happen late; undo it as if it had.
+                # The step may still happen late; undo it as if it had (the service's ledger
+                # then turns the late request into a no-op).
                 if saga["awaiting"] == ev.CHARGE:
                     saga["charged"] = True
-                elif saga["awaiting"] in (ev.RESERVE, ev.SHIP):
+                elif saga["awaiting"] == ev.RESERVE:
                     saga["reserved"] = True
                 saga["timed_out"] = saga["awaiting"]
                 self._advance(saga, _undo(saga), out)

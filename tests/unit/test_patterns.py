@@ -102,19 +102,36 @@ def test_a_restarted_role_rebuilds_its_ledger_from_its_own_output(name):
     assert not charged, "a restarted payment service charged again"
 
 
-def test_orchestrator_retries_a_silent_step_then_compensates():
+def test_orchestrator_retries_a_silent_step_with_backoff_then_compensates():
     pattern = PATTERNS["orchestration"]
     bus = Bus(pattern, WORKLOAD.with_overrides(failures={}))
-    bus.dropped.add(ev.SHIPPING_COMMANDS)  # shipping never answers
+    bus.dropped.add(ev.INVENTORY_COMMANDS)  # inventory never answers
     [order] = bus.start(1)
+    commands = lambda: [e["command"] for t, e in bus.log if "command" in e]
     bus.run(now_s=0.0)
     bus.run(now_s=1.5)  # first timeout (1 s): retry, now with a 2 s timeout
     bus.run(now_s=3.0)  # not yet: the retry's timeout has doubled
-    assert [e["command"] for t, e in bus.log if "command" in e] == [ev.CHARGE, ev.RESERVE, ev.SHIP, ev.SHIP]
-    bus.run(now_s=3.6)  # retries exhausted: release, then refund, then cancel
-    commands = [e["command"] for t, e in bus.log if "command" in e]
-    assert commands == [ev.CHARGE, ev.RESERVE, ev.SHIP, ev.SHIP, ev.RELEASE, ev.REFUND]
+    assert commands() == [ev.CHARGE, ev.RESERVE, ev.RESERVE]
+    bus.run(now_s=3.6)  # retries exhausted: release (the reservation may have happened), unanswered
+    assert commands() == [ev.CHARGE, ev.RESERVE, ev.RESERVE, ev.RELEASE]
+    bus.dropped.clear()
+    bus.run(now_s=4.7)  # the release is retried until inventory answers, then payment refunds
+    assert commands() == [ev.CHARGE, ev.RESERVE, ev.RESERVE, ev.RELEASE, ev.RELEASE, ev.REFUND]
     assert bus.outcomes() == {order: ev.CANCELLED}
+
+
+def test_orchestrator_never_gives_up_on_shipping_the_pivot():
+    pattern = PATTERNS["orchestration"]
+    bus = Bus(pattern, WORKLOAD.with_overrides(failures={}))
+    bus.dropped.add(ev.SHIPPING_COMMANDS)  # shipping is silent for a long while
+    [order] = bus.start(1)
+    for now in (0.0, 1.5, 3.6, 7.7, 15.8, 23.9):
+        bus.run(now_s=now)
+    assert [e["command"] for t, e in bus.log if "command" in e].count(ev.SHIP) == 6
+    assert bus.outcomes() == {}, "an order whose shipment may still happen was ended"
+    bus.dropped.clear()
+    bus.run(now_s=32.0)
+    assert bus.outcomes() == {order: ev.COMPLETED}
 
 
 def test_restarted_orchestrator_resumes_in_flight_sagas_from_saga_state():
