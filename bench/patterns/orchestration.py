@@ -12,8 +12,10 @@ different partitions, so a crash can leave either one without the other; the
 restore reads both topics and re-emits a terminal event only where it is missing.
 
 A step that does not answer in time is re-sent with its timeout doubled each
-attempt (capped), so an outage that delays every reply does not turn every
-in-flight saga into a stream of retries against a recovering cluster.
+attempt (capped), and retries draw on a budget earned by fresh commands: when
+every reply is late because the system is backlogged (a cold or failed-over
+cluster), re-sending every in-flight command would double the load on a system
+already behind, and it would never catch up.
 """
 from __future__ import annotations
 
@@ -49,6 +51,37 @@ TRANSITIONS = {
 }
 
 
+class RetryBudget:
+    """Retries may add at most ``RATIO`` of the fresh commands, plus ``FLOOR_PER_S`` a second
+    so a quiet system can still retry (the scheme of Finagle's retry budget)."""
+
+    RATIO = 0.1
+    FLOOR_PER_S = 10.0
+    CAP = 1000.0
+
+    def __init__(self) -> None:
+        self.tokens = self.FLOOR_PER_S
+        self.last_s: float | None = None
+        self.denied = 0
+
+    def deposit(self) -> None:
+        self.tokens = min(self.CAP, self.tokens + self.RATIO)
+
+    def withdraw(self, now_s: float) -> bool:
+        if self.last_s is not None:
+            self.tokens = min(self.CAP, self.tokens + (now_s - self.last_s) * self.FLOOR_PER_S)
+        self.last_s = now_s
+        if self.tokens < 1.0:
+            self.denied += 1
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+def _backoff(attempt: int) -> int:
+    return min(2 ** (attempt - 1), MAX_BACKOFF)
+
+
 def _undo(saga: dict) -> str:
     """The next compensation, or cancelled once nothing is left to undo."""
     if saga.get("reserved"):
@@ -64,7 +97,8 @@ class Orchestrator:
         self.retries = workload.step_retries
         self.sagas: dict[str, dict] = {}
         self.finished = services.Ledger()
-        self.deadlines: list[tuple[float, str, int]] = []  # (deadline, orderId, attempt)
+        self.deadlines: list[tuple[float, str, str, int]] = []  # (deadline, orderId, command, attempt)
+        self.budget = RetryBudget()
         self.now_s = 0.0
         self.absorbed = 0  # repeated order-created and stale or repeated replies, ignored
 
@@ -105,18 +139,25 @@ class Orchestrator:
         self.sagas[order_id] = saga
         out.emit(ev.SAGA_STATE, dict(saga))
         out.emit(COMMAND_TOPIC[nxt], ev.follow(saga, command=nxt, attempt=attempt))
-        backoff = min(2 ** (attempt - 1), MAX_BACKOFF)
-        heapq.heappush(self.deadlines, (self.now_s + self.timeout_s * backoff, order_id, attempt))
+        if attempt == 1:
+            self.budget.deposit()
+        self._arm(order_id, nxt, attempt)
+
+    def _arm(self, order_id: str, command: str, attempt: int) -> None:
+        heapq.heappush(self.deadlines, (self.now_s + self.timeout_s * _backoff(attempt), order_id, command, attempt))
 
     def tick(self, now_s: float, out: Outbox) -> None:
         self.now_s = now_s
         while self.deadlines and self.deadlines[0][0] <= now_s:
-            _, order_id, attempt = heapq.heappop(self.deadlines)
+            _, order_id, command, attempt = heapq.heappop(self.deadlines)
             saga = self.sagas.get(order_id)
-            if saga is None or saga["attempt"] != attempt:
+            if saga is None or saga["awaiting"] != command or saga["attempt"] != attempt:
                 continue  # answered in time, or already retried
-            if attempt <= self.retries or saga["awaiting"] in RETRIED_UNTIL_ANSWERED:
-                self._advance(saga, saga["awaiting"], out, attempt + 1)
+            if attempt <= self.retries or command in RETRIED_UNTIL_ANSWERED:
+                if self.budget.withdraw(now_s):
+                    self._advance(saga, command, out, attempt + 1)
+                else:
+                    self._arm(order_id, command, attempt)  # over budget: keep waiting for the answer
             else:
                 # The step may still happen late; undo it as if it had (the service's ledger
                 # then turns the late request into a no-op).

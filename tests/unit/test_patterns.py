@@ -183,3 +183,28 @@ def test_restarted_orchestrator_does_not_end_an_order_twice_when_its_state_recor
     assert sorted(e["orderId"] for t, e in bus.log if t == ev.ORDER_EVENTS) == sorted(ids)
     report = audit(bus.records(), {o: 0 for o in ids}, "orchestration", {}, PATTERNS["orchestration"].consumed_topics())
     assert report.clean
+
+
+def test_retries_stay_within_the_budget_when_every_reply_is_late():
+    pattern = PATTERNS["orchestration"]
+    bus = Bus(pattern, WORKLOAD.with_overrides(failures={}))
+    bus.dropped.add(ev.PAYMENT_COMMANDS)  # every charge is late, as in a backlogged cluster
+    bus.start(2000)
+    bus.run(now_s=0.0)
+    bus.run(now_s=1.5)  # every in-flight charge is past its timeout
+    charges = [e for t, e in bus.log if e.get("command") == ev.CHARGE]
+    retries = len(charges) - 2000
+    # 10% of 2000 fresh commands plus the initial floor of 10, not 2000 re-sent commands.
+    assert 0 < retries <= 2000 * 0.1 + 10 + 1
+
+
+def test_an_earlier_steps_deadline_does_not_time_out_the_next_step():
+    pattern = PATTERNS["orchestration"]
+    bus = Bus(pattern, WORKLOAD.with_overrides(failures={}))
+    bus.dropped.add(ev.INVENTORY_COMMANDS)
+    [order] = bus.start(1)
+    bus.run(now_s=0.0)  # charge answered at once; reserve sent at 0.0 too
+    orchestrator = bus.handlers["orchestrator"]
+    orchestrator.deadlines[:] = [(1.0, order, ev.CHARGE, 1), (1.9, order, ev.RESERVE, 1)]  # a heap
+    bus.run(now_s=1.2)  # the charge's deadline passes; the reserve's has not
+    assert [e["command"] for t, e in bus.log if "command" in e] == [ev.CHARGE, ev.RESERVE]
