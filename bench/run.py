@@ -7,11 +7,9 @@ whatever was measured is written, marked for what it is.
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 import signal
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass

@@ -4,7 +4,7 @@
 
 The table covers every result directory under --results (so runs made in
 parts add up). Each run gets a fresh embedded cluster (three nodes for broker failover) on
-ports 19092+, so it never touches a broker you have running. Prints, per
+ports 29092+, so it never touches a broker you have running. Prints, per
 pattern and fault: orders lost and stuck, recovery time, p99 and max latency in
 the fault window, duplicates absorbed, dead letters, and the result directory.
 """

@@ -1,10 +1,12 @@
 """Options several commands share, declared once."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from bench.cli.errors import InputError
-from bench.workload import WorkloadError, load_workload, parse_duration
+from bench.workload import Workload, WorkloadError, load_workload, parse_duration
 
 
 def _load(ctx, param, value):
@@ -37,3 +39,17 @@ def _duration(ctx, param, value):
 
 def duration_option(name: str, help: str):
     return click.option(name, callback=_duration, default=None, help=help)
+
+
+def with_overrides(workload: Workload, **overrides) -> Workload:
+    """The workload with the command-line values that were given (None: not given)."""
+    try:
+        return workload.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
+    except WorkloadError as exc:
+        raise InputError(str(exc)) from None
+
+
+def check_fresh_output(output: Path | None) -> None:
+    """An --output directory must be new or empty: results are never mixed with old ones."""
+    if output is not None and output.exists() and any(output.iterdir()):
+        raise InputError(f"--output {output} exists and is not empty: choose a new directory")

@@ -1,17 +1,15 @@
 """`bench run`: one measured run of a pattern against a real broker."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
 from bench import patterns
-from bench.cli.errors import InputError
-from bench.cli.options import bootstrap_option, duration_option, kafka_config_option, workload_option
+from bench.cli.options import (bootstrap_option, check_fresh_output, duration_option, kafka_config_option,
+                               with_overrides, workload_option)
 from bench.run import RunRequest, run as run_benchmark
-from bench.workload import WorkloadError
 
 
 @click.command()
@@ -30,13 +28,8 @@ def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_conf
     Exit codes: 0 valid and clean; 1 orders lost, stuck, duplicated or inconsistent;
     3 the run could not hold its rate; 130 interrupted.
     """
-    overrides = {k: v for k, v in (("rate_per_s", rate), ("duration_s", duration), ("warmup_s", warmup)) if v is not None}
-    try:
-        workload = workload.with_overrides(**overrides)
-    except WorkloadError as exc:
-        raise InputError(str(exc)) from None
-    if output is not None and output.exists() and any(output.iterdir()):
-        raise InputError(f"--output {output} exists and is not empty: choose a new directory")
+    workload = with_overrides(workload, rate_per_s=rate, duration_s=duration, warmup_s=warmup)
+    check_fresh_output(output)
     outcome = run_benchmark(RunRequest(patterns.get(pattern), workload, bootstrap_servers,
                                        Path(kafka_config) if kafka_config else None, output),
                             echo=lambda line: click.echo(line, err=True))

@@ -9,12 +9,11 @@ import click
 
 from bench import patterns
 from bench.cli.errors import InputError
-from bench.cli.options import duration_option, workload_option
+from bench.cli.options import check_fresh_output, duration_option, with_overrides, workload_option
 from bench.cli.run import headline
 from bench.sim import simulation
 from bench.sim.hosts import PLACEMENTS
 from bench.sim.profile import ProfileError, load_profile
-from bench.workload import WorkloadError
 
 
 @click.command()
@@ -39,17 +38,14 @@ def simulate(pattern, rate, duration, warmup, seed, workload, profile_path, plac
     Same workload file, same result files as `bench run` (summary.json says
     mode: simulation); same seed, same numbers. Exit codes as `bench run`.
     """
-    overrides = {k: v for k, v in (("rate_per_s", rate), ("duration_s", duration), ("warmup_s", warmup),
-                                   ("seed", seed)) if v is not None}
+    workload = with_overrides(workload, rate_per_s=rate, duration_s=duration, warmup_s=warmup, seed=seed)
     try:
-        workload = workload.with_overrides(**overrides)
         profile = load_profile(profile_path)
         if network_rtt is not None:
             profile = dataclasses.replace(profile, network_rtt_us=network_rtt * 1e6)
-    except (WorkloadError, ProfileError) as exc:
+    except ProfileError as exc:
         raise InputError(str(exc)) from None
-    if output is not None and output.exists() and any(output.iterdir()):
-        raise InputError(f"--output {output} exists and is not empty: choose a new directory")
+    check_fresh_output(output)
     try:
         outcome = simulation.run(simulation.SimRequest(patterns.get(pattern), workload, profile, placement, brokers,
                                                        output), echo=lambda line: click.echo(line, err=True))

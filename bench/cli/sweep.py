@@ -8,9 +8,9 @@ import click
 
 from bench import patterns
 from bench.cli.errors import InputError
-from bench.cli.options import bootstrap_option, duration_option, kafka_config_option, workload_option
+from bench.cli.options import (bootstrap_option, check_fresh_output, duration_option, kafka_config_option,
+                               with_overrides, workload_option)
 from bench.sweep import PLOT, SWEEP, SweepRequest, render_table, sweep as run_sweep
-from bench.workload import WorkloadError
 
 
 def _patterns(ctx, param, value):
@@ -50,13 +50,8 @@ def sweep(pattern_list, rates, duration, warmup, workload, bootstrap_servers, ka
     """
     if not pattern_list:
         raise InputError("--pattern: name at least one pattern")
-    overrides = {k: v for k, v in (("duration_s", duration), ("warmup_s", warmup)) if v is not None}
-    try:
-        workload = workload.with_overrides(**overrides)
-    except WorkloadError as exc:
-        raise InputError(str(exc)) from None
-    if output is not None and output.exists() and any(output.iterdir()):
-        raise InputError(f"--output {output} exists and is not empty: choose a new directory")
+    workload = with_overrides(workload, duration_s=duration, warmup_s=warmup)
+    check_fresh_output(output)
     outcome = run_sweep(SweepRequest(pattern_list, rates, workload, bootstrap_servers,
                                      Path(kafka_config) if kafka_config else None, output, stop_early=stop_early),
                         echo=lambda line: click.echo(line, err=True))

@@ -25,7 +25,6 @@ US = 1e6
 def write(directory: Path, scenario: Scenario, result: SimResult, start_wall_s: float, wall_s: float) -> dict:
     """Write every file of the result dir; returns the summary."""
     directory.mkdir(parents=True, exist_ok=True)
-    w = scenario.workload
     seconds = max(1, math.ceil(result.elapsed_s))
     end_s, e2e_s, completed = result.e2e
     series = {

@@ -87,7 +87,7 @@ def test_redelivered_input_is_absorbed(name):
 def test_a_restarted_role_rebuilds_its_ledger_from_its_own_output(name):
     pattern = PATTERNS[name]
     bus = Bus(pattern)
-    ids = bus.start(100)
+    bus.start(100)
     bus.run()
     role = "payment"
     fresh = pattern.handler(role, WORKLOAD)
