@@ -28,6 +28,7 @@ def assert_nothing_lost(outcome):
     orders = s["orders"]
     assert orders["lost"] == orders["stuck"] == orders["duplicates"] == orders["inconsistent"] == 0, (orders, s["audit"]["examples"])
     assert orders["completed"] + orders["cancelled"] == orders["started"] > 2000
+    assert s["audit"]["multiple_terminal"] == 0 and s["audit"]["clean"], s["audit"]["examples"]
     assert s["faults"] and s["faults"][0]["error"] is None, s["faults"]
     return s
 
