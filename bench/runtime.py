@@ -15,11 +15,21 @@ committed every ``TX_INTERVAL_S`` (as Kafka Streams' commit.interval.ms does
 for exactly-once), since a transaction per batch would cost a round trip each.
 
 Undecodable messages go to the dead-letter topic and the flow continues.
+
+A process stopped (SIGSTOP, a VM pause) for longer than its session timeout
+has lost its partitions to another instance, which rebuilt its ledger from
+Kafka meanwhile; but on waking it still holds messages fetched before, and
+would handle them before librdkafka tells it of the rebalance, applying their
+effects a second time. So a loop that finds such a gap hands back what it
+holds unhandled, rejoins the group and restores its state like a new owner.
+(Outputs already queued in the producer when it stopped still go out late:
+only ``delivery: exactly-once`` fences such a zombie.)
 """
 from __future__ import annotations
 
 import gc
 import json
+import math
 import signal
 from collections import deque
 import sys
@@ -78,9 +88,10 @@ class _Batch:
 
 
 class _Outbox:
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, on_wait=lambda: None) -> None:
         self.producer = producer
         self.batch: _Batch | None = None
+        self.on_wait = on_wait  # called while blocked on a full producer queue: alive, not stalled
 
     def emit(self, topic: str, event: dict) -> None:
         event["ts_us"] = ev.now_us()
@@ -95,6 +106,7 @@ class _Outbox:
                 break
             except BufferError:
                 self.producer.poll(0.01)  # local queue full: let deliveries drain
+                self.on_wait()
         if batch is not None:
             batch.pending += 1
 
@@ -118,14 +130,24 @@ class Service:
         self.producer = Producer(clients.producer_config(spec.bootstrap_servers, spec.workload, extra, tx_id))
         self.consumer = Consumer(clients.consumer_config(spec.bootstrap_servers, spec.workload, spec.group_id, extra,
                                                           store_acknowledged=not self.transactional))
-        self.outbox = _Outbox(self.producer)
+        self.outbox = _Outbox(self.producer, on_wait=self._alive)
         self.running = True
         self.ready = False
         self.dead_letters = 0
         self._pending_restore: list[TopicPartition] = []
         self.unacked: deque[_Batch] = deque()
+        self.owned: set[tuple[str, int]] = set()
+        consumer_conf = clients.consumer_config(spec.bootstrap_servers, spec.workload, spec.group_id, extra)
+        # Transactions fence a zombie themselves (and commit consumed positions, so handing
+        # messages back mid-transaction would skip them): the stall guard is for at-least-once.
+        self.stall_s = math.inf if self.transactional else int(consumer_conf["session.timeout.ms"]) / 1000
+        self.rejoins = 0
+        self.alive_at = time.monotonic()
         self.in_transaction = False
         self.tx_started = 0.0
+
+    def _alive(self) -> None:
+        self.alive_at = time.monotonic()
 
     def stop(self, *_: object) -> None:
         self.running = False
@@ -140,10 +162,13 @@ class Service:
 
     def stats(self) -> dict:
         return {"role": self.spec.role, "instance": self.spec.instance, "processed": self.processed,
-                "dead_letters": self.dead_letters, "absorbed": getattr(self.handler, "absorbed", 0)}
+                "dead_letters": self.dead_letters, "absorbed": getattr(self.handler, "absorbed", 0),
+                "rejoins": self.rejoins}
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready = True
+        self.owned |= {(p.topic, p.partition) for p in partitions}
+        self.alive_at = time.monotonic()  # time in our own callbacks is no stall
         if self.spec.role in self.spec.pattern.restore_from:
             # Restore outside the rebalance callback, before handling any message.
             self._pending_restore.extend(partitions)
@@ -163,7 +188,9 @@ class Service:
                 consumer.commit(asynchronous=False)
             except KafkaException:
                 pass
+        self.owned -= {(p.topic, p.partition) for p in partitions}
         self.handler.revoke({p.partition for p in partitions})
+        self.alive_at = time.monotonic()
 
     def _restore(self) -> None:
         wanted = sorted({p.partition for p in self._pending_restore})
@@ -194,10 +221,10 @@ class Service:
     def run(self, on_ready=None, parent_alive=lambda: True) -> None:
         if self.transactional:
             self.producer.init_transactions(30)
-        self.consumer.subscribe(list(self.spec.pattern.subscriptions[self.spec.role]),
-                                on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self._subscribe()
         announced = False
         next_check = 0.0
+        self.alive_at = time.monotonic()
         try:
             while self.running:
                 if time.monotonic() >= next_check:
@@ -213,9 +240,25 @@ class Service:
                 batch = [first] if first is not None else []
                 if batch:
                     batch += self.consumer.consume(BATCH_MAX - 1, 0)
+                if time.monotonic() - self.alive_at > self.stall_s:
+                    self._rejoin()  # the batch is handed back unhandled
+                    batch = []
                 self._step(batch)
+                self.alive_at = time.monotonic()
         finally:
             self._close()
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(list(self.spec.pattern.subscriptions[self.spec.role]),
+                                on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+
+    def _rejoin(self) -> None:
+        self.rejoins += 1
+        print(f"{self.spec.client_id}: stalled {time.monotonic() - self.alive_at:.1f}s, past the session timeout: "
+              f"rejoining the group and restoring state", file=sys.stderr, flush=True)
+        self.consumer.unsubscribe()  # revokes every partition; their fetched messages are dropped
+        self._subscribe()
+        self.alive_at = time.monotonic()
 
     def _step(self, messages: list) -> None:
         if self.transactional and not self.in_transaction:
@@ -227,7 +270,13 @@ class Service:
             # The handler's clock must be current before restored sagas set their deadlines.
             self.handler.tick(time.monotonic(), self.outbox)
             self._restore()
+            self.alive_at = time.monotonic()
         for msg in messages:
+            now = time.monotonic()
+            if now - self.alive_at > self.stall_s:
+                self._rejoin()  # stopped mid-batch: the rest is handed back unhandled
+                break
+            self.alive_at = now  # per message: slow handling is many short gaps, a stop is one long one
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
@@ -260,7 +309,10 @@ class Service:
             if batch.failed:
                 # An output was not delivered: replay the input rather than lose its effect.
                 raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "output not delivered; exiting to replay"))
-            self.consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()])
+            # A partition revoked meanwhile is the new owner's to commit (it replays from there).
+            owned = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items() if (t, p) in self.owned]
+            if owned:
+                self.consumer.store_offsets(offsets=owned)
 
     def _commit_transaction(self) -> None:
         assignment = self.consumer.assignment()

@@ -159,7 +159,7 @@ class Supervisor:
             for line in lines:
                 if line.startswith(STATS_PREFIX):
                     stats = json.loads(line[len(STATS_PREFIX):])
-                    role = totals.setdefault(inst.role, {"processed": 0, "dead_letters": 0, "absorbed": 0})
+                    role = totals.setdefault(inst.role, {"processed": 0, "dead_letters": 0, "absorbed": 0, "rejoins": 0})
                     for key in role:
                         role[key] += stats.get(key, 0)
         return totals

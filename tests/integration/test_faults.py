@@ -13,14 +13,16 @@ pytestmark = pytest.mark.broker
 
 
 def workload(*faults, **changes):
-    return Workload(name="faults-test", arrival="constant", rate_per_s=200.0, duration_s=16.0, warmup_s=2.0,
-                    drain_s=60.0, faults=tuple(faults), **changes)
+    settings = dict(name="faults-test", arrival="constant", rate_per_s=200.0, duration_s=16.0, warmup_s=2.0,
+                    drain_s=60.0)
+    return Workload(**{**settings, **changes}, faults=tuple(faults))
 
 
-def fault(**spec):
+def fault(instances=None, **spec):
     from bench.workload import parse_workload
 
-    return parse_workload({"name": "f", "duration": "16s", "warmup": "2s", "faults": [spec]}).faults[0]
+    return parse_workload({"name": "f", "duration": "16s", "warmup": "2s", "instances": instances or {},
+                           "faults": [spec]}).faults[0]
 
 
 def assert_nothing_lost(outcome):
@@ -64,3 +66,15 @@ def test_broker_failover_on_three_nodes_loses_no_order(tmp_path, monkeypatch):
                       echo=lambda line: None)
     s = assert_nothing_lost(outcome)
     assert s["faults"][0]["target"].startswith("broker ")
+
+
+def test_an_instance_paused_past_its_session_timeout_rejoins_and_applies_nothing_twice(bootstrap_servers, tmp_path):
+    # While payment-1 is stopped its partitions move to payment-0, which rebuilds its ledger
+    # from Kafka; on waking, payment-1 must hand back what it had fetched, not charge it again.
+    instances = {"order": 1, "payment": 2, "inventory": 1, "shipping": 1, "orchestrator": 1}
+    w = workload(fault(instances, type="pause", at="5s", duration="8s", role="payment", instance=1),
+                 instances=instances, rate_per_s=500.0)
+    s = assert_nothing_lost(run(RunRequest(patterns.get("choreography"), w, bootstrap_servers, output=tmp_path / "r"),
+                                echo=lambda line: None))
+    assert s["services"]["payment"]["rejoins"] >= 1
+    assert s["audit"]["duplicate_effects"] == 0
