@@ -5,7 +5,7 @@
 The table covers every result directory under --results (so runs made in
 parts add up). Each run gets a fresh embedded cluster (three nodes for broker failover) on
 ports 29092+, so it never touches a broker you have running. Prints, per
-pattern and fault: orders lost and stuck, recovery time, p99 and max latency in
+pattern and fault: orders lost and stuck, whether the audit was clean, recovery time, p99 and max latency in
 the fault window, duplicates absorbed, dead letters, and the result directory.
 """
 from __future__ import annotations
@@ -34,7 +34,8 @@ FAULTS = {
 @click.option("--results", type=click.Path(file_okay=False), default=str(ROOT / "results" / "faults"), show_default=True)
 @click.option("--table-only", is_flag=True, help="Print the table from the result directories already there.")
 def main(rate, only, pattern_names, results, table_only):
-    os.environ["BENCH_BROKER_DIR"] = tempfile.mkdtemp(prefix="bench-faults-broker-")
+    if not table_only:
+        os.environ["BENCH_BROKER_DIR"] = tempfile.mkdtemp(prefix="bench-faults-broker-")
     from bench import patterns
     from bench.broker import embedded
     from bench.run import RunRequest, _nodes_needed, run
@@ -58,7 +59,7 @@ def main(rate, only, pattern_names, results, table_only):
         row, bad = _row(s, summary_path.parent)
         rows.append(row)
         failed |= bad
-    header = ("pattern", "workload", "lost", "stuck", "detect s", "recovery s", "p99 in window ms", "max ms",
+    header = ("pattern", "workload", "lost", "stuck", "audit", "detect s", "recovery s", "p99 in window ms", "max ms",
               "dup absorbed", "DLQ", "run", "results")
     click.echo("| " + " | ".join(header) + " |")
     click.echo("|" + "---|" * len(header))
@@ -72,11 +73,20 @@ def _row(s: dict, directory: Path) -> tuple[tuple[str, ...], bool]:
     fmt = lambda v, spec="": "-" if v is None else format(v, spec)
     lost = s["orders"]["lost"] + s["orders"]["stuck"]
     where = directory.relative_to(ROOT) if directory.is_relative_to(ROOT) else directory
-    row = (s["pattern"], s["workload"]["name"], str(s["orders"]["lost"]), str(s["orders"]["stuck"]),
+    row = (s["pattern"], s["workload"]["name"], str(s["orders"]["lost"]), str(s["orders"]["stuck"]), _audit(s["audit"]),
            fmt(f.get("time_to_detect_s")), fmt(f.get("recovery_s")), fmt(f.get("p99_in_window_ms"), ".0f"),
            fmt(f.get("max_in_window_ms"), ".0f"), fmt(f.get("duplicates_absorbed")), fmt(f.get("dead_letters")),
            f.get("error") or ("valid" if s["valid"] else s["invalid_reason"]), str(where))
-    return row, lost > 0 or bool(f.get("error"))
+    return row, lost > 0 or not s["audit"]["clean"] or bool(f.get("error"))
+
+
+def _audit(audit: dict) -> str:
+    """"clean", or what made the audit fail."""
+    if audit["clean"]:
+        return "clean"
+    problems = {"ended twice": audit["multiple_terminal"], "inconsistent": audit["inconsistent"],
+                "step applied twice": audit["duplicate_effects"]}
+    return ", ".join(f"{n} {what}" for what, n in problems.items() if n) or "not clean"
 
 
 if __name__ == "__main__":
