@@ -62,7 +62,6 @@ class RetryBudget:
     def __init__(self) -> None:
         self.tokens = self.FLOOR_PER_S
         self.last_s: float | None = None
-        self.denied = 0
 
     def deposit(self) -> None:
         self.tokens = min(self.CAP, self.tokens + self.RATIO)
@@ -72,7 +71,6 @@ class RetryBudget:
             self.tokens = min(self.CAP, self.tokens + (now_s - self.last_s) * self.FLOOR_PER_S)
         self.last_s = now_s
         if self.tokens < 1.0:
-            self.denied += 1
             return False
         self.tokens -= 1.0
         return True
