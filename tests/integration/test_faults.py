@@ -76,5 +76,53 @@ def test_an_instance_paused_past_its_session_timeout_rejoins_and_applies_nothing
                  instances=instances, rate_per_s=500.0)
     s = assert_nothing_lost(run(RunRequest(patterns.get("choreography"), w, bootstrap_servers, output=tmp_path / "r"),
                                 echo=lambda line: None))
-    assert s["services"]["payment"]["rejoins"] >= 1
+    # Whether the guard or librdkafka's own revoke wins on waking depends on timing; the
+    # guard itself is tested deterministically below.
     assert s["audit"]["duplicate_effects"] == 0
+
+
+def test_the_stall_guard_hands_back_fetched_input_rejoins_and_applies_nothing_twice(bootstrap_servers):
+    import threading
+    import time
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from bench import clients, topics
+    from bench.audit import read_topics
+    from bench.runtime import Service, ServiceSpec
+
+    pattern, w = patterns.get("choreography"), Workload(name="stall")
+    topics.recreate(topics.admin(clients.admin_config(bootstrap_servers)), pattern.topics, w, pattern.compacted)
+    service = Service(ServiceSpec(pattern, "payment", 0, bootstrap_servers, w, group_prefix=f"stall-{uuid.uuid4().hex}"))
+    producer = Producer({"bootstrap.servers": bootstrap_servers})
+
+    def send(first, n):
+        for i in range(first, first + n):
+            producer.produce(ev.ORDER_CREATED, ev.encode({"orderId": f"o-{i}", "status": ev.CREATED}), f"o-{i}")
+        producer.flush(10)
+
+    def wait_for(condition, what):
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.1)
+
+    loop = threading.Thread(target=service.run)
+    loop.start()
+    try:
+        send(0, 200)
+        wait_for(lambda: service.processed == 200, "first orders handled")
+        send(200, 200)
+        deadline = time.monotonic() + 30
+        while service.rejoins == 0:  # as if the process had been stopped for 100 s
+            assert time.monotonic() < deadline, "no rejoin after a stall past the session timeout"
+            service.alive_at -= 100
+            time.sleep(0.2)
+        wait_for(lambda: service.processed >= 400, "every order handled after the rejoin")
+    finally:
+        service.stop()
+        loop.join(30)
+    conf = clients.consumer_config(bootstrap_servers, w, "unused")
+    facts = [r.value["orderId"] for r in read_topics(bootstrap_servers, [ev.PAYMENT_EVENTS], conf, 30)]
+    assert sorted(facts) == sorted(f"o-{i}" for i in range(400)), "an order charged twice or never"
