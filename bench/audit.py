@@ -30,6 +30,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from bench import events as ev
 
 EXAMPLES_PER_CATEGORY = 5
+# Answers that mean "ask again shortly" while partition leadership moves between brokers.
+_MOVING_LEADERSHIP = frozenset({
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.OFFSET_NOT_AVAILABLE,
+    KafkaError.REQUEST_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
+})
 
 _FACTS = frozenset(
     {ev.CHARGED, ev.DECLINED, ev.REFUNDED, ev.RESERVED, ev.OUT_OF_STOCK, ev.RELEASED, ev.SHIPPED, ev.REFUSED}
@@ -496,6 +501,7 @@ def read_topics(bootstrap_servers: str, topics: Iterable[str], client_config: di
 
 def _partition_bounds(consumer: Consumer, topics: Iterable[str], timeout_s: float) -> dict[tuple[str, int], tuple[int, int]]:
     """(topic, partition) -> (low, high) watermarks of every non-empty partition."""
+    deadline = time.monotonic() + timeout_s
     metadata = consumer.list_topics(timeout=timeout_s)
     bounds = {}
     for topic in topics:
@@ -505,11 +511,23 @@ def _partition_bounds(consumer: Consumer, topics: Iterable[str], timeout_s: floa
         if meta.error is not None:
             raise KafkaException(meta.error)
         for partition in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s,
-                                                       cached=False)
+            low, high = _watermarks(consumer, TopicPartition(topic, partition), deadline)
             if high > low:
                 bounds[(topic, partition)] = (low, high)
     return bounds
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+    """Low and high watermark, asking again while leadership moves (a restore can run
+    during a broker failover, when the first answer is "not leader")."""
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=max(0.1, deadline - time.monotonic()), cached=False)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (error.retriable() or error.code() in _MOVING_LEADERSHIP) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _read_assigned(consumer, ends: dict[tuple[str, int], int], deadline: float) -> Iterator[Record]:
