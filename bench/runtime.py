@@ -128,8 +128,9 @@ class Service:
         extra = {**spec.client_extra, "client.id": spec.client_id}
         tx_id = f"{spec.group_id}-{spec.instance}" if self.transactional else None
         self.producer = Producer(clients.producer_config(spec.bootstrap_servers, spec.workload, extra, tx_id))
-        self.consumer = Consumer(clients.consumer_config(spec.bootstrap_servers, spec.workload, spec.group_id, extra,
-                                                          store_acknowledged=not self.transactional))
+        consumer_conf = clients.consumer_config(spec.bootstrap_servers, spec.workload, spec.group_id, extra,
+                                                store_acknowledged=not self.transactional)
+        self.consumer = Consumer(consumer_conf)
         self.outbox = _Outbox(self.producer, on_wait=self._alive)
         self.running = True
         self.ready = False
@@ -137,7 +138,6 @@ class Service:
         self._pending_restore: list[TopicPartition] = []
         self.unacked: deque[_Batch] = deque()
         self.owned: set[tuple[str, int]] = set()
-        consumer_conf = clients.consumer_config(spec.bootstrap_servers, spec.workload, spec.group_id, extra)
         # Transactions fence a zombie themselves (and commit consumed positions, so handing
         # messages back mid-transaction would skip them): the stall guard is for at-least-once.
         self.stall_s = math.inf if self.transactional else int(consumer_conf["session.timeout.ms"]) / 1000
@@ -241,6 +241,8 @@ class Service:
                 if batch:
                     batch += self.consumer.consume(BATCH_MAX - 1, 0)
                 if time.monotonic() - self.alive_at > self.stall_s:
+                    # Even with nothing fetched yet: the fetcher, woken too, would soon hand
+                    # over input from partitions that have already moved on.
                     self._rejoin()  # the batch is handed back unhandled
                     batch = []
                 self._step(batch)

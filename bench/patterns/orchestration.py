@@ -168,14 +168,14 @@ class Orchestrator:
 
     def restore(self, records, out: Outbox) -> None:
         state: dict[str, dict] = {}
-        ended: dict[str, dict] = {}  # orderId -> its terminal event on order-events
+        ended: dict[str, str] = {}  # orderId -> the status of its terminal event on order-events
         for topic, event in records:
             if topic == ev.SAGA_STATE:
                 state[event["orderId"]] = event  # the latest transition wins, as compaction keeps it
             elif event.get("status") in ev.TERMINAL:
-                ended.setdefault(event["orderId"], event)
-        for order_id, terminal in ended.items():
-            self.finished.put(order_id, terminal["status"])
+                ended.setdefault(event["orderId"], event["status"])
+        for order_id, status in ended.items():
+            self.finished.put(order_id, status)
         for order_id, saga in state.items():
             if order_id in ended:
                 continue

@@ -68,16 +68,16 @@ def test_broker_failover_on_three_nodes_loses_no_order(tmp_path, monkeypatch):
     assert s["faults"][0]["target"].startswith("broker ")
 
 
-def test_an_instance_paused_past_its_session_timeout_rejoins_and_applies_nothing_twice(bootstrap_servers, tmp_path):
-    # While payment-1 is stopped its partitions move to payment-0, which rebuilds its ledger
-    # from Kafka; on waking, payment-1 must hand back what it had fetched, not charge it again.
+def test_an_instance_paused_past_its_session_timeout_applies_nothing_twice_with_exactly_once(bootstrap_servers,
+                                                                                              tmp_path):
+    # While payment-1 is stopped its partitions move to payment-0. At-least-once cannot stop
+    # outputs already in payment-1's producer queue from going out when it wakes (it does hand
+    # back what it had fetched: the stall guard, tested below); transactions fence it.
     instances = {"order": 1, "payment": 2, "inventory": 1, "shipping": 1, "orchestrator": 1}
     w = workload(fault(instances, type="pause", at="5s", duration="8s", role="payment", instance=1),
-                 instances=instances, rate_per_s=500.0)
+                 instances=instances, rate_per_s=500.0, delivery="exactly-once")
     s = assert_nothing_lost(run(RunRequest(patterns.get("choreography"), w, bootstrap_servers, output=tmp_path / "r"),
                                 echo=lambda line: None))
-    # Whether the guard or librdkafka's own revoke wins on waking depends on timing; the
-    # guard itself is tested deterministically below.
     assert s["audit"]["duplicate_effects"] == 0
 
 
