@@ -18,11 +18,10 @@ def workload(*faults, **changes):
     return Workload(**{**settings, **changes}, faults=tuple(faults))
 
 
-def fault(instances=None, **spec):
+def fault(**spec):
     from bench.workload import parse_workload
 
-    return parse_workload({"name": "f", "duration": "16s", "warmup": "2s", "instances": instances or {},
-                           "faults": [spec]}).faults[0]
+    return parse_workload({"name": "f", "duration": "16s", "warmup": "2s", "faults": [spec]}).faults[0]
 
 
 def assert_nothing_lost(outcome):
@@ -66,19 +65,6 @@ def test_broker_failover_on_three_nodes_loses_no_order(tmp_path, monkeypatch):
                       echo=lambda line: None)
     s = assert_nothing_lost(outcome)
     assert s["faults"][0]["target"].startswith("broker ")
-
-
-def test_an_instance_paused_past_its_session_timeout_applies_nothing_twice_with_exactly_once(bootstrap_servers,
-                                                                                              tmp_path):
-    # While payment-1 is stopped its partitions move to payment-0. At-least-once cannot stop
-    # outputs already in payment-1's producer queue from going out when it wakes (it does hand
-    # back what it had fetched: the stall guard, tested below); transactions fence it.
-    instances = {"order": 1, "payment": 2, "inventory": 1, "shipping": 1, "orchestrator": 1}
-    w = workload(fault(instances, type="pause", at="5s", duration="8s", role="payment", instance=1),
-                 instances=instances, rate_per_s=500.0, delivery="exactly-once")
-    s = assert_nothing_lost(run(RunRequest(patterns.get("choreography"), w, bootstrap_servers, output=tmp_path / "r"),
-                                echo=lambda line: None))
-    assert s["audit"]["duplicate_effects"] == 0
 
 
 def test_the_stall_guard_hands_back_fetched_input_rejoins_and_applies_nothing_twice(bootstrap_servers):
