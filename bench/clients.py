@@ -98,11 +98,6 @@ def consumer_config(bootstrap_servers: str, workload: Workload, group_id: str, e
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed" if workload.delivery == "exactly-once" else "read_uncommitted",
     })
-    conf.setdefault("fetch.wait.max.ms", 100)
-    # A crashed instance's partitions wait this long for a rebalance; librdkafka's 45 s
-    # default would dominate every failure figure. 6 s is the broker's minimum.
-    conf.setdefault("session.timeout.ms", 6000)
-    conf.setdefault("heartbeat.interval.ms", 1500)
     conf["logger"] = _quiet_logger("consumer")
     return conf
 

@@ -17,12 +17,15 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from bench import arrivals, clients
+from bench import arrivals, clients, kafkastats
 from bench import events as ev
 from bench.recording import IntervalRecorder, summary_ms
 from bench.workload import Workload
 
 TERMINAL_POLL_S = 0.05
+TICK_S = 0.0005  # shortest sleep between bursts of sends
+FLUSH_MIN_S = 0.001  # librdkafka's flush timeout is in whole milliseconds
+BURST_MAX = 1000  # orders per burst, so a generator that fell behind still ticks each second
 
 
 @dataclass
@@ -124,8 +127,11 @@ class LoadGenerator:
         self.on_second = on_second
         self.on_start = on_start
         extra = {**(client_extra or {}), "client.id": "bench-load"}
-        self.producer = Producer(clients.producer_config(bootstrap_servers, workload, extra))
-        self.consumer_conf = clients.consumer_config(bootstrap_servers, workload, f"bench-load-{run_id}", extra)
+        self.batching = kafkastats.Batching()  # of its producer and its terminal-event consumer
+        self.producer = Producer({**clients.producer_config(bootstrap_servers, workload, extra),
+                                  **self.batching.conf("producer")})
+        self.consumer_conf = {**clients.consumer_config(bootstrap_servers, workload, f"bench-load-{run_id}", extra),
+                              **self.batching.conf("terminals")}
         self.stop_requested = threading.Event()
         self.send_failures = 0
         self.padding = "x" * workload.payload_bytes
@@ -158,31 +164,20 @@ class LoadGenerator:
         self.sent_this_second = self.finished_before = 0
 
         load_s = w.warmup_s + w.duration_s
-        offered_in_window = scheduled_in_window = 0
-        seq = 0
+        self.offered_in_window = self.scheduled_in_window = 0
+        self.seq = 0
+        offsets = arrivals.schedule(w.arrival, w.rate_per_s, w.seed)
+        next_offset = next(offsets)
         try:
-            for offset in arrivals.schedule(w.arrival, w.rate_per_s, w.seed):
-                if offset >= load_s or not self._wait_until(self.start_mono + offset):
+            while next_offset < load_s:
+                # Sleep once per tick at most: at high rates every order due by then goes out in
+                # one burst (each still records its own slip), at low rates one order per wake-up.
+                now_s = time.monotonic() - self.start_mono
+                target_s = next_offset if now_s >= next_offset else max(next_offset, now_s + TICK_S)
+                if not self._wait_until(self.start_mono + target_s):
                     break
-                seq += 1
-                order_id = f"{self.run_id}-{seq}"
-                t0_us = start_us + int(offset * 1e6)
-                event = {"orderId": order_id, "status": ev.CREATED, "t0_us": t0_us, "ts_us": ev.now_us(),
-                         "amount": 10 + seq % 90, "items": 1 + seq % 3}
-                if self.padding:
-                    event["padding"] = self.padding
-                with self.lock:
-                    self.started[order_id] = t0_us
-                self._produce(ev.encode(event), order_id)
-                sent_us = ev.now_us()
-                self.sent_this_second += 1
-                if measure_from_us <= t0_us < measure_until_us:
-                    scheduled_in_window += 1
-                    with self.lock:
-                        self.recorders["slip"].record_us(sent_us - t0_us)
-                if measure_from_us <= sent_us < measure_until_us:
-                    offered_in_window += 1
-                self.producer.poll(0)
+                next_offset = self._burst(offsets, next_offset, time.monotonic() - self.start_mono, load_s,
+                                          start_us, measure_from_us, measure_until_us)
             self.producer.flush(30)
             self._drain()
         finally:
@@ -194,11 +189,40 @@ class LoadGenerator:
         return LoadResult(
             started=self.started, outcomes=dict(self.terminals.outcomes), start_wall_s=self.start_wall_s,
             measure_start_s=measure_from_us / 1e6, measure_end_s=measure_until_us / 1e6,
-            offered_in_window=offered_in_window, scheduled_in_window=scheduled_in_window,
+            offered_in_window=self.offered_in_window, scheduled_in_window=self.scheduled_in_window,
             finished_in_window=self.terminals.finished_in_window, send_failures=self.send_failures,
             seconds=self.seconds, interrupted=self.stop_requested.is_set(),
             histograms={name: rec.total for name, rec in self.recorders.items()},
         )
+
+    def _burst(self, offsets, next_offset: float, now_s: float, load_s: float, start_us: int,
+               measure_from_us: int, measure_until_us: int) -> float:
+        """Send every order due by ``now_s``; returns the next order's intended offset."""
+        started, slip, produce, padding = self.started, self.recorders["slip"], self._produce, self.padding
+        with self.lock:
+            for _ in range(BURST_MAX):
+                if next_offset > now_s or next_offset >= load_s:
+                    break
+                self.seq += 1
+                seq = self.seq
+                order_id = f"{self.run_id}-{seq}"
+                t0_us = start_us + int(next_offset * 1e6)
+                event = {"orderId": order_id, "status": ev.CREATED, "t0_us": t0_us, "ts_us": ev.now_us(),
+                         "amount": 10 + seq % 90, "items": 1 + seq % 3}
+                if padding:
+                    event["padding"] = padding
+                started[order_id] = t0_us
+                produce(ev.encode(event), order_id)
+                sent_us = ev.now_us()
+                if measure_from_us <= t0_us < measure_until_us:
+                    self.scheduled_in_window += 1
+                    slip.record_us(sent_us - t0_us)
+                if measure_from_us <= sent_us < measure_until_us:
+                    self.offered_in_window += 1
+                self.sent_this_second += 1
+                next_offset = next(offsets)
+        self.producer.poll(0)
+        return next_offset
 
     def _wait_until(self, target_mono: float) -> bool:
         """Sleep until the intended start, ticking on each second boundary; False when stopped."""
@@ -208,7 +232,14 @@ class LoadGenerator:
                 self._tick()
             if now >= target_mono:
                 return not self.stop_requested.is_set()
-            time.sleep(min(target_mono, self.next_tick) - now)
+            gap = min(target_mono, self.next_tick) - now
+            if gap >= FLUSH_MIN_S and len(self.producer):
+                # A sleep long enough to wait for acknowledgements: send what is queued now rather
+                # than after linger.ms (flush returns as soon as it is acknowledged). Shorter gaps
+                # (high rates) leave batching to linger.ms.
+                self.producer.flush(gap)
+            else:
+                time.sleep(gap)
             if self.stop_requested.is_set():
                 return False
             now = time.monotonic()

@@ -7,7 +7,8 @@ whatever was measured is written, marked for what it is.
 from __future__ import annotations
 
 import contextlib
-import resource
+import os
+import time
 import signal
 import tempfile
 import uuid
@@ -18,8 +19,10 @@ from pathlib import Path
 import yaml
 
 from bench import audit as audit_mod
-from bench import clients, results, runtime, topics, validity
+from bench import clients, procstat, results, runtime, topics, validity
+from bench.cost import LOAD_GENERATOR, cost
 from bench.broker import dist, embedded
+from bench.broker.warmup import warm_up
 from bench.broker.errors import BrokerError
 from bench.faults import FaultContext, FaultInjector
 from bench.lag import LagProbe
@@ -28,7 +31,7 @@ from bench.patterns.base import Pattern
 from bench.recording import read_hlog, summary_ms, write_hgrm
 from bench.recovery import fault_figures
 from bench.steps import write_step_logs
-from bench.supervisor import Supervisor, cpu_seconds
+from bench.supervisor import Supervisor
 from bench.workload import Workload, WorkloadError
 
 AUDIT_TIMEOUT_S = 300.0
@@ -58,6 +61,7 @@ class _Broker:
     kafka_version: str | None
     jvm_pids: list[int]
     cluster: embedded.Cluster | None = None
+    warm_up_messages: int | None = None  # set when the run started this broker and warmed it up first
 
 
 def _nodes_needed(workload: Workload) -> int:
@@ -69,7 +73,9 @@ def _nodes_needed(workload: Workload) -> int:
 def _broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[_Broker]:
     """The cluster to run against; an embedded one is started for the run when none is running."""
     if request.bootstrap_servers:
-        yield _Broker(request.bootstrap_servers, None, [], embedded.running_at(request.bootstrap_servers))
+        ours = embedded.running_at(request.bootstrap_servers)  # then its CPU can be measured too
+        yield _Broker(request.bootstrap_servers, dist.KAFKA_VERSION if ours else None,
+                      [n.pid for n in ours.alive_nodes()] if ours else [], ours)
         return
     nodes = _nodes_needed(request.workload)
     cluster = embedded.running()
@@ -81,7 +87,11 @@ def _broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[_Broke
         return
     echo(f"starting the embedded Kafka ({nodes} node{'s' if nodes > 1 else ''}) for this run")
     with embedded.embedded(nodes=nodes) as cluster:
-        yield _Broker(cluster.bootstrap_servers, dist.KAFKA_VERSION, [n.pid for n in cluster.nodes], cluster)
+        began = time.monotonic()
+        sent = warm_up(cluster.bootstrap_servers)
+        echo(f"warmed the new broker up: {sent} messages in small requests, {time.monotonic() - began:.1f}s, discarded")
+        yield _Broker(cluster.bootstrap_servers, dist.KAFKA_VERSION, [n.pid for n in cluster.nodes], cluster,
+                      warm_up_messages=sent)
 
 
 @contextlib.contextmanager
@@ -104,7 +114,7 @@ def _interruptible(load: LoadGenerator, echo: Callable[[str], None]) -> Iterator
 
 def _jvm_cpu_s(pids: list[int]) -> float | None:
     """The broker's CPU seconds, when it is our embedded one (None for an external cluster)."""
-    used = [cpu_seconds(pid) for pid in pids]
+    used = [procstat.cpu_seconds(pid) for pid in pids]
     return None if not used or None in used else sum(used)
 
 
@@ -166,8 +176,7 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
             injector = FaultInjector(workload.faults, FaultContext(
                 supervisor, broker.bootstrap_servers, client_extra, broker.cluster, pattern.roles), 0.0, echo)
             load.on_start = lambda start_mono: _start_injector(injector, start_mono)
-            cpu_before = _jvm_cpu_s(broker.jvm_pids)
-            own_before = resource.getrusage(resource.RUSAGE_SELF)
+            before = _Usage.now(supervisor, broker)
             try:
                 with _interruptible(load, echo):
                     load_result = load.run()
@@ -175,7 +184,7 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
                 injector.finish()
             lag.stop()
             timeseries.close()
-            cpu = _cpu(supervisor, broker, cpu_before, own_before)
+            used = _Usage.now(supervisor, broker) - before
         finally:
             supervisor.stop()
         service_stats = supervisor.service_stats()
@@ -186,7 +195,9 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
         report = audit_mod.audit(records, load_result.started, pattern.name, workload.failures,
                                  pattern.consumed_topics())
         steps = write_step_logs(out, audit_mod.step_latencies(records, pattern.name), load_result)
-        summary = _summary(request, broker, load_result, report, steps, cpu, client_extra)
+        summary = _summary(request, broker, load_result, report, steps, used.cpu_s(), client_extra)
+        summary["cost"] = cost(len(load_result.started), used.seconds, used.processes, used.broker_s,
+                               {LOAD_GENERATOR: load.batching.counts(), **service_stats})
         summary["services"] = service_stats
         summary["faults"] = _fault_summaries(injector, load_result, report, service_stats, out)
         for name, hist in load_result.histograms.items():
@@ -213,18 +224,31 @@ def _fault_summaries(injector: FaultInjector, load: LoadResult, report, service_
     return [{**asdict(r), **fault_figures(r.at_s, r.end_s, load.seconds, intervals), **counts} for r in injector.records]
 
 
-def _cpu(supervisor: Supervisor, broker: _Broker, broker_before: float | None, own_before) -> dict:
-    """CPU seconds of this run only (a process may run several: sweeps, benchmark scripts)."""
-    now = resource.getrusage(resource.RUSAGE_SELF)
-    own = (now.ru_utime - own_before.ru_utime) + (now.ru_stime - own_before.ru_stime)
-    per_role = supervisor.cpu_seconds()
-    broker_now = _jvm_cpu_s(broker.jvm_pids)
-    return {
-        "load_generator": round(own, 2),
-        "services": {role: round(v, 2) for role, v in per_role.items()},
-        "harness_total": round(own + sum(per_role.values()), 2),
-        "broker": round(broker_now - broker_before, 2) if broker_now is not None and broker_before is not None else None,
-    }
+@dataclass
+class _Usage:
+    """CPU of every process of a run at one moment; the difference of two is what the load cost."""
+
+    seconds: float
+    processes: dict[str, procstat.Usage]  # the load generator (this process) and each role
+    broker_s: float | None  # None for a cluster that is not ours
+
+    @staticmethod
+    def now(supervisor: Supervisor, broker: _Broker) -> "_Usage":
+        own = procstat.usage(os.getpid()) or procstat.Usage()
+        return _Usage(time.monotonic(), {LOAD_GENERATOR: own, **supervisor.usage()}, _jvm_cpu_s(broker.jvm_pids))
+
+    def __sub__(self, before: "_Usage") -> "_Usage":
+        zero = procstat.Usage()
+        broker_s = None if self.broker_s is None or before.broker_s is None else self.broker_s - before.broker_s
+        return _Usage(self.seconds - before.seconds,
+                      {name: u - before.processes.get(name, zero) for name, u in self.processes.items()}, broker_s)
+
+    def cpu_s(self) -> dict:
+        services = {role: round(u.cpu_s, 2) for role, u in self.processes.items() if role != LOAD_GENERATOR}
+        own = self.processes[LOAD_GENERATOR].cpu_s
+        return {"load_generator": round(own, 2), "services": services,
+                "harness_total": round(own + sum(services.values()), 2),
+                "broker": None if self.broker_s is None else round(self.broker_s, 2)}
 
 
 def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, steps: dict, cpu: dict,
@@ -262,7 +286,11 @@ def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, ste
         "cpu_s": cpu,
         "timeline": {"start_wall_s": load.start_wall_s, "measure_start_s": load.measure_start_s,
                      "measure_end_s": load.measure_end_s},
-        "environment": {**results.environment(broker.kafka_version), "bootstrap_servers": broker.bootstrap_servers},
+        "environment": {**results.environment(broker.kafka_version), "bootstrap_servers": broker.bootstrap_servers,
+                        # A broker started by the run gets a discarded pre-load first; one already
+                        # running is used as it is (warm, or not, as earlier runs left it).
+                        "broker_started_by_run": broker.warm_up_messages is not None,
+                        "broker_warm_up_messages": broker.warm_up_messages},
         "config": _effective_config(request, broker, client_extra),
     }
 

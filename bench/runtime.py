@@ -1,8 +1,14 @@
 """The service runtime both patterns share: one consume-process-produce loop.
 
-Per batch: wait for the first message, take whatever else is already fetched
-(up to ``BATCH_MAX``), run the pattern's handler on each (plus the workload's
-processing time) and produce the outputs without flushing.
+Per wake-up: wait for the first message, take whatever else is already
+fetched (up to ``BATCH_MAX``), run the pattern's handler on each (plus the
+workload's processing time), produce the outputs and flush them. Flushing
+sends them at once, one request per partition, instead of after ``linger.ms``,
+and waits for their acknowledgements; the next batch is whatever arrived
+meanwhile. So the batch size follows the load: one message at a time and no
+linger wait at low rates, large batches and few requests at high rates. On
+these machines a request, and the wake-ups it causes, costs far more than the
+work on a message, so this decides what the harness costs per order.
 
 At-least-once: a batch's input offsets are stored only once every output it
 caused is acknowledged by the broker (delivery callbacks, in batch order), and
@@ -39,17 +45,20 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from bench import clients
+from bench import clients, kafkastats
 from bench import events as ev
 from bench.patterns.base import Handler, Pattern
 from bench.workload import Workload
 
 BATCH_MAX = 500
 POLL_S = 0.05
+FLUSH_TIMEOUT_S = 1.0
 COMMIT_INTERVAL_MS = clients.COMMIT_INTERVAL_MS
 TX_INTERVAL_S = 0.1
 RESTORE_TIMEOUT_S = 120.0
 STATS_PREFIX = "STATS "
+# What a service reports when it stops; the supervisor sums each over a role's instances.
+STATS_KEYS = ("processed", "dead_letters", "absorbed", "rejoins", *kafkastats.COUNTS)
 
 
 @dataclass(frozen=True)
@@ -127,10 +136,12 @@ class Service:
         self.transactional = spec.workload.delivery == "exactly-once"
         extra = {**spec.client_extra, "client.id": spec.client_id}
         tx_id = f"{spec.group_id}-{spec.instance}" if self.transactional else None
-        self.producer = Producer(clients.producer_config(spec.bootstrap_servers, spec.workload, extra, tx_id))
+        self.batching = kafkastats.Batching()
+        self.producer = Producer({**clients.producer_config(spec.bootstrap_servers, spec.workload, extra, tx_id),
+                                  **self.batching.conf("producer")})
         consumer_conf = clients.consumer_config(spec.bootstrap_servers, spec.workload, spec.group_id, extra,
                                                 store_acknowledged=not self.transactional)
-        self.consumer = Consumer(consumer_conf)
+        self.consumer = Consumer({**consumer_conf, **self.batching.conf("consumer")})
         self.outbox = _Outbox(self.producer, on_wait=self._alive)
         self.running = True
         self.ready = False
@@ -163,7 +174,7 @@ class Service:
     def stats(self) -> dict:
         return {"role": self.spec.role, "instance": self.spec.instance, "processed": self.processed,
                 "dead_letters": self.dead_letters, "absorbed": getattr(self.handler, "absorbed", 0),
-                "rejoins": self.rejoins}
+                "rejoins": self.rejoins, **self.batching.counts()}
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready = True
@@ -295,14 +306,23 @@ class Service:
                 time.sleep(self.processing_s + self.extra_s)
             self.handler.handle(msg.topic(), msg.partition(), event, self.outbox)
         self.handler.tick(time.monotonic(), self.outbox)
+        self._flush()
         if self.transactional:
             if time.monotonic() - self.tx_started >= TX_INTERVAL_S:
                 self._commit_transaction()
         else:
             if batch.offsets:
                 self.unacked.append(batch)
-            self.producer.poll(0)
             self._store_acknowledged()
+
+    def _flush(self) -> None:
+        """Send this wake-up's outputs now and wait for their acknowledgements (serving delivery
+        callbacks), at most FLUSH_TIMEOUT_S: what is still unacknowledged then goes on in the
+        background and is stored later."""
+        if len(self.producer):
+            self.producer.flush(FLUSH_TIMEOUT_S)
+        else:
+            self.producer.poll(0)  # statistics and error callbacks
 
     def _store_acknowledged(self) -> None:
         """Store offsets of the oldest batches whose outputs are all acknowledged, in order."""

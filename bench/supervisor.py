@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import procstat
 from bench.broker.errors import BrokerError
 
 READY_TIMEOUT_S = 60.0
@@ -37,22 +38,13 @@ def parent_watch() -> Callable[[], bool]:
     return lambda: os.getppid() == expected
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a live process (None when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Instance:
     role: str
     index: int
     process: subprocess.Popen
     log_path: Path
-    cpu_s_before: float = 0.0  # CPU of earlier incarnations of this instance (after restarts)
+    used_before: procstat.Usage = procstat.Usage()  # CPU of earlier incarnations of this instance (after restarts)
 
     @property
     def name(self) -> str:
@@ -83,7 +75,7 @@ class Supervisor:
             process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
                                        env=env, start_new_session=True)
         previous = self.instances.get(f"{role}-{index}")
-        instance = Instance(role, index, process, log_path, previous.cpu_s_before if previous else 0.0)
+        instance = Instance(role, index, process, log_path, previous.used_before if previous else procstat.Usage())
         self.instances[instance.name] = instance
         return instance
 
@@ -125,7 +117,7 @@ class Supervisor:
     def kill(self, name: str) -> None:
         """SIGKILL an instance (a crash), remembering the CPU it used."""
         inst = self.instances[name]
-        inst.cpu_s_before += cpu_seconds(inst.process.pid) or 0.0
+        inst.used_before += procstat.usage(inst.process.pid) or procstat.Usage()
         self.signal(name, signal.SIGKILL)
         inst.process.wait()
 
@@ -135,12 +127,12 @@ class Supervisor:
         self.wait_ready([new])
         return new
 
-    def cpu_seconds(self) -> dict[str, float]:
-        """CPU time (user + system) per role, summed over instances and their incarnations."""
-        per_role: dict[str, float] = {}
+    def usage(self) -> dict[str, procstat.Usage]:
+        """CPU and context switches per role, summed over instances and their incarnations."""
+        per_role: dict[str, procstat.Usage] = {}
         for inst in self.instances.values():
-            used = inst.cpu_s_before + (cpu_seconds(inst.process.pid) or 0.0 if inst.alive() else 0.0)
-            per_role[inst.role] = per_role.get(inst.role, 0.0) + used
+            now = (procstat.usage(inst.process.pid) if inst.alive() else None) or procstat.Usage()
+            per_role[inst.role] = per_role.get(inst.role, procstat.Usage()) + inst.used_before + now
         return per_role
 
     def service_stats(self) -> dict[str, dict]:
@@ -148,7 +140,7 @@ class Supervisor:
         STATS lines of every incarnation that exited cleanly (a SIGKILLed one writes none)."""
         import json
 
-        from bench.runtime import STATS_PREFIX
+        from bench.runtime import STATS_KEYS, STATS_PREFIX
 
         totals: dict[str, dict] = {}
         for inst in self.instances.values():
@@ -159,7 +151,7 @@ class Supervisor:
             for line in lines:
                 if line.startswith(STATS_PREFIX):
                     stats = json.loads(line[len(STATS_PREFIX):])
-                    role = totals.setdefault(inst.role, {"processed": 0, "dead_letters": 0, "absorbed": 0, "rejoins": 0})
+                    role = totals.setdefault(inst.role, dict.fromkeys(STATS_KEYS, 0))
                     for key in role:
                         role[key] += stats.get(key, 0)
         return totals

@@ -24,9 +24,14 @@ ROLES = ("order", "payment", "inventory", "shipping", "orchestrator")
 FAULT_TYPES = ("kill", "pause", "broker-kill", "poison", "duplicate", "slow")
 DELIVERIES = ("at-least-once", "exactly-once")
 ACKS = ("all", "-1", "0", "1")
-DEFAULT_CLIENT: Mapping[str, str | int | float | bool] = MappingProxyType(
-    {"linger.ms": 2, "compression.type": "none"}
-)
+# The client settings every process of a run shares; workloads/default.yaml says why each is so.
+DEFAULT_CLIENT: Mapping[str, str | int | float | bool] = MappingProxyType({
+    "linger.ms": 5,
+    "compression.type": "none",
+    "fetch.wait.max.ms": 100,
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 1500,
+})
 DEFAULT_FAILURES: Mapping[str, float] = MappingProxyType({"payment": 0.02, "inventory": 0.02, "shipping": 0.01})
 
 # YAML key -> field name, where they differ (fields carry their unit in the name).
@@ -105,7 +110,9 @@ class Workload:
     warmup_s: float = 10.0
     drain_s: float = 30.0  # max wait after load for in-flight orders to finish
     seed: int = 1
-    partitions: int = 6
+    # "auto": as many as the role with the most instances, so each instance owns one partition.
+    # More buy nothing on one broker: they split every batch, and so every request, that many ways.
+    partitions: int | str = "auto"
     replication_factor: int = 1
     min_insync_replicas: int = 1
     acks: str = "all"
@@ -120,19 +127,25 @@ class Workload:
     client: Mapping[str, str | int | float | bool] = dataclasses.field(default_factory=dict)
     faults: tuple[Fault, ...] = ()
     source: Path | None = None
+    partitions_auto: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _Validator(self).run()
 
     def with_overrides(self, **changes: Any) -> Workload:
         """A copy with fields replaced (field names, e.g. ``rate_per_s=5000``), validated again.
-        A mapping given here replaces the whole mapping; its missing keys take the defaults."""
+        A mapping given here replaces the whole mapping; its missing keys take the defaults.
+        Partitions left to "auto" follow changed instances."""
+        if self.partitions_auto and "partitions" not in changes:
+            changes["partitions"] = "auto"
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields, for summary.json."""
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
+            if not field.init:
+                continue
             value = getattr(self, field.name)
             if isinstance(value, Mapping):
                 value = dict(value)
@@ -154,11 +167,10 @@ class Workload:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # mappingproxy cannot be pickled (multiprocessing, deepcopy); rebuild from plain dicts.
-        args = tuple(
-            dict(value) if isinstance(value, Mapping) else value
-            for value in (getattr(self, field.name) for field in dataclasses.fields(self))
-        )
-        return (type(self), args)
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self) if field.init}
+        if self.partitions_auto:
+            values["partitions"] = "auto"
+        return (type(self), tuple(dict(v) if isinstance(v, Mapping) else v for v in values.values()))
 
 
 def load_workload(path: str | Path | None = None) -> Workload:
@@ -205,7 +217,8 @@ def parse_workload(raw: Any, source: str | Path | None = None) -> Workload:
 
 
 KNOWN_KEYS = tuple(
-    _KEY_OF_FIELD.get(field.name, field.name) for field in dataclasses.fields(Workload) if field.name != "source"
+    _KEY_OF_FIELD.get(field.name, field.name) for field in dataclasses.fields(Workload)
+    if field.init and field.name != "source"
 )
 
 
@@ -285,6 +298,10 @@ class _Validator:
             self.number(_KEY_OF_FIELD[field], getattr(w, field), positive=positive)
             self.set(field, float(getattr(w, field)))
         self.integer("seed", w.seed, minimum=0)
+        self.instances()
+        if w.partitions == "auto":
+            self.set("partitions", max(w.instances.values()))
+            self.set("partitions_auto", True)
         for field in ("partitions", "replication_factor", "min_insync_replicas"):
             self.integer(field, getattr(w, field), minimum=1)
         if w.min_insync_replicas > w.replication_factor:
@@ -300,7 +317,6 @@ class _Validator:
         self.choice("delivery", w.delivery, DELIVERIES)
         if w.delivery == "exactly-once" and w.acks not in ("all", "-1"):
             self.fail("acks", f"must be 'all' for delivery 'exactly-once', got {w.acks!r}")
-        self.instances()
         self.failures()
         self.processing()
         self.client()

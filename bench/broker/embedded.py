@@ -168,7 +168,12 @@ def server_properties(node_id: int, nodes: int, port: int, data_dir: Path) -> st
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """URL-safe base64 of a random UUID, never starting with "-" (a command line would read that
+    as an option; Kafka's own Uuid.randomUuid() draws again for the same reason)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _java_command(heap_mb: int, log_config: Path, main: str, *args: str) -> list[str]:
@@ -258,42 +263,49 @@ def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_
             (node_dir / "server.properties").write_text(server_properties(i + 1, nodes, port, node_dir))
             (node_dir / "log4j2.yaml").write_text(LOG4J2.format(log=node_dir / "server.log"))
             _format(node_dir, cluster_id, node_dir / "log4j2.yaml")
+        launched = []
         for i in range(nodes):
-            node = _launch(root / f"node-{i + 1}", i + 1, port + i, port + CONTROLLER_PORT_OFFSET + i, heap_mb)
+            node, proc = _launch(root / f"node-{i + 1}", i + 1, port + i, port + CONTROLLER_PORT_OFFSET + i, heap_mb)
             cluster.nodes.append(node)
+            launched.append(proc)
             cluster.save()
-        _wait_serving(cluster, timeout_s)
+        _wait_serving(cluster, launched, timeout_s)
     except BaseException:
         _kill(cluster)
         raise
     return cluster
 
 
-def _launch(node_dir: Path, node_id: int, port: int, controller_port: int, heap_mb: int) -> NodeInfo:
+def _launch(node_dir: Path, node_id: int, port: int, controller_port: int,
+            heap_mb: int) -> tuple[NodeInfo, subprocess.Popen]:
     out = open(node_dir / "kafka.out", "ab")
     cmd = _java_command(heap_mb, node_dir / "log4j2.yaml", "kafka.Kafka", str(node_dir / "server.properties"))
     # Own session: Ctrl-C in the terminal must not reach the JVM directly; we stop it ourselves.
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     out.close()
-    return NodeInfo(node_id, port, controller_port, proc.pid, str(node_dir))
+    return NodeInfo(node_id, port, controller_port, proc.pid, str(node_dir)), proc
 
 
 def restart_node(cluster: Cluster, node_id: int, heap_mb: int = 512) -> NodeInfo:
     """Start a stopped node again on its existing storage (used by failure tests)."""
     old = cluster.node(node_id)
-    node = _launch(Path(old.dir), node_id, old.port, old.controller_port, heap_mb)
+    node, _ = _launch(Path(old.dir), node_id, old.port, old.controller_port, heap_mb)
     cluster.nodes[cluster.nodes.index(old)] = node
     cluster.save()
     return node
 
 
-def _wait_serving(cluster: Cluster, timeout_s: float) -> None:
+def _wait_serving(cluster: Cluster, launched: list[subprocess.Popen], timeout_s: float) -> None:
+    # Whether a JVM we launched has exited is asked of its Popen, not of /proc: reading /proc while
+    # the Java launcher starts up once found no `kafka.Kafka` on a running JVM's command line, and
+    # the start then killed a healthy broker.
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for node in cluster.nodes:
-            if not _pid_is_ours(node.pid):
+        for node, proc in zip(cluster.nodes, launched):
+            if proc.poll() is not None:
                 raise BrokerError(
-                    f"Kafka node {node.node_id} exited during start; last lines of {node.log_path}:\n{_last_lines(node.log_path)}"
+                    f"Kafka node {node.node_id} exited during start (status {proc.returncode}); "
+                    f"last lines of {node.log_path}:\n{_last_lines(node.log_path)}"
                     f"\n{_last_lines(Path(node.dir) / 'kafka.out', 5)}"
                 )
         if _serving(cluster.bootstrap_servers, len(cluster.nodes)):

@@ -38,21 +38,26 @@ MAIN_CLASSES = {
 }
 
 
-def _exec(tool: str) -> None:
-    try:
-        dist.install()
-        java = dist.java_executable()
-    except BrokerError as exc:
-        print(f"{tool}: {exc}", file=sys.stderr)
-        sys.exit(1)
+def command(tool: str, args: list[str]) -> list[str]:
+    """The JVM command line that runs ``tool`` with ``args`` (installs Kafka's jars first if needed)."""
+    dist.install()
+    java = dist.java_executable()
     log_config = dist.dist_dir() / "tools-log4j2.yaml"
     if not log_config.exists():
         log_config.write_text(TOOLS_LOG4J2)
     # Short-lived admin tools start faster on the C1 compiler; the perf tools need C2.
     jit = [] if "perf-test" in tool or "latency" in tool else ["-XX:TieredStopAtLevel=1"]
-    argv = [java, "-Xmx256m", "-XX:+UseSerialGC", *jit,
-            f"-Dlog4j2.configurationFile={log_config}", "-cp", dist.classpath(), MAIN_CLASSES[tool], *sys.argv[1:]]
-    os.execv(java, argv)
+    return [java, "-Xmx256m", "-XX:+UseSerialGC", *jit,
+            f"-Dlog4j2.configurationFile={log_config}", "-cp", dist.classpath(), MAIN_CLASSES[tool], *args]
+
+
+def _exec(tool: str) -> None:
+    try:
+        argv = command(tool, sys.argv[1:])
+    except BrokerError as exc:
+        print(f"{tool}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    os.execv(argv[0], argv)
 
 
 def kafka_topics() -> None: _exec("kafka-topics")

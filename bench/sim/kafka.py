@@ -3,7 +3,8 @@
 A message is ``(event, t_s)``: the decoded event and the simulated time it was
 produced. Producers batch per topic-partition as librdkafka does with
 ``linger.ms``: the first message of a batch opens it, the batch leaves when the
-linger expires, and it reaches every subscribed group a *transport* delay later
+linger expires or the process flushes (a service after every batch it handles),
+and it reaches every subscribed group a *transport* delay later
 (drawn once per batch from the calibrated distribution: request, append,
 replication, fetch, poll wake-up). Each group hands a partition's messages to
 the instance that owns it; while a group rebalances, or a partition's leader is
@@ -12,6 +13,7 @@ down, its messages wait.
 from __future__ import annotations
 
 import bisect
+import math
 import zlib
 from collections import deque
 
@@ -167,21 +169,27 @@ class Cluster:
 
 
 class _Batch:
-    """One partition's batch in a producer; called by SimPy when it reaches the leader."""
+    """One partition's batch in a producer; called by SimPy when it reaches the leader (once: a
+    lingering batch that a flush sent early is also called when its linger would have ended)."""
 
-    __slots__ = ("cluster", "topic", "partition", "msgs", "close_s")
+    __slots__ = ("cluster", "topic", "partition", "msgs", "close_s", "sent")
 
     def __init__(self, cluster: Cluster, topic: str, partition: int, close_s: float) -> None:
         self.cluster, self.topic, self.partition, self.close_s = cluster, topic, partition, close_s
         self.msgs: list = []
+        self.sent = False
 
     def __call__(self, _event) -> None:
-        self.cluster.arrive(self.topic, self.partition, self.msgs)
+        if not self.sent:
+            self.sent = True
+            self.cluster.arrive(self.topic, self.partition, self.msgs)
 
 
 class Producer:
-    """One process's producer: a batch per topic-partition, sent ``linger_s`` after it opened;
-    its transport (and its wait for cores on a busy host) is drawn once for the whole batch."""
+    """One process's producer: a batch per topic-partition, sent ``linger_s`` after it opened or
+    when the process flushes, whichever is first (``linger_s`` infinite: only on a flush, as the
+    service runtime does after every batch it handles); its transport (and its wait for cores on
+    a busy host) is drawn once for the whole batch."""
 
     def __init__(self, env: simpy.Environment, cluster: Cluster, host: Host, linger_s: float,
                  extra_s: float = 0.0) -> None:
@@ -198,12 +206,24 @@ class Producer:
         batch = self.open.get(key)
         if batch is None or t_s >= batch.close_s:
             batch = self.open[key] = _Batch(self.cluster, topic, partition, t_s + self.linger_s)
-            delay = batch.close_s - self.env.now + next(self.cluster.transport) + self.extra_s
-            if self.host.wait_s:
-                delay += self.host.wait_s * next(self.cluster.transport.exponential)
-            delay += self.host.backlog_s
-            self.env.timeout(delay).callbacks.append(batch)
+            if self.linger_s != math.inf:
+                self._schedule(batch)
         batch.msgs.append(msg)
+
+    def flush(self, t_s: float) -> None:
+        """Send every open batch at ``t_s``."""
+        for batch in self.open.values():
+            if batch.close_s > t_s:
+                batch.close_s = t_s
+                self._schedule(batch)
+        self.open.clear()
+
+    def _schedule(self, batch: _Batch) -> None:
+        delay = batch.close_s - self.env.now + next(self.cluster.transport) + self.extra_s
+        if self.host.wait_s:
+            delay += self.host.wait_s * next(self.cluster.transport.exponential)
+        delay += self.host.backlog_s
+        self.env.timeout(delay).callbacks.append(batch)
 
 
 class Group:

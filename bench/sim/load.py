@@ -14,7 +14,7 @@ import simpy
 
 from bench import arrivals
 from bench import events as ev
-from bench.load import Second
+from bench.load import FLUSH_MIN_S, Second
 from bench.sim.kafka import Producer, partition_of
 from bench.workload import Workload
 
@@ -90,7 +90,7 @@ class LoadGenerator:
         w = self.workload
         schedule = arrivals.schedule(w.arrival, w.rate_per_s, w.seed)
         partitions = self.producer.cluster.partitions
-        send, started, slip = self.producer.send, self.started, self.slip
+        send, flush, started, slip = self.producer.send, self.producer.flush, self.started, self.slip
         pending = next(schedule)
         seq = 0
         finished_before = 0
@@ -118,6 +118,8 @@ class LoadGenerator:
                     self.offered_in_window += 1
                 sent += 1
                 pending = next(schedule)
+                if pending - sent_s >= FLUSH_MIN_S:
+                    flush(sent_s)  # as the real generator does when it has a millisecond to wait
             self.on_cpu(sent, 1.0 / CHUNKS_PER_TICK)
             sent_this_second += sent
             yield self.env.timeout(horizon - self.env.now)

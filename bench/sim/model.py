@@ -9,6 +9,8 @@ the same inputs give the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import math
+
 import numpy as np
 import orjson
 import simpy
@@ -133,7 +135,7 @@ class World:
         w, profile, pattern = self.scenario.workload, self.scenario.profile, self.scenario.pattern
         host = self.hosts[f"{role}-{index}"]
         extra_s = profile.network_rtt_us / 1e6 if self.scenario.placement == "spread" else 0.0
-        producer = Producer(self.env, self.cluster, host, self.linger_s, extra_s)
+        producer = Producer(self.env, self.cluster, host, math.inf, extra_s)  # flushed after each batch
         outbox = SimOutbox(pattern.name, self.cluster, producer, self.steps, self.samples)
         handler = pattern.handler(role, w)
         ticks = type(handler).tick is not Stateless.tick

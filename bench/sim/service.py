@@ -104,6 +104,7 @@ class SimOutbox:
         self.step_of = STEP_OF.get(pattern)  # None: a reader that produces nothing measured
         self.cluster = cluster
         self.send = producer.send
+        self.flush = producer.flush
         self.steps = steps
         self.samples = samples if samples is not None else {}
         self.t = 0.0  # simulated time of the handler's work
@@ -211,6 +212,7 @@ class Instance:
         self.outbox.source, self.outbox.t = None, start + len(records) * self.costs.in_s
         self.outbox.cost_out = self.costs.out_s
         self.handler.restore(records, self.outbox)
+        self.outbox.flush(self.outbox.t)
         self.stalled_until = self.outbox.t
 
     def revoke(self) -> list[tuple[str, int, list]]:
@@ -289,6 +291,11 @@ class Instance:
         self.host.charge(self.role, taken * costs.cpu_in_s + emitted * costs.cpu_out_s + costs.cpu_batch_s * wake)
         if self.replays and t - self.committed_at >= COMMIT_INTERVAL_S:
             self.uncommitted, self.committed_at = [], t
+        if emitted:
+            # The runtime flushes after each batch and waits for the acknowledgements (taken as
+            # one transport delay) before it takes the next: what arrives meanwhile is that batch.
+            outbox.flush(t)
+            t += next(outbox.cluster.transport)
         env.timeout(t - now).callbacks.append(self._run)
 
     def _ticker(self):
@@ -299,3 +306,4 @@ class Instance:
                 self.outbox.source, self.outbox.t = None, self.env.now
                 self.outbox.cost_out = self.costs.out_s
                 self.handler.tick(self.env.now, self.outbox)
+                self.outbox.flush(self.outbox.t)

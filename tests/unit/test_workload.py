@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.workload import (
+    DEFAULT_CLIENT,
     DEFAULT_WORKLOAD,
     KNOWN_KEYS,
     ROLES,
@@ -16,6 +17,7 @@ from bench.workload import (
     WorkloadError,
     load_workload,
     parse_duration,
+    parse_workload,
 )
 
 SHIPPED = sorted(DEFAULT_WORKLOAD.parent.glob("*.yaml"))
@@ -40,14 +42,25 @@ def error_of(tmp_path: Path, text: str) -> str:
 def test_defaults():
     w = Workload(name="w")
     assert (w.arrival, w.rate_per_s, w.duration_s, w.warmup_s, w.drain_s, w.seed) == ("poisson", 1000.0, 60.0, 10.0, 30.0, 1)
-    assert (w.partitions, w.replication_factor, w.min_insync_replicas, w.acks) == (6, 1, 1, "all")
+    assert (w.partitions, w.replication_factor, w.min_insync_replicas, w.acks) == (1, 1, 1, "all")
     assert dict(w.instances) == dict.fromkeys(ROLES, 1)
     assert dict(w.failures) == {"payment": 0.02, "inventory": 0.02, "shipping": 0.01}
     assert dict(w.processing_s) == dict.fromkeys(ROLES, 0.0)
     assert (w.payload_bytes, w.step_timeout_s, w.step_retries) == (0, 5.0, 2)
     assert (w.delivery, w.latency_bound_p99_s) == ("at-least-once", 0.5)
-    assert dict(w.client) == {"linger.ms": 2, "compression.type": "none"}
+    assert dict(w.client) == {"linger.ms": 5, "compression.type": "none", "fetch.wait.max.ms": 100,
+                              "session.timeout.ms": 6000, "heartbeat.interval.ms": 1500}
     assert w.faults == () and w.source is None
+
+
+def test_auto_partitions_follow_the_most_instances():
+    w = Workload(name="w", instances={"payment": 3})
+    assert w.partitions == 3
+    assert w.with_overrides(instances={"inventory": 4}).partitions == 4
+    assert w.with_overrides(partitions=2).partitions == 2
+    assert Workload(name="w", partitions=6, instances={"payment": 3}).with_overrides(instances={}).partitions == 6
+    assert pickle.loads(pickle.dumps(w)).with_overrides(instances={}).partitions == 1
+    assert parse_workload(w.to_source()).partitions == 3  # what the services are handed
 
 
 def test_default_file_spells_out_the_builtin_defaults():
@@ -96,7 +109,7 @@ faults:
     assert w.instances["payment"] == 3 and w.instances["order"] == 1
     assert dict(w.failures) == {"payment": 0.02, "inventory": 0.02, "shipping": 0.0}
     assert w.processing_s["payment"] == pytest.approx(0.002)
-    assert dict(w.client) == {"linger.ms": 5, "compression.type": "none", "enable.idempotence": True}
+    assert dict(w.client) == {**DEFAULT_CLIENT, "linger.ms": 5, "enable.idempotence": True}
     assert w.faults[0] == Fault(type="kill", at_s=30.0, role="payment", instance=2)
     assert w.faults[1].duration_s == 5.0 and w.faults[1].count == 2
     assert w.faults[2].delay_s == pytest.approx(0.25) and w.faults[2].topic == "payment-events"
