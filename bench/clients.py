@@ -41,18 +41,54 @@ def read_properties(path: str | Path) -> dict[str, str]:
     """Read a Java-style ``key=value`` properties file (as Kafka's tools take) for librdkafka."""
     props: dict[str, str] = {}
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read client properties ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save the properties file as UTF-8") from None
     for number, line in enumerate(lines, 1):
         line = line.strip()
         if not line or line.startswith(("#", "!")):
             continue
         sep = min((i for i in (line.find("="), line.find(":")) if i > 0), default=-1)
         if sep < 0:
-            raise ConfigError(f"{path}:{number}: expected key=value, got {line!r}")
-        props[line[:sep].strip()] = line[sep + 1:].strip()
+            # The line is not echoed: it may be a credential that lost its key.
+            raise ConfigError(f"{path}:{number}: expected key=value")
+        key = line[:sep].strip()
+        if key in JAVA_ONLY:
+            raise ConfigError(f"{path}:{number}: {key} is a Java client property; librdkafka takes {JAVA_ONLY[key]}")
+        props[key] = line[sep + 1:].strip()
     return props
+
+
+# Properties of Kafka's Java clients that librdkafka does not have, and what it takes instead.
+JAVA_ONLY = {
+    "sasl.jaas.config": "sasl.username and sasl.password (with sasl.mechanism)",
+    "ssl.truststore.location": "ssl.ca.location (a PEM file)",
+    "ssl.truststore.password": "ssl.ca.location (a PEM file, no password)",
+    "ssl.truststore.type": "ssl.ca.location (a PEM file)",
+    "key.serializer": "nothing: bench serializes itself",
+    "value.serializer": "nothing: bench serializes itself",
+    "key.deserializer": "nothing: bench deserializes itself",
+    "value.deserializer": "nothing: bench deserializes itself",
+}
+
+
+def check(workload: Workload, extra: Mapping[str, str], source: str) -> None:
+    """Have librdkafka read every producer and consumer property before anything touches a
+    broker: a property it does not know or a value it rejects is one ConfigError line."""
+    from confluent_kafka import Consumer, KafkaException, Producer
+
+    nowhere = "127.0.0.1:1"  # clients are built, never used
+    for kind, build in (("producer", lambda: Producer(producer_config(nowhere, workload, extra))),
+                        ("consumer", lambda: Consumer(consumer_config(nowhere, workload, "bench-check", extra)))):
+        try:
+            client = build()
+        except (KafkaException, ValueError, TypeError) as exc:
+            detail = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+            raise ConfigError(f"{source}: librdkafka rejects the {kind} settings: {detail}") from None
+        if kind == "consumer":
+            client.close()
 
 
 def _quiet_logger(name: str) -> logging.Logger:

@@ -135,6 +135,7 @@ class LoadGenerator:
         self.stop_requested = threading.Event()
         self.send_failures = 0
         self.padding = "x" * workload.payload_bytes
+        self.on_delivery = self._delivered  # bound once, not per order
 
     def stop(self) -> None:
         self.stop_requested.set()
@@ -262,7 +263,7 @@ class LoadGenerator:
     def _produce(self, value: bytes, key: str) -> None:
         while True:
             try:
-                self.producer.produce(ev.ORDER_CREATED, value, key, on_delivery=self._delivered)
+                self.producer.produce(ev.ORDER_CREATED, value, key, on_delivery=self.on_delivery)
                 return
             except BufferError:
                 self.producer.poll(0.005)

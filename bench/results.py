@@ -40,6 +40,12 @@ SECRET_KEYS = (
     "*token*",
     "ssl.key.pem",
     "basic.auth.user.info",
+    "*passphrase*",
+    "*private.key*",
+    "sasl.oauthbearer.config",
+    "sasl.oauthbearer.extensions",
+    "*jaas*",
+    "*credential*",
 )
 
 _REPO = Path(__file__).resolve().parent.parent

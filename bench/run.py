@@ -143,6 +143,7 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
     workload, pattern = request.workload, request.pattern
     check_faults(workload, pattern)
     client_extra = clients.read_properties(request.kafka_config) if request.kafka_config else {}
+    clients.check(workload, client_extra, str(request.kafka_config or workload.source or "the workload's client settings"))
     run_id = uuid.uuid4().hex[:8]
     with _broker(request, echo) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
         admin = topics.admin(clients.admin_config(broker.bootstrap_servers, client_extra))

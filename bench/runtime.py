@@ -83,12 +83,13 @@ class ServiceSpec:
 class _Batch:
     """Input offsets to store once all ``pending`` outputs of the batch are acknowledged."""
 
-    __slots__ = ("offsets", "pending", "failed")
+    __slots__ = ("offsets", "pending", "failed", "callback")
 
     def __init__(self) -> None:
         self.offsets: dict[tuple[str, int], int] = {}
         self.pending = 0
         self.failed = False
+        self.callback = self.delivered  # one bound method per batch, not one per output
 
     def delivered(self, err, msg) -> None:
         self.pending -= 1
@@ -108,7 +109,7 @@ class _Outbox:
 
     def send(self, topic: str, value: bytes, key, headers=None) -> None:
         batch = self.batch
-        callback = batch.delivered if batch is not None else None
+        callback = batch.callback if batch is not None else None
         while True:
             try:
                 self.producer.produce(topic, value, key, headers=headers, on_delivery=callback)

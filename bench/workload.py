@@ -185,6 +185,8 @@ def load_workload(path: str | Path | None = None) -> Workload:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise WorkloadError(f"{path}: cannot read workload: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise WorkloadError(f"{path}: not UTF-8 text (byte {err.start}): save the workload as UTF-8") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:

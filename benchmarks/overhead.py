@@ -1,6 +1,6 @@
 """What the harness costs, against the floor of the client library, in one run on one broker.
 
-    python benchmarks/overhead.py [--rates 200,1000,5000] [--duration 20s] [--warmup 5s]
+    python benchmarks/overhead.py [--rates 200,1000,5000] [--duration 20s] [--warmup 5s] [--workloads default,...]
     python benchmarks/overhead.py --load-only --rates 50000      # the load generator alone
 
 Starts a fresh embedded broker on port 29192 (or uses --bootstrap-servers), then prints:
@@ -9,7 +9,7 @@ Starts a fresh embedded broker on port 29192 (or uses --bootstrap-servers), then
    full batching, whose process CPU per message is F; the same relay fed open-loop at
    the per-topic rates the patterns run at (``--relay-rates``), flushing per batch as
    the runtime does;
-2. each pattern at each rate on the default workload: CPU per order by process (main
+2. each pattern at each rate on each workload (default: workloads/default.yaml): CPU per order by process (main
    thread and library threads apart), the broker's, the total in units of F, cores busy,
    wake-ups (context switches) per second, messages per produce request and per fetch.
 
@@ -113,8 +113,9 @@ def _feed(producer, topic: str, count: int, rate: float) -> None:
     producer.flush(30)
 
 
-def pattern_runs(bootstrap: str, names: list[str], rates: list[float], duration_s: float, warmup_s: float,
-                 results: Path) -> list[dict]:
+def pattern_runs(bootstrap: str, names: list[str], workloads: list[str], rates: list[float], duration_s: float,
+                 warmup_s: float, results: Path) -> list[dict]:
+    """Each pattern on each workload at each rate, the workloads interleaved at every rate."""
     from bench import patterns
     from bench.run import RunRequest, run
     from bench.workload import load_workload
@@ -122,10 +123,14 @@ def pattern_runs(bootstrap: str, names: list[str], rates: list[float], duration_
     rows = []
     for rate in rates:
         for name in names:
-            workload = load_workload().with_overrides(rate_per_s=rate, duration_s=duration_s, warmup_s=warmup_s)
-            click.echo(f"--- {name} at {rate:g}/s", err=True)
-            outcome = run(RunRequest(patterns.get(name), workload, bootstrap, results_base=results), echo=lambda _: None)
-            rows.append({"pattern": name, "rate": rate, "summary": outcome.summary, "dir": str(outcome.directory)})
+            for workload_name in workloads:
+                workload = load_workload(ROOT / "workloads" / f"{workload_name}.yaml").with_overrides(
+                    rate_per_s=rate, duration_s=duration_s, warmup_s=warmup_s)
+                click.echo(f"--- {name} at {rate:g}/s, {workload_name}", err=True)
+                outcome = run(RunRequest(patterns.get(name), workload, bootstrap, results_base=results),
+                              echo=lambda _: None)
+                rows.append({"pattern": name, "workload": workload_name, "rate": rate, "summary": outcome.summary,
+                             "dir": str(outcome.directory)})
     return rows
 
 
@@ -165,7 +170,7 @@ def _print_floors(perf: dict, full: dict, at_rates: list[tuple[float, dict]]) ->
 
 
 def _print_patterns(rows: list[dict], f_us: float | None) -> None:
-    header = ("pattern", "rate/s", "valid", "p50 ms", "p99 ms", "harness us/order", "broker", "total", "total F",
+    header = ("pattern", "workload", "rate/s", "valid", "p50 ms", "p99 ms", "harness us/order", "broker", "total", "total F",
               "cores", "switches/s", "msgs/produce", "msgs/fetch")
     table = []
     for row in rows:
@@ -174,7 +179,7 @@ def _print_patterns(rows: list[dict], f_us: float | None) -> None:
         u = c["cpu_us_per_order"]
         e2e = s["latency_ms"]["e2e"]
         fmt = lambda v, spec=".1f": "-" if v is None else format(v, spec)
-        table.append((row["pattern"], f"{row['rate']:g}", "yes" if s["valid"] else "NO", fmt(e2e["p50"]), fmt(e2e["p99"]),
+        table.append((row["pattern"], row["workload"], f"{row['rate']:g}", "yes" if s["valid"] else "NO", fmt(e2e["p50"]), fmt(e2e["p99"]),
                       fmt(u["harness"], ".0f"), fmt(u["broker"], ".0f"), fmt(u["total"], ".0f"),
                       fmt(u["total"] / f_us if u["total"] is not None and f_us else None),
                       fmt(c["cores_busy"], ".2f"), str(sum(v for v in c["switches_per_s"].values() if v)),
@@ -187,12 +192,15 @@ def _print_patterns(rows: list[dict], f_us: float | None) -> None:
     for row in rows:
         u = row["summary"]["cost"]["cpu_us_per_order"]
         parts = [f"{name} {v['main']:.0f}+{v['library']:.0f}" for name, v in u.items() if isinstance(v, dict)]
-        click.echo(f"  {row['pattern']:<13} {row['rate']:>6g}/s  " + ", ".join(parts) + f"   ({row['dir']})")
+        click.echo(f"  {row['pattern']:<13} {row['workload']:<22} {row['rate']:>6g}/s  " + ", ".join(parts)
+                   + f"   ({row['dir']})")
 
 
 @click.command()
 @click.option("--rates", default="200,1000,5000", show_default=True, help="Orders/s, comma-separated.")
 @click.option("--patterns", "pattern_names", default="choreography,orchestration", show_default=True)
+@click.option("--workloads", "workload_names", default="default", show_default=True,
+              help="Workload files in workloads/ (names without .yaml), comma-separated, interleaved.")
 @click.option("--duration", default="20s", show_default=True)
 @click.option("--warmup", default="5s", show_default=True)
 @click.option("--relay-rates", default="1000,5000", show_default=True, help="Msg/s the open-loop relay floor is fed at.")
@@ -202,7 +210,7 @@ def _print_patterns(rows: list[dict], f_us: float | None) -> None:
 @click.option("--bootstrap-servers", default=None, help="Use this cluster instead of a fresh embedded broker "
               "(broker CPU is only measured for an embedded one).")
 @click.option("--results", type=click.Path(file_okay=False), default=str(ROOT / "results" / "overhead"), show_default=True)
-def main(rates, pattern_names, duration, warmup, relay_rates, relay_messages, skip_floors, load_only, bootstrap_servers,
+def main(rates, pattern_names, workload_names, duration, warmup, relay_rates, relay_messages, skip_floors, load_only, bootstrap_servers,
          results):
     if not bootstrap_servers:
         os.environ["BENCH_BROKER_DIR"] = tempfile.mkdtemp(prefix="bench-overhead-broker-")
@@ -221,8 +229,8 @@ def main(rates, pattern_names, duration, warmup, relay_rates, relay_messages, sk
             perf = perf_test(bootstrap, cluster, 1_000_000)
             full = relay(bootstrap, cluster, relay_messages, None)
             at_rates = [(float(r), relay(bootstrap, cluster, int(float(r) * 10), float(r))) for r in relay_rates.split(",")]
-        rows = pattern_runs(bootstrap, pattern_names.split(","), rate_list, parse_duration(duration),
-                            parse_duration(warmup), Path(results))
+        rows = pattern_runs(bootstrap, pattern_names.split(","), workload_names.split(","), rate_list,
+                            parse_duration(duration), parse_duration(warmup), Path(results))
         if not skip_floors:
             f_us = _print_floors(perf, full, at_rates)
         _print_patterns(rows, f_us)

@@ -47,4 +47,17 @@ def headline(s: dict) -> str:
             f"  e2e ms  p50 {fmt(e2e['p50'])}  p90 {fmt(e2e['p90'])}  p99 {fmt(e2e['p99'])}  p99.9 {fmt(e2e['p999'])}  max {fmt(e2e['max'])}\n"
             f"  orders  started {orders['started']}  completed {orders['completed']}  cancelled {orders['cancelled']}  "
             f"lost {orders['lost']}  stuck {orders['stuck']}  duplicates {orders['duplicates']}  inconsistent {orders['inconsistent']}\n"
-            f"  messages/order {s['messages_per_order']}  bytes/order {s['bytes_per_order']}  harness CPU {s['cpu_s']['harness_total']}s  broker CPU {fmt(s['cpu_s']['broker'])}s")
+            f"  messages/order {s['messages_per_order']}  bytes/order {s['bytes_per_order']}  harness CPU {s['cpu_s']['harness_total']}s  broker CPU {fmt(s['cpu_s']['broker'])}s"
+            + _cost_line(s.get("cost")))
+
+
+def _cost_line(cost: dict | None) -> str:
+    """CPU per order and batching (simulated runs and older result directories have no cost block)."""
+    if not cost:
+        return ""
+    us, batching = cost["cpu_us_per_order"], cost["batching"]["all"]
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)
+    return (f"\n  cost    CPU us/order harness {fmt(us['harness'], '.0f')}  broker {fmt(us['broker'], '.0f')}  "
+            f"total {fmt(us['total'], '.0f')}  cores busy {fmt(cost['cores_busy'], '.2f')}  "
+            f"messages/produce request {fmt(batching['messages_per_produce_request'], '.1f')}  "
+            f"messages/fetch {fmt(batching['messages_per_fetch'], '.1f')}")

@@ -534,7 +534,7 @@ def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:
             "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "bootstrap_servers": request.bootstrap_servers,
             "workload": w.name,
-            "client": dict(w.client),
+            "client": results.redact(dict(w.client)),  # a workload may carry credentials
             "acks": w.acks,
             "partitions": w.partitions,
             "quick": request.quick,

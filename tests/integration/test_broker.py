@@ -44,3 +44,12 @@ def test_missing_java_says_what_to_install(monkeypatch):
 def test_stop_with_nothing_running_is_not_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_BROKER_DIR", str(tmp_path))
     assert embedded.stop() is None
+
+
+def test_warm_up_sends_many_small_requests_and_leaves_no_topic(bootstrap_servers):
+    from bench.broker.warmup import TOPIC, warm_up
+
+    sent = warm_up(bootstrap_servers, duration_s=1.0)
+    assert sent > 200  # a flush per few messages: hundreds of produce and fetch requests in a second
+    assert TOPIC not in AdminClient({"bootstrap.servers": bootstrap_servers}).list_topics(timeout=10).topics
+

@@ -46,6 +46,18 @@ def test_every_order_finishes_with_compensations_and_a_clean_audit(bootstrap_ser
     assert s["messages_per_order"] > (8 if pattern == "orchestration" else 4)
     assert set(s["latency_ms"]["steps"]) >= {"payment", "inventory", "shipping", "refund", "release"}
 
+    # What the run cost: every process's CPU per order, split by thread, and how each client batched.
+    cost = s["cost"]
+    assert cost["orders"] == orders["started"]
+    roles = set(patterns.get(pattern).roles)
+    assert set(cost["cpu_us_per_order"]) == roles | {"load_generator", "harness", "broker", "total"}
+    for name in roles | {"load_generator"}:
+        assert cost["cpu_us_per_order"][name]["main"] > 0 and cost["cpu_us_per_order"][name]["library"] > 0, name
+        assert cost["switches_per_s"][name] > 0, name
+        assert cost["batching"][name]["messages_per_produce_request"] >= 1.0, name
+        assert cost["batching"][name]["messages_per_fetch"] > 0, name
+    assert s["services"][next(iter(roles))]["produce_requests"] > 0
+
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["schema_version"] == 1 and on_disk["pattern"] == pattern
     for path in out.rglob("*"):

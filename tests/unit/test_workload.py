@@ -240,3 +240,11 @@ def test_to_dict_is_plain_json():
     d = Workload(name="w", faults=(Fault(type="broker-kill", at_s=3.0),)).to_dict()
     assert json.loads(json.dumps(d)) == d
     assert d["rate_per_s"] == 1000.0 and d["faults"][0]["type"] == "broker-kill" and d["source"] is None
+
+
+def test_a_workload_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(WorkloadError) as err:
+        load_workload(path)
+    assert str(err.value) == f"{path}: not UTF-8 text (byte 9): save the workload as UTF-8"
