@@ -351,14 +351,29 @@ def default_output(base: str | Path = "results", now: datetime | None = None) ->
     return Path(base) / f"report-{stamp}.html"
 
 
+def _check_output(output: Path) -> None:
+    """A report is an .html file, and never replaces a file that is not an earlier report
+    (`--output results/x/summary.json` would have overwritten a run's summary)."""
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise ResultsError(f"--output {output}: a report is an .html file; name one, e.g. {output.with_suffix('.html')}")
+    if output.exists():
+        try:
+            ours = output.read_bytes()[:200].startswith(b"<!DOCTYPE html>") and b"bench report" in output.read_bytes()[:400]
+        except OSError:
+            ours = False
+        if not ours:
+            raise ResultsError(f"--output {output}: the file exists and is not a bench report; choose another path")
+
+
 def write_report(dirs: Sequence[str | Path], output: str | Path | None = None) -> tuple[Path, list[Path]]:
     """Write the HTML report of ``dirs`` and one PNG per chart beside it (``<stem>-<chart>.png``).
     Returns the HTML path and the PNG paths. Raises ResultsError for a directory it cannot use."""
     if not dirs:
         raise ResultsError("report needs at least one result directory")
+    output = Path(output) if output is not None else default_output()
+    _check_output(output)
     results = [Result.load(d) for d in dirs]
     charts = [make(results) for make in CHARTS]
-    output = Path(output) if output is not None else default_output()
     output.parent.mkdir(parents=True, exist_ok=True)
     pngs = []
     for chart in charts:

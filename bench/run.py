@@ -96,8 +96,8 @@ def _broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[_Broke
 
 @contextlib.contextmanager
 def _interruptible(load: LoadGenerator, echo: Callable[[str], None]) -> Iterator[None]:
-    """First Ctrl-C stops the load and lets the run drain and write results; a second aborts."""
-    previous = signal.getsignal(signal.SIGINT)
+    """First Ctrl-C (or SIGTERM) stops the load and lets the run drain and write results; a second aborts."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def on_interrupt(signum, frame):
         if load.stop_requested.is_set():
@@ -105,11 +105,13 @@ def _interruptible(load: LoadGenerator, echo: Callable[[str], None]) -> Iterator
         echo("interrupted: stopping load, draining briefly, writing results (Ctrl-C again to abort)")
         load.stop()
 
-    signal.signal(signal.SIGINT, on_interrupt)
+    for sig in previous:
+        signal.signal(sig, on_interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _jvm_cpu_s(pids: list[int]) -> float | None:

@@ -1,9 +1,9 @@
 """Service instances as OS processes: spawn, wait until ready, measure, kill, restart, stop.
 
-Each instance is ``python -m bench serve ...`` in its own session (a Ctrl-C in
-the terminal reaches only the harness, which then stops the services in order)
-and stops by itself when the harness that spawned it is gone, so no run
-leaves orphans behind.
+Each instance is ``python -m bench serve ...`` in its own process group (a
+Ctrl-C in the terminal reaches only the harness, which then stops the services
+in order) and stops by itself when the harness that spawned it is gone, so no
+run leaves orphans behind.
 """
 from __future__ import annotations
 
@@ -72,8 +72,11 @@ class Supervisor:
         cmd = [sys.executable, "-m", "bench", "serve", *self.serve_args, "--role", role, "--instance", str(index)]
         env = {**os.environ, PARENT_ENV: str(os.getpid())}
         with open(log_path, "ab") as log:
+            # Its own process group, in the harness's session: a Ctrl-C in the terminal reaches only the
+            # harness, and if the harness dies the group is orphaned, so the kernel sends a stopped
+            # (paused) instance SIGHUP and SIGCONT instead of leaving it stopped for ever.
             process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                                       env=env, start_new_session=True)
+                                       env=env, process_group=0)
         previous = self.instances.get(f"{role}-{index}")
         instance = Instance(role, index, process, log_path, previous.used_before if previous else procstat.Usage())
         self.instances[instance.name] = instance

@@ -55,6 +55,8 @@ _FLOAT_FIELDS = (
     ("step_timeout_s", True),
     ("latency_bound_p99_s", True),
 )
+MAX_PAYLOAD_BYTES = 900_000  # padding, leaving room for the event's other fields under 1 MB
+MAX_RATE_PER_S = 1_000_000.0  # beyond, the arrival gaps fall below the clock's resolution
 FAULT_KEYS = ("type", "at", "duration", "role", "instance", "count", "topic", "delay")
 
 _SECONDS_PER_UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -315,6 +317,14 @@ class _Validator:
         self.set("acks", str(w.acks) if _is_int(w.acks) else w.acks)
         self.choice("acks", w.acks, ACKS)
         self.integer("payload_bytes", w.payload_bytes, minimum=0)
+        if w.payload_bytes > MAX_PAYLOAD_BYTES:
+            self.fail("payload_bytes", f"({w.payload_bytes}) must be at most {MAX_PAYLOAD_BYTES}: a larger order-created "
+                      "event passes librdkafka's and the broker's default message.max.bytes (1 MB)")
+        if w.rate_per_s > MAX_RATE_PER_S:
+            self.fail("rate", f"({w.rate_per_s:g}/s) must be at most {MAX_RATE_PER_S:g}/s")
+        if w.rate_per_s * w.duration_s < 1:
+            self.fail("rate", f"({w.rate_per_s:g}/s) starts no order in a {w.duration_s:g}s measurement: "
+                      "raise the rate or the duration")
         self.integer("step_retries", w.step_retries, minimum=0)
         self.choice("delivery", w.delivery, DELIVERIES)
         if w.delivery == "exactly-once" and w.acks not in ("all", "-1"):

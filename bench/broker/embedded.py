@@ -89,8 +89,12 @@ class Cluster:
         path = (state_dir or state_root()) / "state.json"
         if not path.exists():
             return None
-        raw = json.loads(path.read_text())
-        return Cluster([NodeInfo(**n) for n in raw["nodes"]], raw["state_dir"])
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return Cluster([NodeInfo(**n) for n in raw["nodes"]], raw["state_dir"])
+        except (ValueError, TypeError, KeyError, OSError) as exc:
+            raise BrokerError(f"{path}: not a bench broker state file ({type(exc).__name__}); if no bench broker "
+                              "is running, delete it") from None
 
     def alive_nodes(self) -> list[NodeInfo]:
         return [n for n in self.nodes if _pid_is_ours(n.pid)]
@@ -238,8 +242,11 @@ def running_at(bootstrap_servers: str) -> Cluster | None:
     return None
 
 
-def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_s: float = START_TIMEOUT_S) -> Cluster:
-    """Format and start a fresh cluster; returns once every node serves requests."""
+def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_s: float = START_TIMEOUT_S,
+          tied: bool = False) -> Cluster:
+    """Format and start a fresh cluster; returns once every node serves requests. ``tied``: the
+    nodes get SIGTERM when this thread's process dies, however it dies (a cluster started for one
+    run must not outlive it; one from `bench broker start` must)."""
     if nodes not in (1, 3):
         raise BrokerError(f"--nodes must be 1 or 3, got {nodes}")
     existing = running()
@@ -265,7 +272,8 @@ def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_
             _format(node_dir, cluster_id, node_dir / "log4j2.yaml")
         launched = []
         for i in range(nodes):
-            node, proc = _launch(root / f"node-{i + 1}", i + 1, port + i, port + CONTROLLER_PORT_OFFSET + i, heap_mb)
+            node, proc = _launch(root / f"node-{i + 1}", i + 1, port + i, port + CONTROLLER_PORT_OFFSET + i, heap_mb,
+                                 tied)
             cluster.nodes.append(node)
             launched.append(proc)
             cluster.save()
@@ -277,13 +285,21 @@ def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_
 
 
 def _launch(node_dir: Path, node_id: int, port: int, controller_port: int,
-            heap_mb: int) -> tuple[NodeInfo, subprocess.Popen]:
+            heap_mb: int, tied: bool = False) -> tuple[NodeInfo, subprocess.Popen]:
     out = open(node_dir / "kafka.out", "ab")
     cmd = _java_command(heap_mb, node_dir / "log4j2.yaml", "kafka.Kafka", str(node_dir / "server.properties"))
     # Own session: Ctrl-C in the terminal must not reach the JVM directly; we stop it ourselves.
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_die_with_parent if tied else None)
     out.close()
     return NodeInfo(node_id, port, controller_port, proc.pid, str(node_dir)), proc
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent thread ends (PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def restart_node(cluster: Cluster, node_id: int, heap_mb: int = 512) -> NodeInfo:
@@ -369,8 +385,8 @@ def rss_mb(cluster: Cluster) -> dict[int, float]:
 
 @contextmanager
 def embedded(nodes: int = 1, port: int = 9092) -> Iterator[Cluster]:
-    """A fresh cluster for the duration of the block."""
-    cluster = start(nodes=nodes, port=port)
+    """A fresh cluster for the duration of the block (and not a moment past this process)."""
+    cluster = start(nodes=nodes, port=port, tied=True)
     try:
         yield cluster
     finally:

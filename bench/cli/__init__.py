@@ -1,6 +1,7 @@
 """The `bench` command: one click group, thin commands (each in a module named for it)."""
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -26,7 +27,14 @@ def _register() -> None:
 _register()
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM unwinds like Ctrl-C: every `finally` stops the services and brokers it started, and a
+    # run under load stops it, drains and writes its results marked interrupted (see bench.run).
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = cli.main(prog_name="bench", standalone_mode=False)
     except click.ClickException as exc:

@@ -107,7 +107,8 @@ def _children_of(pid: int) -> list[int]:
     return found
 
 
-def test_ctrl_c_writes_partial_results_marked_interrupted_and_leaves_no_process(bootstrap_servers, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_writes_partial_results_marked_interrupted_and_leaves_no_process(bootstrap_servers, tmp_path, sig):
     out = tmp_path / "interrupted"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "run", "--pattern", "choreography", "--rate", "100", "--duration", "60s",
@@ -119,7 +120,7 @@ def test_ctrl_c_writes_partial_results_marked_interrupted_and_leaves_no_process(
         time.sleep(0.2)
     children = _children_of(proc.pid)
     assert children, "the run's services were not found"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     output, _ = proc.communicate(timeout=90)
     assert proc.returncode == 130, output
     summary = json.loads((out / "summary.json").read_text())
@@ -128,3 +129,30 @@ def test_ctrl_c_writes_partial_results_marked_interrupted_and_leaves_no_process(
     time.sleep(0.5)
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()
                 and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+
+
+def test_a_paused_service_does_not_outlive_a_killed_harness(bootstrap_servers, tmp_path):
+    """SIGKILL gives the harness no chance to SIGCONT a paused (SIGSTOPped) instance; the kernel
+    does it for a stopped process whose process group the harness's death orphans."""
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "--pattern", "choreography", "--rate", "50", "--duration", "60s",
+         "--warmup", "1s", "--bootstrap-servers", bootstrap_servers, "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (out / "timeseries.csv").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    children = _children_of(proc.pid)
+    assert children
+    import os
+    os.kill(children[0], signal.SIGSTOP)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 15
+    alive = children
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.3)
+        alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+                 and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+    assert not alive, "service processes outlived the harness"

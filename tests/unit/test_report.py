@@ -68,3 +68,17 @@ def test_cli(tmp_path):
     assert (tmp_path / "r.html").exists() and (tmp_path / "r-spectrum.png").exists()
     bad = CliRunner().invoke(cli, ["report", str(tmp_path / "nowhere"), "--output", str(tmp_path / "x.html")])
     assert bad.exit_code == 2 and bad.output.startswith("Error: ") and bad.output.strip().count("\n") == 0
+
+
+def test_a_report_never_overwrites_a_file_that_is_not_a_report(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(RUNS[0], run)
+    summary = (run / "summary.json").read_bytes()
+    with pytest.raises(ResultsError, match="is an .html file"):
+        write_report([run], run / "summary.json")
+    (tmp_path / "notes.html").write_text("my notes")
+    with pytest.raises(ResultsError, match="not a bench report"):
+        write_report([run], tmp_path / "notes.html")
+    assert (run / "summary.json").read_bytes() == summary and (tmp_path / "notes.html").read_text() == "my notes"
+    html, _ = write_report([run], tmp_path / "report.html")
+    write_report([run], html)  # an earlier report may be replaced

@@ -248,3 +248,13 @@ def test_a_workload_that_is_not_utf8_is_one_line(tmp_path):
     with pytest.raises(WorkloadError) as err:
         load_workload(path)
     assert str(err.value) == f"{path}: not UTF-8 text (byte 9): save the workload as UTF-8"
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"payload_bytes": 2_000_000}, "payload_bytes (2000000) must be at most 900000"),
+    ({"rate_per_s": 1e9}, "rate (1e+09/s) must be at most"),
+    ({"rate_per_s": 0.001, "duration_s": 10.0}, "starts no order in a 10s measurement"),
+])
+def test_inputs_that_would_fail_late_or_hang_are_refused_at_load(changes, says):
+    with pytest.raises(WorkloadError, match=re.escape(says)):
+        Workload(name="w", **changes)
