@@ -84,10 +84,9 @@ class AuditReport:
     Duplicates are counted in orders. ``duplicate_events``: orders with some step
     event (created, fact, reply, terminal) present more than once, for any
     reason. ``duplicate_effects`` (a subset): orders where an effect was applied
-    more than once, i.e. more distinct productions of it than explain
-    themselves: one, or in orchestration one per distinct command sent for it (a
-    retried command answered identically is a duplicate delivery, not a
-    duplicate effect).
+    more than once, i.e. produced fresh more than once (a retried command that a
+    service answers from its ledger is marked ``replay``: a duplicate delivery,
+    not a duplicate effect).
 
     ``inconsistent``: finished orders breaking a rule of ``inconsistent_by_rule``
     (an order counts once, each rule it breaks counts once); an outcome other
@@ -204,15 +203,13 @@ def _collect(records: Iterable[Record], topics: Mapping[str, tuple[str, frozense
 
 
 def _effects(steps: StepLog, status: str) -> int:
-    """How many times an effect was applied: distinct productions beyond those
-    explained by distinct requests for it (see AuditReport)."""
+    """How many times an effect was applied: its distinct productions (a redelivered record keeps
+    its ``ts_us``). An answer to a repeated request that applied nothing is marked ``replay`` by
+    the service and never reaches here, so a retried command explains no second effect."""
     seen = steps.get(status)
     if not seen:
         return 0
-    if len(seen) == 1:
-        return 1
-    requests = len(set(steps.get(_EFFECT_REQUEST[status], ())))
-    return 1 + max(0, len(set(seen)) - max(requests, 1))
+    return 1 if len(seen) == 1 else len(set(seen))
 
 
 def _first_terminal(steps: StepLog) -> tuple[str, int] | None:

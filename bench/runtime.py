@@ -80,6 +80,10 @@ class ServiceSpec:
         return f"{self.pattern.name}-{self.role}-{self.instance}"
 
 
+class OutputNotDelivered(RuntimeError):
+    """An output of a handled batch failed delivery: the process must stop before storing its offsets."""
+
+
 class _Batch:
     """Input offsets to store once all ``pending`` outputs of the batch are acknowledged."""
 
@@ -328,10 +332,13 @@ class Service:
     def _store_acknowledged(self) -> None:
         """Store offsets of the oldest batches whose outputs are all acknowledged, in order."""
         while self.unacked and self.unacked[0].pending == 0:
+            if self.unacked[0].failed:
+                # An output was not delivered: exit with this batch's offsets unstored, so its input is
+                # replayed rather than its effect lost. Not a KafkaException: the commit paths that
+                # tolerate those (revoke, close) must not swallow this and commit later offsets.
+                raise OutputNotDelivered(f"{self.spec.client_id}: an output was not delivered; exiting so its input "
+                                         "is consumed again")
             batch = self.unacked.popleft()
-            if batch.failed:
-                # An output was not delivered: replay the input rather than lose its effect.
-                raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "output not delivered; exiting to replay"))
             # A partition revoked meanwhile is the new owner's to commit (it replays from there).
             owned = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items() if (t, p) in self.owned]
             if owned:

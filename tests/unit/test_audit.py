@@ -73,11 +73,12 @@ class Log:
         self.emit(ev.PAYMENT_EVENTS, order_id, status=ev.REFUNDED)
         self.emit(ev.ORDER_EVENTS, order_id, status=ev.CANCELLED)
 
-    def command(self, order_id: str, command: str, status: str, attempt: int = 1) -> None:
+    def command(self, order_id: str, command: str, status: str, attempt: int = 1, replay: bool = False) -> None:
         topic = {ev.CHARGE: ev.PAYMENT_COMMANDS, ev.REFUND: ev.PAYMENT_COMMANDS, ev.RESERVE: ev.INVENTORY_COMMANDS,
                  ev.RELEASE: ev.INVENTORY_COMMANDS, ev.SHIP: ev.SHIPPING_COMMANDS}[command]
         self.emit(topic, order_id, command=command, attempt=attempt)
-        self.emit(ev.REPLIES, order_id, status=status, service=topic.rsplit("-", 1)[1])
+        extra = {"replay": True} if replay else {}  # as a service answers a repeat from its ledger
+        self.emit(ev.REPLIES, order_id, status=status, service=topic.rsplit("-", 1)[1], **extra)
         self.emit(ev.SAGA_STATE, order_id, status=status)
 
     def orchestration(self, order_id: str, fail: str | None = "decide") -> None:
@@ -195,13 +196,22 @@ def test_redelivered_fact_is_a_duplicate_event_only():
     assert report.clean
 
 
-def test_retried_command_answered_identically_is_a_duplicate_event_only():
+def test_retried_command_answered_from_the_ledger_is_no_effect():
+    log, oid = Log(), order_failing_at(None)
+    log.orchestration(oid)
+    log.command(oid, ev.SHIP, ev.SHIPPED, attempt=2, replay=True)
+    report = run_audit(log, "orchestration", [oid])
+    assert report.duplicate_effects == 0 and report.replayed_replies == 1
+    assert report.clean
+
+
+def test_a_second_fresh_effect_after_a_retried_command_is_a_duplicate_effect():
+    # A retry explains a second command, not a second shipment: the service must answer it from its ledger.
     log, oid = Log(), order_failing_at(None)
     log.orchestration(oid)
     log.command(oid, ev.SHIP, ev.SHIPPED, attempt=2)
     report = run_audit(log, "orchestration", [oid])
-    assert (report.duplicate_events, report.duplicate_effects) == (1, 0)
-    assert report.clean
+    assert report.duplicate_effects_by_fact == {ev.SHIPPED: 1} and not report.clean
 
 
 def test_two_replies_to_one_command_are_a_duplicate_effect():
