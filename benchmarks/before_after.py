@@ -1,0 +1,87 @@
+"""An earlier commit against this checkout, interleaved on one broker: latency and CPU per order.
+
+    python benchmarks/before_after.py [--rev a2daf04] [--rates 200,5000] [--duration 20s] [--warmup 5s]
+
+Checks the earlier revision out into a temporary git worktree and runs `bench run`
+from each tree in turn (A B A B ...) against one fresh embedded broker on port 29292,
+each on its own default workload. CPU is measured the same way for both, from
+outside: the whole command (load generator, services, start-up, audit), read from
+the rusage of the finished process tree, plus the broker's CPU over the command;
+divided by the orders the run started. Compare ratios within one run of this script.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parents[1]
+PORT = 29292
+
+
+def _children_cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def _run(tree: Path, pattern: str, rate: float, duration: str, warmup: str, bootstrap: str, out: Path, cluster) -> dict:
+    from bench import procstat
+
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # services are spawned with the same interpreter and path
+    broker_before = sum(procstat.cpu_seconds(n.pid) or 0.0 for n in cluster.alive_nodes())
+    own_before = _children_cpu_s()
+    # The earlier code recreates topics without recording them, so this checkout is told they are its own.
+    recreate = ["--recreate-topics"] if tree == ROOT else []
+    subprocess.run([sys.executable, "-m", "bench", "run", "--pattern", pattern, "--rate", f"{rate:g}",
+                    "--duration", duration, "--warmup", warmup, "--bootstrap-servers", bootstrap, "--output", str(out),
+                    *recreate], cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    harness_s = _children_cpu_s() - own_before
+    broker_s = sum(procstat.cpu_seconds(n.pid) or 0.0 for n in cluster.alive_nodes()) - broker_before
+    s = json.loads((out / "summary.json").read_text())
+    orders = s["orders"]["started"]
+    return {"valid": s["valid"], "p50": s["latency_ms"]["e2e"]["p50"], "p99": s["latency_ms"]["e2e"]["p99"],
+            "orders": orders, "harness_us": harness_s / orders * 1e6, "broker_us": broker_s / orders * 1e6}
+
+
+@click.command()
+@click.option("--rev", default="a2daf04", show_default=True, help="The earlier commit.")
+@click.option("--rates", default="200,5000", show_default=True)
+@click.option("--patterns", "pattern_names", default="choreography,orchestration", show_default=True)
+@click.option("--duration", default="20s", show_default=True)
+@click.option("--warmup", default="5s", show_default=True)
+def main(rev, rates, pattern_names, duration, warmup):
+    os.environ["BENCH_BROKER_DIR"] = tempfile.mkdtemp(prefix="bench-before-after-broker-")
+    from bench.broker import embedded, warmup as broker_warmup
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-before-after-"))
+    before = scratch / "before"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), rev], check=True,
+                   capture_output=True)
+    rows = []
+    try:
+        with embedded.embedded(port=PORT) as cluster:
+            broker_warmup.warm_up(cluster.bootstrap_servers)
+            for rate in (float(r) for r in rates.split(",")):
+                for pattern in pattern_names.split(","):
+                    for label, tree in ((rev, before), ("this checkout", ROOT)):
+                        click.echo(f"--- {pattern} at {rate:g}/s, {label}", err=True)
+                        out = scratch / f"{pattern}-{rate:g}-{'before' if tree == before else 'after'}"
+                        rows.append((pattern, rate, label, _run(tree, pattern, rate, duration, warmup,
+                                                                cluster.bootstrap_servers, out, cluster)))
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], capture_output=True)
+    click.echo(f"{'pattern':<14}{'rate/s':>7}  {'code':<14}{'valid':>6}{'p50 ms':>9}{'p99 ms':>9}"
+               f"{'harness us/order':>18}{'broker':>8}{'total':>8}")
+    for pattern, rate, label, r in rows:
+        click.echo(f"{pattern:<14}{rate:>7g}  {label:<14}{'yes' if r['valid'] else 'NO':>6}{r['p50']:>9.1f}{r['p99']:>9.1f}"
+                   f"{r['harness_us']:>18.0f}{r['broker_us']:>8.0f}{r['harness_us'] + r['broker_us']:>8.0f}")
+
+
+if __name__ == "__main__":
+    main()
