@@ -46,6 +46,7 @@ class RunRequest:
     kafka_config: Path | None = None
     output: Path | None = None
     results_base: Path = Path("results")
+    recreate_topics: bool = False  # delete and recreate existing topics bench did not create
 
 
 @dataclass
@@ -92,6 +93,17 @@ def _broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[_Broke
         echo(f"warmed the new broker up: {sent} messages in small requests, {time.monotonic() - began:.1f}s, discarded")
         yield _Broker(cluster.bootstrap_servers, dist.KAFKA_VERSION, [n.pid for n in cluster.nodes], cluster,
                       warm_up_messages=sent)
+
+
+@contextlib.contextmanager
+def _claimed(broker: _Broker, workload: Workload, client_extra: dict, run_id: str):
+    """The cluster, claimed for this run (one run at a time: a second would wipe its topics)."""
+    conf = clients.admin_config(broker.bootstrap_servers, client_extra)
+    admin = topics.admin(conf)
+    topics.check_reachable(admin, broker.bootstrap_servers)
+    registry = topics.Registry(admin, conf, run_id)
+    with registry.claim(workload.warmup_s + workload.duration_s + workload.drain_s + AUDIT_TIMEOUT_S):
+        yield admin, registry
 
 
 @contextlib.contextmanager
@@ -147,10 +159,10 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
     client_extra = clients.read_properties(request.kafka_config) if request.kafka_config else {}
     clients.check(workload, client_extra, str(request.kafka_config or workload.source or "the workload's client settings"))
     run_id = uuid.uuid4().hex[:8]
-    with _broker(request, echo) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
-        admin = topics.admin(clients.admin_config(broker.bootstrap_servers, client_extra))
-        topics.check_reachable(admin, broker.bootstrap_servers)
-        topics.recreate(admin, pattern.topics, workload, compacted=pattern.compacted)
+    with _broker(request, echo) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch, \
+            _claimed(broker, workload, client_extra, run_id) as (admin, registry):
+        topics.recreate(admin, pattern.topics, workload, compacted=pattern.compacted, registry=registry,
+                        force=request.recreate_topics)
         out = request.output or results.result_dir(pattern.name, workload.rate_per_s, base=request.results_base)
         out.mkdir(parents=True, exist_ok=True)
         (out / "logs").mkdir(exist_ok=True)

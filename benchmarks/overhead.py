@@ -45,7 +45,9 @@ def _topics(bootstrap: str, names: list[str]) -> None:
     from bench import clients, topics
     from bench.workload import Workload
 
-    topics.recreate(topics.admin(clients.admin_config(bootstrap)), names, Workload(name="overhead", partitions=1))
+    conf = clients.admin_config(bootstrap)
+    topics.recreate(topics.admin(conf), names, Workload(name="overhead", partitions=1),
+                    registry=topics.registry(conf, "overhead"))
 
 
 def perf_test(bootstrap: str, cluster, records: int) -> dict:
@@ -144,7 +146,9 @@ def run_load_only(bootstrap: str, cluster, rates: list[float], duration_s: float
     click.echo("rate/s  sent/s    slip p50 ms  p99 ms  max ms  load generator us/order (main, library)  broker us/order")
     for rate in rates:
         workload = load_workload().with_overrides(rate_per_s=rate, duration_s=duration_s, warmup_s=1.0, drain_s=0.0)
-        topics.recreate(topics.admin(clients.admin_config(bootstrap)), [ev.ORDER_CREATED, ev.ORDER_EVENTS], workload)
+        conf = clients.admin_config(bootstrap)
+        topics.recreate(topics.admin(conf), [ev.ORDER_CREATED, ev.ORDER_EVENTS], workload,
+                        registry=topics.registry(conf, "overhead"))
         with tempfile.TemporaryDirectory() as out:
             generator = LoadGenerator(bootstrap, workload, Path(out), uuid.uuid4().hex[:8])
             own, broker, began = procstat.usage(os.getpid()), _broker_cpu(cluster), time.monotonic()

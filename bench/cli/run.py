@@ -22,7 +22,9 @@ from bench.run import RunRequest, run as run_benchmark
 @kafka_config_option
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Result directory (default: results/<UTC time>-<pattern>-<rate>/).")
-def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_config, output) -> None:
+@click.option("--recreate-topics", is_flag=True,
+              help="Delete and recreate the pattern's topics even where bench did not create them (their records are lost).")
+def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_config, output, recreate_topics) -> None:
     """Drive a pattern at an open-loop rate, audit every order, write results.
 
     Exit codes: 0 valid and clean; 1 orders lost, stuck, duplicated or inconsistent;
@@ -31,7 +33,8 @@ def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_conf
     workload = with_overrides(workload, rate_per_s=rate, duration_s=duration, warmup_s=warmup)
     check_fresh_output(output)
     outcome = run_benchmark(RunRequest(patterns.get(pattern), workload, bootstrap_servers,
-                                       Path(kafka_config) if kafka_config else None, output),
+                                       Path(kafka_config) if kafka_config else None, output,
+                                       recreate_topics=recreate_topics),
                             echo=lambda line: click.echo(line, err=True))
     click.echo(headline(outcome.summary))
     click.echo(f"results: {outcome.directory}")

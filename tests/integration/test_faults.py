@@ -79,7 +79,8 @@ def test_the_stall_guard_hands_back_fetched_input_rejoins_and_applies_nothing_tw
     from bench.runtime import Service, ServiceSpec
 
     pattern, w = patterns.get("choreography"), Workload(name="stall")
-    topics.recreate(topics.admin(clients.admin_config(bootstrap_servers)), pattern.topics, w, pattern.compacted)
+    conf = clients.admin_config(bootstrap_servers)
+    topics.recreate(topics.admin(conf), pattern.topics, w, pattern.compacted, registry=topics.registry(conf, "stall-test"))
     service = Service(ServiceSpec(pattern, "payment", 0, bootstrap_servers, w, group_prefix=f"stall-{uuid.uuid4().hex}"))
     producer = Producer({"bootstrap.servers": bootstrap_servers})
 

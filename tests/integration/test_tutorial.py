@@ -46,3 +46,4 @@ def test_tutorial_commands_print_what_the_tutorial_says(bootstrap_servers, topic
     assert consume.returncode == 0, consume.stderr
     assert consume.stdout.strip() == EVENT
     assert "Processed a total of 1 messages" in consume.stderr
+    delete_topic(server, topic)  # it is the user's, not bench's: a later `bench run` would refuse to delete it
