@@ -57,9 +57,11 @@ def recreate(client: AdminClient, topics: Iterable[str], workload: Workload, com
     if not force:
         foreign = [t for t in doomed if t not in registry.created()]
         if foreign:
-            raise BrokerError(f"topic{'s' if len(foreign) > 1 else ''} {', '.join(foreign)} already exist{'' if len(foreign) > 1 else 's'} "
-                              "and bench did not create them: pass --recreate-topics to delete and recreate them "
-                              "(their records are lost), or use another cluster")
+            many = len(foreign) > 1
+            them = "them" if many else "it"
+            raise BrokerError(f"topic{'s' if many else ''} {', '.join(foreign)} already exist{'' if many else 's'} and "
+                              f"bench did not create {them}: pass --recreate-topics to delete and recreate {them} "
+                              f"(records are lost), or use another cluster")
     if doomed:
         for topic, future in client.delete_topics(doomed, operation_timeout=TIMEOUT_S).items():
             future.result()
