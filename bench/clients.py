@@ -79,9 +79,11 @@ def check(workload: Workload, extra: Mapping[str, str], source: str) -> None:
     broker: a property it does not know or a value it rejects is one ConfigError line."""
     from confluent_kafka import Consumer, KafkaException, Producer
 
-    nowhere = "127.0.0.1:1"  # clients are built, never used
-    for kind, build in (("producer", lambda: Producer(producer_config(nowhere, workload, extra))),
-                        ("consumer", lambda: Consumer(consumer_config(nowhere, workload, "bench-check", extra)))):
+    nowhere = "127.0.0.1:1"  # clients are built, never used: their failing connection attempts are not logged
+    silent = {"logger": _silent_logger()}
+    for kind, build in (("producer", lambda: Producer({**producer_config(nowhere, workload, extra), **silent})),
+                        ("consumer", lambda: Consumer({**consumer_config(nowhere, workload, "bench-check", extra),
+                                                       **silent}))):
         try:
             client = build()
         except (KafkaException, ValueError, TypeError) as exc:
@@ -89,6 +91,14 @@ def check(workload: Workload, extra: Mapping[str, str], source: str) -> None:
             raise ConfigError(f"{source}: librdkafka rejects the {kind} settings: {detail}") from None
         if kind == "consumer":
             client.close()
+
+
+def _silent_logger() -> logging.Logger:
+    logger = logging.getLogger("bench.kafka.check")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+    return logger
 
 
 def _quiet_logger(name: str) -> logging.Logger:
