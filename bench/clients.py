@@ -80,7 +80,7 @@ def check(workload: Workload, extra: Mapping[str, str], source: str) -> None:
     from confluent_kafka import Consumer, KafkaException, Producer
 
     nowhere = "127.0.0.1:1"  # clients are built, never used: their failing connection attempts are not logged
-    silent = {"logger": _silent_logger()}
+    silent = {"logger": silent_logger("check")}
     for kind, build in (("producer", lambda: Producer({**producer_config(nowhere, workload, extra), **silent})),
                         ("consumer", lambda: Consumer({**consumer_config(nowhere, workload, "bench-check", extra),
                                                        **silent}))):
@@ -93,8 +93,9 @@ def check(workload: Workload, extra: Mapping[str, str], source: str) -> None:
             client.close()
 
 
-def _silent_logger() -> logging.Logger:
-    logger = logging.getLogger("bench.kafka.check")
+def silent_logger(name: str) -> logging.Logger:
+    """For clients whose complaints are expected and handled: a probe, a check, a warm-up."""
+    logger = logging.getLogger(f"bench.kafka.silent.{name}")
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
         logger.propagate = False

@@ -209,22 +209,15 @@ def _last_lines(path: Path, n: int = 12) -> str:
 def _serving(bootstrap: str, expected_brokers: int) -> bool:
     from confluent_kafka.admin import AdminClient
 
+    from bench.clients import silent_logger
+
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0,
-                         "logger": _silent_logger()})
+                         "logger": silent_logger("probe")})
     try:
         md = admin.list_topics(timeout=2)
     except Exception:  # noqa: BLE001 - any failure here just means "not serving yet"
         return False
     return len(md.brokers) >= expected_brokers
-
-
-def _silent_logger():
-    import logging
-
-    logger = logging.getLogger("bench.broker.probe")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-    return logger
 
 
 def running() -> Cluster | None:

@@ -14,6 +14,8 @@ import time
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.clients import silent_logger
+
 TOPIC = "bench-broker-warm-up"
 DURATION_S = 6.0
 PER_FLUSH = 8
@@ -21,11 +23,12 @@ PER_FLUSH = 8
 
 def warm_up(bootstrap_servers: str, duration_s: float = DURATION_S) -> int:
     """Produce and consume through a scratch topic for ``duration_s``; returns the messages sent."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    # A new broker answers "coordinator load in progress" for a moment; the clients retry, quietly.
+    quiet = {"bootstrap.servers": bootstrap_servers, "logger": silent_logger("warm-up")}
+    admin = AdminClient(quiet)
     admin.create_topics([NewTopic(TOPIC, 1, 1)], operation_timeout=30)[TOPIC].result()
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "acks": "all", "linger.ms": 0,
-                         "enable.idempotence": True})
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": TOPIC, "auto.offset.reset": "earliest",
+    producer = Producer({**quiet, "acks": "all", "linger.ms": 0, "enable.idempotence": True})
+    consumer = Consumer({**quiet, "group.id": TOPIC, "auto.offset.reset": "earliest",
                          "auto.commit.interval.ms": 100, "fetch.wait.max.ms": 5})
     consumer.subscribe([TOPIC])
     value = b'{"orderId":"warm-up","status":"created","t0_us":0,"ts_us":0,"amount":42,"items":2}'
