@@ -32,7 +32,10 @@ def warm_up(bootstrap_servers: str, duration_s: float = DURATION_S) -> int:
                          "auto.commit.interval.ms": 100, "fetch.wait.max.ms": 5})
     consumer.subscribe([TOPIC])
     value = b'{"orderId":"warm-up","status":"created","t0_us":0,"ts_us":0,"amount":42,"items":2}'
-    sent = 0
+    # The first write waits for the new broker's coordinators (a producer id): not part of the pre-load.
+    producer.produce(TOPIC, value, "first")
+    producer.flush(60)
+    sent = 1
     deadline = time.monotonic() + duration_s
     try:
         while time.monotonic() < deadline:
