@@ -4,9 +4,11 @@ records), but only where bench may, and one run at a time.
 bench keeps a registry on the cluster itself, the compacted topic ``bench-topics``: for each
 topic bench created, the run that did; and a claim, the run now using the cluster and until when.
 A topic bench did not create (a user's ``order-created``, another application's) is never deleted
-unless the user asks (``--recreate-topics``). A second run against a cluster that a live run has
+unless the user asks (``--recreate-topics``); topics are told apart by id, so one that someone deleted
+and made again under the same name is theirs. A second run against a cluster that a live run has
 claimed is refused, so it cannot wipe the first one's topics mid-run; a claim that its run could
-not release (the process was killed) lapses at its end time.
+not release (the process was killed) lapses at its end time, or at once when that process ran on
+this machine and is gone.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from typing import Iterator
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.broker.errors import BrokerError
@@ -55,7 +57,9 @@ def recreate(client: AdminClient, topics: Iterable[str], workload: Workload, com
     existing = set(client.list_topics(timeout=TIMEOUT_S).topics)
     doomed = [t for t in topics if t in existing]
     if not force:
-        foreign = [t for t in doomed if t not in registry.created()]
+        # By topic id, not name: a topic deleted and made again by someone else is theirs.
+        ours, current = registry.created(), _topic_ids(client, doomed)
+        foreign = [t for t in doomed if ours.get(t) is None or ours[t] != current.get(t)]
         if foreign:
             many = len(foreign) > 1
             them = "them" if many else "it"
@@ -80,7 +84,20 @@ def recreate(client: AdminClient, topics: Iterable[str], workload: Workload, com
         except KafkaException as exc:
             raise BrokerError(f"cannot create topic {topic}: {exc.args[0].str()}") from None
     _wait(client, lambda present: set(topics) <= present, "created")
-    registry.record_created(topics)
+    registry.record_created(_topic_ids(client, topics))
+
+
+def _topic_ids(client: AdminClient, names: list[str]) -> dict[str, str]:
+    """Each topic's id (Kafka gives a topic made again under the same name a new one)."""
+    if not names:
+        return {}
+    ids = {}
+    for name, future in client.describe_topics(TopicCollection(list(names))).items():
+        try:
+            ids[name] = str(future.result(timeout=TIMEOUT_S).topic_id)
+        except KafkaException:
+            pass  # gone meanwhile: nothing to protect
+    return ids
 
 
 def _wait(client: AdminClient, done, what: str) -> None:
@@ -112,7 +129,7 @@ class Registry:
                 if "TOPIC_ALREADY_EXISTS" not in exc.args[0].name():  # another run made it meanwhile
                     raise BrokerError(f"cannot create topic {REGISTRY}: {exc.args[0].str()}") from None
             _wait(client, lambda present: REGISTRY in present, "created")
-        self.producer = Producer({**self.conf, "acks": "all"})
+        self.pending: list[tuple[str, dict | None]] = []
 
     def records(self) -> list[tuple[str, dict | None, int]]:
         """Every record in log order: (key, value or None for a tombstone, timestamp ms)."""
@@ -133,19 +150,30 @@ class Registry:
         finally:
             consumer.close()
 
-    def created(self) -> set[str]:
+    def created(self) -> dict[str, str | None]:
+        """Topic name -> the id of the topic bench created under that name."""
         latest: dict[str, dict | None] = {}
         for key, value, _ in self.records():
             latest[key] = value
-        return {key for key, value in latest.items() if key != CLAIM and value is not None}
+        return {key: value.get("id") for key, value in latest.items() if key != CLAIM and value is not None}
 
-    def record_created(self, topics: Iterable[str]) -> None:
-        for topic in topics:
-            self._put(topic, {"run": self.run_id})
-        self.producer.flush(TIMEOUT_S)
+    def record_created(self, ids: Mapping[str, str]) -> None:
+        for topic, topic_id in ids.items():
+            self._put(topic, {"run": self.run_id, "id": topic_id})
+        self._flush()
 
     def _put(self, key: str, value: dict | None) -> None:
-        self.producer.produce(REGISTRY, None if value is None else json.dumps(value).encode(), key.encode())
+        self.pending.append((key, value))
+
+    def _flush(self) -> None:
+        # A producer per write, not one kept: a run writes here a few times, and a kept one would
+        # go on trying to reach a broker that has since stopped.
+        producer = Producer({**self.conf, "acks": "all"})
+        for key, value in self.pending:
+            producer.produce(REGISTRY, None if value is None else json.dumps(value).encode(), key.encode())
+        self.pending.clear()
+        if producer.flush(TIMEOUT_S):
+            raise BrokerError(f"cannot write to topic {REGISTRY} within {TIMEOUT_S:.0f}s")
 
     def holder(self) -> dict | None:
         """The claim in force now: claims in log order, each taking the cluster only when none is
@@ -158,9 +186,11 @@ class Registry:
                 continue
             if held is not None and value["run"] == held["run"] and value.get("released"):
                 held = None
-            elif held is None or held["until_s"] * 1000 <= written_ms:
+            elif held is None or held["until_s"] * 1000 <= written_ms or _dead_here(held):
                 held = None if value.get("released") else value
-        return held if held is not None and held["until_s"] * 1000 > now_ms else None
+        if held is None or held["until_s"] * 1000 <= now_ms or _dead_here(held):
+            return None
+        return held
 
     @contextmanager
     def claim(self, seconds: float) -> Iterator[None]:
@@ -168,13 +198,13 @@ class Registry:
         self._refuse_if_held()
         self._put(CLAIM, {"run": self.run_id, "pid": os.getpid(), "host": socket.gethostname(),
                           "until_s": time.time() + seconds + CLAIM_MARGIN_S})
-        self.producer.flush(TIMEOUT_S)
+        self._flush()
         self._refuse_if_held()
         try:
             yield
         finally:
             self._put(CLAIM, {"run": self.run_id, "released": True})
-            self.producer.flush(TIMEOUT_S)
+            self._flush()
 
     def _refuse_if_held(self) -> None:
         held = self.holder()
@@ -182,3 +212,17 @@ class Registry:
             until = time.strftime("%H:%M:%S", time.localtime(held["until_s"]))
             raise BrokerError(f"another bench run ({held['run']}, pid {held['pid']} on {held['host']}) is using this "
                               f"cluster until {until} at the latest: wait for it to finish, or use another cluster")
+
+
+def _dead_here(claim: dict) -> bool:
+    """The claim's run was on this machine and its process is gone (killed): no need to wait for
+    the claim to lapse."""
+    if claim.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(claim.get("pid")), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, TypeError, ValueError):
+        return False  # someone else's process, or a claim without a pid: assume it lives
+    return False

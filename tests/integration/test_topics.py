@@ -91,3 +91,16 @@ def test_a_run_refuses_a_foreign_entry_topic_before_starting_anything(bootstrap_
     outcome = run(RunRequest(patterns.get("choreography"), workload, bootstrap_servers, output=tmp_path / "r",
                              recreate_topics=True), echo=lambda _: None)
     assert outcome.summary["orders"]["started"] > 0
+
+
+def test_a_claim_of_a_dead_process_on_this_machine_is_void(bootstrap_servers):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    registry = _registry(bootstrap_servers, "dead")
+    registry._put(topics.CLAIM, {"run": "dead", "pid": int(dead.stdout), "host": __import__("socket").gethostname(),
+                                 "until_s": time.time() + 600})
+    registry._flush()
+    with _registry(bootstrap_servers, "next").claim(1.0):  # not refused for ten minutes
+        pass
