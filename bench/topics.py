@@ -129,7 +129,6 @@ class Registry:
                 if "TOPIC_ALREADY_EXISTS" not in exc.args[0].name():  # another run made it meanwhile
                     raise BrokerError(f"cannot create topic {REGISTRY}: {exc.args[0].str()}") from None
             _wait(client, lambda present: REGISTRY in present, "created")
-        self.pending: list[tuple[str, dict | None]] = []
 
     def records(self) -> list[tuple[str, dict | None, int]]:
         """Every record in log order: (key, value or None for a tombstone, timestamp ms)."""
@@ -158,20 +157,15 @@ class Registry:
         return {key: value.get("id") for key, value in latest.items() if key != CLAIM and value is not None}
 
     def record_created(self, ids: Mapping[str, str]) -> None:
-        for topic, topic_id in ids.items():
-            self._put(topic, {"run": self.run_id, "id": topic_id})
-        self._flush()
+        self.write({topic: {"run": self.run_id, "id": topic_id} for topic, topic_id in ids.items()})
 
-    def _put(self, key: str, value: dict | None) -> None:
-        self.pending.append((key, value))
-
-    def _flush(self) -> None:
+    def write(self, records: Mapping[str, dict | None]) -> None:
+        """Write ``records`` (key -> value, None for a tombstone) and wait until they are stored."""
         # A producer per write, not one kept: a run writes here a few times, and a kept one would
         # go on trying to reach a broker that has since stopped.
         producer = Producer({**self.conf, "acks": "all"})
-        for key, value in self.pending:
+        for key, value in records.items():
             producer.produce(REGISTRY, None if value is None else json.dumps(value).encode(), key.encode())
-        self.pending.clear()
         if producer.flush(TIMEOUT_S):
             raise BrokerError(f"cannot write to topic {REGISTRY} within {TIMEOUT_S:.0f}s")
 
@@ -196,15 +190,13 @@ class Registry:
     def claim(self, seconds: float) -> Iterator[None]:
         """Hold the cluster for this run for at most ``seconds`` (plus a margin), or raise BrokerError."""
         self._refuse_if_held()
-        self._put(CLAIM, {"run": self.run_id, "pid": os.getpid(), "host": socket.gethostname(),
-                          "until_s": time.time() + seconds + CLAIM_MARGIN_S})
-        self._flush()
+        self.write({CLAIM: {"run": self.run_id, "pid": os.getpid(), "host": socket.gethostname(),
+                            "until_s": time.time() + seconds + CLAIM_MARGIN_S}})
         self._refuse_if_held()
         try:
             yield
         finally:
-            self._put(CLAIM, {"run": self.run_id, "released": True})
-            self._flush()
+            self.write({CLAIM: {"run": self.run_id, "released": True}})
 
     def _refuse_if_held(self) -> None:
         held = self.holder()

@@ -36,9 +36,11 @@ RECORD = b'{"orderId":"0123456789-1","status":"created","t0_us":1764000000000000
 
 
 def _broker_cpu(cluster) -> float:
+    """The broker's CPU seconds; NaN for a cluster that is not ours (its figures print as nan)."""
     from bench import procstat
 
-    return sum(procstat.cpu_seconds(n.pid) or 0.0 for n in cluster.alive_nodes())
+    nodes = cluster.alive_nodes()
+    return sum(procstat.cpu_seconds(n.pid) or 0.0 for n in nodes) if nodes else float("nan")
 
 
 def _topics(bootstrap: str, names: list[str]) -> None:

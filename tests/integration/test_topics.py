@@ -99,8 +99,7 @@ def test_a_claim_of_a_dead_process_on_this_machine_is_void(bootstrap_servers):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     registry = _registry(bootstrap_servers, "dead")
-    registry._put(topics.CLAIM, {"run": "dead", "pid": int(dead.stdout), "host": __import__("socket").gethostname(),
-                                 "until_s": time.time() + 600})
-    registry._flush()
+    registry.write({topics.CLAIM: {"run": "dead", "pid": int(dead.stdout), "host": __import__("socket").gethostname(),
+                                   "until_s": time.time() + 600}})
     with _registry(bootstrap_servers, "next").claim(1.0):  # not refused for ten minutes
         pass
