@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from bench import events as ev
+from bench.summary import Orders
 
 EXAMPLES_PER_CATEGORY = 5
 # Answers that mean "ask again shortly" while partition leadership moves between brokers.
@@ -125,9 +126,13 @@ class AuditReport:
     def unfinished(self) -> int:
         return self.lost + self.stuck
 
+    def orders(self) -> Orders:
+        return Orders(self.orders_started, self.completed, self.cancelled, self.lost, self.stuck,
+                      self.duplicate_effects, self.multiple_terminal, self.compensated_early, self.inconsistent)
+
     @property
     def clean(self) -> bool:
-        return not (self.lost or self.stuck or self.inconsistent or self.duplicate_effects or self.multiple_terminal)
+        return self.orders().clean
 
     def to_dict(self) -> dict:
         return {**asdict(self), "finished": self.finished, "unfinished": self.unfinished, "clean": self.clean}

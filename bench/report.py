@@ -20,8 +20,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
-from bench.compare import Result, fmt_change, fmt_value, label, side_by_side, step_names
+from bench.compare import Result, Side, fmt_change, fmt_value, label, side_by_side, step_names
 from bench.recording import merged, summary_ms
+from bench.summary import Orders
 from bench.results import TIMESERIES, ResultsError
 
 NINES = 6  # the spectrum's x axis runs to 99.9999%
@@ -260,7 +261,7 @@ def cost_chart(results: Sequence[Result]) -> Chart:
     return Chart("messages", "Messages and bytes per order", _png(fig))
 
 
-COUNTS = ("lost", "stuck", "duplicates", "inconsistent")
+COUNTS = Orders.FAULTS
 
 
 def correctness_chart(results: Sequence[Result]) -> Chart:
@@ -280,7 +281,7 @@ def correctness_chart(results: Sequence[Result]) -> Chart:
     ax.set_ylim(bottom=0, top=max(1, ax.get_ylim()[1]))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small")
-    ax.set_title("Audit: lost, stuck, duplicated and inconsistent orders (should all be 0)")
+    ax.set_title("Audit: faulty orders (should all be 0)")
     return Chart("correctness", "Lost, stuck and duplicate orders", _png(fig))
 
 
@@ -324,7 +325,7 @@ def _table_html(results: Sequence[Result]) -> str:
         f"<th>{label(i)}</th>" if i == 0 else f"<th>{label(i)}</th><th>vs {label(0)}</th>"
         for i in range(len(results))) + "</tr>"
     body = []
-    for row in side_by_side(results):
+    for row in side_by_side([Side.of(r) for r in results]):
         cells = [f"<td>{html.escape(row.name)}</td><td>{html.escape(row.unit)}</td>"]
         for i, (value, change) in enumerate(zip(row.values, row.changes)):
             cells.append(f"<td class=num>{html.escape(fmt_value(value))}</td>")
@@ -366,13 +367,13 @@ def _check_output(output: Path) -> None:
 
 
 def write_report(dirs: Sequence[str | Path], output: str | Path | None = None) -> tuple[Path, list[Path]]:
-    """Write the HTML report of ``dirs`` and one PNG per chart beside it (``<stem>-<chart>.png``).
+    """Write the HTML report of ``dirs`` (runs or series) and one PNG per chart beside it (``<stem>-<chart>.png``).
     Returns the HTML path and the PNG paths. Raises ResultsError for a directory it cannot use."""
     if not dirs:
         raise ResultsError("report needs at least one result directory")
     output = Path(output) if output is not None else default_output()
     _check_output(output)
-    results = [Result.load(d) for d in dirs]
+    results = [run for d in dirs for run in Side.load(d).runs]  # a series shows each of its runs
     charts = [make(results) for make in CHARTS]
     output.parent.mkdir(parents=True, exist_ok=True)
     pngs = []

@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 
 from bench import audit as audit_mod
-from bench import clients, procstat, results, runtime, topics, validity
+from bench import clients, procstat, results, runtime, topics
+from bench import summary as summary_mod
 from bench.cost import LOAD_GENERATOR, cost
 from bench.broker import dist, embedded
 from bench.broker.warmup import warm_up
@@ -35,7 +36,6 @@ from bench.supervisor import Supervisor
 from bench.workload import Workload, WorkloadError
 
 AUDIT_TIMEOUT_S = 300.0
-EXIT_OK, EXIT_AUDIT, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 3, 130
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
         for name, hist in load_result.histograms.items():
             write_hgrm(hist, out / f"{name}.hgrm")
         results.write_summary(out, summary)
-    return RunOutcome(out, summary, _exit_code(summary))
+    return RunOutcome(out, summary, summary_mod.exit_code(summary))
 
 
 def _start_injector(injector: FaultInjector, start_mono: float) -> None:
@@ -268,46 +268,27 @@ class _Usage:
 
 def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, steps: dict, cpu: dict,
              client_extra: dict) -> dict:
-    workload = request.workload
-    window_s = load.measure_end_s - load.measure_start_s
-    e2e = summary_ms(load.histograms["e2e"])
-    slip = summary_ms(load.histograms["slip"])
-    valid, reason = validity.judge(load, workload.rate_per_s, slip["p99"], e2e["p50"])
     audit = report.to_dict()
-    return {
-        **results.summary_head("real", request.pattern.name, workload, load.offered_in_window,
-                               load.finished_in_window, window_s, valid, reason, load.interrupted),
-        "orders": {
-            "started": report.orders_started,
-            "completed": report.completed,
-            "cancelled": report.cancelled,
-            "lost": report.lost,
-            "stuck": report.stuck,
-            "duplicates": report.duplicate_effects,
-            "multiple_terminal": report.multiple_terminal,
-            "compensated_early": report.compensated_early,
-            "inconsistent": report.inconsistent,
-        },
-        "latency_ms": {
-            "e2e": e2e,
+    return summary_mod.build(
+        mode="real", pattern=request.pattern.name, workload=request.workload, load=load, orders=report.orders(),
+        latency_ms={
+            "e2e": summary_ms(load.histograms["e2e"]),
             "e2e_completed": summary_ms(load.histograms["e2e-completed"]),
             "e2e_cancelled": summary_ms(load.histograms["e2e-cancelled"]),
-            "schedule_slip": slip,
+            "schedule_slip": summary_ms(load.histograms["slip"]),
             "steps": steps,
         },
-        "messages_per_order": _round(audit.get("messages_per_order"), 2),
-        "bytes_per_order": _round(audit.get("bytes_per_order"), 1),
-        "audit": audit,
-        "cpu_s": cpu,
-        "timeline": {"start_wall_s": load.start_wall_s, "measure_start_s": load.measure_start_s,
-                     "measure_end_s": load.measure_end_s},
-        "environment": {**results.environment(broker.kafka_version), "bootstrap_servers": broker.bootstrap_servers,
-                        # A broker started by the run gets a discarded pre-load first; one already
-                        # running is used as it is (warm, or not, as earlier runs left it).
-                        "broker_started_by_run": broker.warm_up_messages is not None,
-                        "broker_warm_up_messages": broker.warm_up_messages},
-        "config": _effective_config(request, broker, client_extra),
-    }
+        messages_per_order=audit.get("messages_per_order"), bytes_per_order=audit.get("bytes_per_order"),
+        audit=audit, cpu_s=cpu,
+        timeline={"start_wall_s": load.start_wall_s, "measure_start_s": load.measure_start_s,
+                  "measure_end_s": load.measure_end_s},
+        environment={**results.environment(broker.kafka_version), "bootstrap_servers": broker.bootstrap_servers,
+                     # A broker started by the run gets a discarded pre-load first; one already
+                     # running is used as it is (warm, or not, as earlier runs left it).
+                     "broker_started_by_run": broker.warm_up_messages is not None,
+                     "broker_warm_up_messages": broker.warm_up_messages},
+        config=_effective_config(request, broker, client_extra),
+    )
 
 
 def _effective_config(request: RunRequest, broker: _Broker, client_extra: dict) -> dict:
@@ -327,18 +308,3 @@ def _effective_config(request: RunRequest, broker: _Broker, client_extra: dict) 
         props = Path(broker.cluster.nodes[0].dir, "server.properties").read_text().splitlines()
         config["broker"] = dict(line.split("=", 1) for line in props if "=" in line)
     return config
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _exit_code(summary: dict) -> int:
-    orders = summary["orders"]
-    if summary["interrupted"]:
-        return EXIT_INTERRUPTED
-    if orders["lost"] or orders["stuck"] or orders["inconsistent"] or orders["duplicates"] or not summary["audit"]["clean"]:
-        return EXIT_AUDIT
-    if not summary["valid"]:
-        return EXIT_INVALID
-    return EXIT_OK

@@ -26,7 +26,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from bench import results
 from bench.broker import embedded
 from bench.patterns.base import Pattern
-from bench.run import EXIT_INTERRUPTED, RunRequest, run
+from bench.run import RunRequest, run
+from bench import summary as run_summary
 from bench.workload import Workload
 
 SWEEP = "sweep.json"
@@ -58,16 +59,15 @@ class Point:
     p50_ms: float | None
     p99_ms: float | None
     p999_ms: float | None
-    clean: bool  # the audit found no lost, stuck, duplicated or inconsistent order
+    clean: bool  # bench.summary.clean: the audit found no faulty order
     directory: str
 
     @classmethod
     def of(cls, summary: dict[str, Any], directory: str) -> Point:
-        e2e, orders = summary["latency_ms"]["e2e"], summary["orders"]
-        clean = not (orders["lost"] or orders["stuck"] or orders["duplicates"] or orders["inconsistent"])
+        e2e = summary["latency_ms"]["e2e"]
         return cls(summary["pattern"], summary["rate_target_per_s"], summary["rate_achieved_per_s"],
                    bool(summary["valid"]), summary.get("invalid_reason"), e2e["p50"], e2e["p99"], e2e["p999"],
-                   clean, directory)
+                   run_summary.clean(summary), directory)
 
     def within(self, bound_p99_ms: float) -> bool:
         return self.valid and self.p99_ms is not None and self.p99_ms < bound_p99_ms
@@ -96,8 +96,8 @@ class SweepOutcome:
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return EXIT_INTERRUPTED
-        return 0 if all(p.clean for p in self.points) else 1
+            return run_summary.EXIT_INTERRUPTED
+        return run_summary.EXIT_OK if all(p.clean for p in self.points) else run_summary.EXIT_AUDIT
 
 
 def rate_text(rate: float) -> str:

@@ -46,10 +46,19 @@ def judge(load: LoadResult, rate_per_s: float, slip_p99_ms: float | None,
     return True, None
 
 
-def _scheduled_shifted(load: LoadResult, shift_s: float) -> int:
+def _scheduled_shifted(load: LoadResult, shift_s: float) -> float:
+    """Orders scheduled in the window shifted back by ``shift_s``, scaled to the window's length.
+
+    The shifted window cannot start before the load did: a saturated run's median can exceed
+    the warm-up, and counting the empty time before the start would excuse it. When less than
+    half a window is left, the unshifted window is used."""
+    window_s = load.measure_end_s - load.measure_start_s
+    lo, hi = max(load.measure_start_s - shift_s, load.start_wall_s), load.measure_end_s - shift_s
+    if hi - lo < window_s / 2:
+        lo, hi = load.measure_start_s, load.measure_end_s
     t0 = np.fromiter(load.started.values(), dtype=np.int64, count=len(load.started))
-    lo, hi = (load.measure_start_s - shift_s) * 1e6, (load.measure_end_s - shift_s) * 1e6
-    return int(np.count_nonzero((t0 >= lo) & (t0 < hi)))
+    inside = np.count_nonzero((t0 >= lo * 1e6) & (t0 < hi * 1e6))
+    return inside * window_s / (hi - lo)
 
 
 def _backlog_growth(load: LoadResult) -> tuple[float, float] | None:

@@ -1,4 +1,4 @@
-"""`bench compare`: result directories side by side, and a regression gate."""
+"""`bench compare`: runs and series side by side, and a regression gate judged across runs."""
 from __future__ import annotations
 
 import sys
@@ -17,18 +17,22 @@ from bench.results import ResultsError
               help="Comma-separated rules, e.g. 'p99:+10%,p50:+10%,throughput:-5%,lost:+0' (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=ALPHA, show_default=True,
-              help="Significance level of the one-sided test over per-interval values.")
-def compare(dirs, fail_on, fmt, alpha) -> None:
-    """Compare result directories: the first is the baseline.
+              help="Significance level of the one-sided Mann-Whitney test across runs.")
+@click.option("--allow-broken", is_flag=True,
+              help="Judge the rules even when a candidate run is invalid, interrupted or lost orders.")
+def compare(dirs, fail_on, fmt, alpha, allow_broken) -> None:
+    """Compare runs or series (directories of runs): the first is the baseline.
 
-    A rule's metric regresses only when it is past its threshold and the change is
-    statistically significant over the per-interval histograms. Exit codes: 0 no
-    regression; 1 regression; 2 bad input (directory, file, rule, schema).
+    A rule's metric is taken once per run; it regresses only when the change is past
+    its threshold and significant across runs (4 + 4 runs can show it; with one run per
+    side the rule is judged by its threshold alone, and the verdict says so). With
+    --fail-on, a candidate with a broken run fails too. Exit codes: 0 no regression;
+    1 regression or broken candidate; 2 bad input (directory, file, rule, schema).
     """
     try:
         rules = parse_rules(",".join(fail_on))
-        comparison = compare_results(dirs, rules, alpha)
+        comparison = compare_results(dirs, rules, alpha, allow_broken)
     except (RuleError, ResultsError) as exc:
         raise InputError(str(exc)) from None
     click.echo(render(comparison, fmt))
-    sys.exit(1 if comparison.regressions else 0)
+    sys.exit(1 if comparison.failed else 0)

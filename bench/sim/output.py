@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from bench import results, validity
+from bench import results, summary
 from bench.audit import PATTERNS as AUDIT_PATTERNS
 from bench.recording import merged, new_histogram, summary_ms, write_hgrm, write_intervals
 from bench.sim.histograms import per_second
@@ -73,13 +73,15 @@ def _write_timeseries(directory: Path, result: SimResult, e2e: list[HdrHistogram
 def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogram], steps: dict,
              start_wall_s: float, wall_s: float) -> dict:
     w, load = scenario.workload, result.load
-    window_s = w.duration_s
-    e2e, slip = summary_ms(totals["e2e"]), summary_ms(totals["slip"])
-    valid, reason = validity.judge(load, w.rate_per_s, slip["p99"])
     started = len(load.started)
     completed = sum(1 for status in load.outcomes.values() if status == "completed")
     cancelled = len(load.outcomes) - completed
     unfinished = started - len(load.outcomes)
+    # The model loses nothing (it has no broker to lose a record); an order it never finished
+    # is stuck. Its only duplicate is an order that ended twice, which took its last step twice.
+    orders = summary.Orders(started=started, completed=completed, cancelled=cancelled, lost=0, stuck=unfinished,
+                            duplicates=result.duplicates, multiple_terminal=result.duplicates, compensated_early=0,
+                            inconsistent=result.unexpected_outcomes)
     messages = sum(result.messages.values())
     total_bytes = sum(count * result.bytes_per_message.get(topic, 0.0) for topic, count in result.messages.items())
     per_order = messages / started if started else None
@@ -94,35 +96,29 @@ def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogr
                           "releases": len(result.steps.ends.get("release", ()))},
         "messages_per_topic": dict(result.messages),
         "messages_per_order": per_order, "bytes_per_order": bytes_per_order,
-        "clean": unfinished == 0 and not result.duplicates and not result.unexpected_outcomes,
     }
     profile = scenario.profile
-    return {
-        **results.summary_head("simulation", scenario.pattern.name, w, load.offered_in_window,
-                               load.finished_in_window, window_s, valid, reason, False),
-        "orders": {"started": started, "completed": completed, "cancelled": cancelled, "lost": 0,
-                   "stuck": unfinished, "duplicates": result.duplicates, "inconsistent": result.unexpected_outcomes},
-        "latency_ms": {
-            "e2e": e2e,
+    return summary.build(
+        mode="simulation", pattern=scenario.pattern.name, workload=w, load=load, orders=orders,
+        latency_ms={
+            "e2e": summary_ms(totals["e2e"]),
             "e2e_completed": summary_ms(totals["e2e-completed"]),
             "e2e_cancelled": summary_ms(totals["e2e-cancelled"]),
-            "schedule_slip": slip,
+            "schedule_slip": summary_ms(totals["slip"]),
             "steps": steps,
         },
-        "messages_per_order": per_order,
-        "bytes_per_order": bytes_per_order,
-        "audit": audit,
-        "cpu_s": {
+        messages_per_order=per_order, bytes_per_order=bytes_per_order, audit=audit,
+        cpu_s={
             "load_generator": round(result.cpu_s.get("load_generator", 0.0), 2),
             "services": services,
             "harness_total": round(result.cpu_s.get("load_generator", 0.0) + sum(services.values()), 2),
             "broker": round(result.cpu_s["broker"], 2) if "broker" in result.cpu_s else None,
         },
-        "timeline": {"start_wall_s": start_wall_s, "measure_start_s": start_wall_s + w.warmup_s,
-                     "measure_end_s": start_wall_s + w.warmup_s + w.duration_s},
-        "environment": {**results.environment(None), "bootstrap_servers": None},
-        "config": {"client": dict(w.client), "kafka_config": {}, "kafka_config_file": None},
-        "simulation": {
+        timeline={"start_wall_s": start_wall_s, "measure_start_s": start_wall_s + w.warmup_s,
+                  "measure_end_s": start_wall_s + w.warmup_s + w.duration_s},
+        environment={**results.environment(None), "bootstrap_servers": None},
+        config={"client": dict(w.client), "kafka_config": {}, "kafka_config_file": None},
+        simulation={
             "profile": str(profile.source) if profile.source else None,
             "profile_measured": dict(profile.measured),
             "placement": scenario.placement,
@@ -133,4 +129,4 @@ def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogr
             "wall_s": round(wall_s, 3),
             "processed": result.processed,
         },
-    }
+    )

@@ -6,9 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import results
+from bench import results, summary as summary_mod
 from bench.patterns.base import Pattern
-from bench.run import EXIT_AUDIT, EXIT_INVALID, EXIT_OK
 from bench.sim import output
 from bench.sim.model import Scenario, simulate
 from bench.sim.profile import Profile
@@ -46,11 +45,4 @@ def run(request: SimRequest, echo: Callable[[str], None] = print) -> SimOutcome:
     wall_s = time.perf_counter() - began
     summary = output.write(out, scenario, result, start_wall_s, wall_s)
     echo(f"simulated {result.elapsed_s:.1f}s in {wall_s:.1f}s of wall time")
-    return SimOutcome(out, summary, exit_code(summary))
-
-
-def exit_code(summary: dict) -> int:
-    orders = summary["orders"]
-    if orders["lost"] or orders["stuck"] or orders["inconsistent"] or orders["duplicates"]:
-        return EXIT_AUDIT
-    return EXIT_OK if summary["valid"] else EXIT_INVALID
+    return SimOutcome(out, summary, summary_mod.exit_code(summary))
