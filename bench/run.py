@@ -96,6 +96,17 @@ def _broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[_Broke
 
 
 @contextlib.contextmanager
+def one_broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[None]:
+    """One broker for several runs (a sweep, a series) instead of one started and warmed up
+    by each: started here, as a run would start it, unless one is running or given."""
+    if request.bootstrap_servers or embedded.running() is not None:
+        yield
+        return
+    with _broker(request, echo):
+        yield
+
+
+@contextlib.contextmanager
 def _claimed(broker: _Broker, workload: Workload, client_extra: dict, run_id: str):
     """The cluster, claimed for this run (one run at a time: a second would wipe its topics)."""
     conf = clients.admin_config(broker.bootstrap_servers, client_extra)

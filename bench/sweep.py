@@ -8,11 +8,10 @@ measured; each point is an ordinary result directory beside it.
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,9 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench import results
-from bench.broker import embedded
 from bench.patterns.base import Pattern
-from bench.run import RunRequest, run
+from bench.run import RunRequest, one_broker, run
 from bench import summary as run_summary
 from bench.workload import Workload
 
@@ -118,24 +116,14 @@ def sweep_dir(base: str | Path = "results", now: datetime | None = None) -> Path
     raise results.ResultsError(f"{base}: too many sweep directories named {stamp}-sweep")
 
 
-@contextlib.contextmanager
-def _one_broker(request: SweepRequest, echo: Callable[[str], None]) -> Iterator[None]:
-    """One embedded broker for the whole sweep rather than one per point."""
-    if request.bootstrap_servers or embedded.running() is not None:
-        yield
-        return
-    echo("starting the embedded Kafka for this sweep")
-    with embedded.embedded():
-        yield
-
-
 def sweep(request: SweepRequest, echo: Callable[[str], None] = print) -> SweepOutcome:
     out = request.output or sweep_dir(request.results_base)
     out.mkdir(parents=True, exist_ok=True)
     outcome = SweepOutcome(out, [], request.workload.latency_bound_p99_s * 1000.0)
     rates = sorted(set(request.rates_per_s))
     total, done = len(request.patterns) * len(rates), 0
-    with _one_broker(request, echo):
+    first = RunRequest(request.patterns[0], request.workload, request.bootstrap_servers, request.kafka_config)
+    with one_broker(first, echo):
         for pattern in request.patterns:
             for rate in rates:
                 done += 1

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from bench import patterns
+from bench import patterns, series
+from bench import summary as run_summary
 from bench.cli.options import (bootstrap_option, check_fresh_output, duration_option, kafka_config_option,
                                with_overrides, workload_option)
 from bench.run import RunRequest, run as run_benchmark
@@ -24,21 +25,40 @@ from bench.run import RunRequest, run as run_benchmark
               help="Result directory (default: results/<UTC time>-<pattern>-<rate>/).")
 @click.option("--recreate-topics", is_flag=True,
               help="Delete and recreate the pattern's topics even where bench did not create them (their records are lost).")
-def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_config, output, recreate_topics) -> None:
+@click.option("--repeat", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Runs of the same settings, written as a series: OUTPUT/1 .. OUTPUT/N (what `bench compare` judges).")
+def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_config, output, recreate_topics,
+        repeat) -> None:
     """Drive a pattern at an open-loop rate, audit every order, write results.
 
     Exit codes: 0 valid and clean; 1 orders lost, stuck, duplicated or inconsistent;
-    3 the run could not hold its rate; 130 interrupted.
+    3 the run could not hold its rate; 130 interrupted. For a series, the worst run's.
     """
     workload = with_overrides(workload, rate_per_s=rate, duration_s=duration, warmup_s=warmup)
     check_fresh_output(output)
-    outcome = run_benchmark(RunRequest(patterns.get(pattern), workload, bootstrap_servers,
-                                       Path(kafka_config) if kafka_config else None, output,
-                                       recreate_topics=recreate_topics),
-                            echo=lambda line: click.echo(line, err=True))
-    click.echo(headline(outcome.summary))
-    click.echo(f"results: {outcome.directory}")
-    sys.exit(outcome.exit_code)
+    request = RunRequest(patterns.get(pattern), workload, bootstrap_servers,
+                         Path(kafka_config) if kafka_config else None, output, recreate_topics=recreate_topics)
+    echo = lambda line: click.echo(line, err=True)
+    if repeat == 1:
+        outcome = run_benchmark(request, echo=echo)
+        click.echo(headline(outcome.summary))
+        click.echo(f"results: {outcome.directory}")
+        sys.exit(outcome.exit_code)
+    base, outcomes = series.repeat(request, repeat, echo)
+    for outcome in outcomes:
+        click.echo(f"{outcome.directory}: {headline(outcome.summary)}")
+    click.echo(series_line(outcomes))
+    click.echo(f"results: {base} (a series of {len(outcomes)} runs)")
+    sys.exit(run_summary.worst_exit_code([o.exit_code for o in outcomes]))
+
+
+def series_line(outcomes) -> str:
+    """Each headline statistic's median (min-max) over the series' runs."""
+    e2e = lambda stat: series.describe([o.summary["latency_ms"]["e2e"][stat] for o in outcomes])
+    rate = series.describe([o.summary["rate_achieved_per_s"] for o in outcomes])
+    broken = [o.directory.name for o in outcomes if run_summary.problems(o.summary)]
+    return (f"series of {len(outcomes)}: e2e ms p50 {e2e('p50')}  p99 {e2e('p99')}  finished/s {rate}"
+            + (f"  broken runs: {', '.join(broken)}" if broken else "  every run valid and clean"))
 
 
 def headline(s: dict) -> str:

@@ -156,3 +156,32 @@ def test_a_paused_service_does_not_outlive_a_killed_harness(bootstrap_servers, t
         alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
                  and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
     assert not alive, "service processes outlived the harness"
+
+
+def test_repeat_writes_a_series_that_compare_judges_and_the_summary_is_the_simulations(bootstrap_servers, tmp_path):
+    from bench.sim import simulation
+    from bench.sim.profile import load_profile
+
+    out = tmp_path / "series"
+    result = CliRunner().invoke(cli, ["run", "--pattern", "choreography", "--rate", "150", "--duration", "3s",
+                                      "--warmup", "1s", "--repeat", "2", "--bootstrap-servers", bootstrap_servers,
+                                      "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["1", "2"]
+    assert "series of 2: e2e ms p50 " in result.output and "every run valid and clean" in result.output
+    judged = CliRunner().invoke(cli, ["compare", str(out), str(out), "--fail-on", "p50:+10%", "--format", "json"])
+    assert judged.exit_code == 0, judged.output
+    document = json.loads(judged.output)
+    assert [len(side["runs"]) for side in document["sides"]] == [2, 2]
+    assert document["rules"][0]["threshold_only"] and "2 vs 2 runs cannot reach" in document["rules"][0]["method"]
+
+    # One summary type: the simulation of the same workload writes the same keys.
+    real = json.loads((out / "1" / "summary.json").read_text())
+    workload = load_workload(WORKLOADS / "default.yaml").with_overrides(rate_per_s=150.0, duration_s=3.0, warmup_s=1.0)
+    sim = simulation.run(simulation.SimRequest(patterns.get("choreography"), workload, load_profile(),
+                                               output=tmp_path / "sim"), echo=lambda line: None).summary
+    only_real, only_sim = {"cost", "services", "faults"}, {"simulation"}
+    assert set(real) - only_real == set(sim) - only_sim
+    for key in ("orders", "latency_ms", "cpu_s", "timeline"):
+        assert set(real[key]) == set(sim[key]), key
+    assert real["clean"] is sim["clean"] is True
