@@ -45,22 +45,23 @@ def _processing_workload(directory: Path, text: str) -> Path:
     return path
 
 
-def _sides(results: Path, processing: list[str]) -> list[Side]:
+def _sides(results: Path, processing: list[str], processing_only: bool) -> list[Side]:
     bench = str(Path(sys.executable).with_name("bench"))
     workloads = results / "workloads"
     workloads.mkdir(parents=True, exist_ok=True)
-    sides = [Side("A", (bench,)), Side("A2", (bench,)),
-             Side("B", (bench, "--workload", str(ROOT / "workloads" / "processing-2ms.yaml")))]
+    sides = [Side("A", (bench,))]
+    if not processing_only:
+        sides += [Side("A2", (bench,)), Side("B", (bench, "--workload", str(ROOT / "workloads" / "processing-2ms.yaml")))]
     sides += [Side(f"P{x}", (bench, "--workload", str(_processing_workload(workloads, x)))) for x in processing]
     return sides
 
 
-def _measure(results: Path, gates: int, runs: int, processing: list[str]) -> None:
+def _measure(results: Path, gates: int, runs: int, processing: list[str], processing_only: bool) -> None:
     os.environ["BENCH_BROKER_DIR"] = tempfile.mkdtemp(prefix="bench-gate-broker-")  # the children find it there
     from bench.broker import embedded
     from bench.broker.warmup import warm_up
 
-    sides = _sides(results, processing)
+    sides = _sides(results, processing, processing_only)
     with embedded.embedded(port=PORT) as cluster:
         warm_up(cluster.bootstrap_servers)
         for g in range(1, gates + 1):
@@ -73,7 +74,7 @@ def _measure(results: Path, gates: int, runs: int, processing: list[str]) -> Non
 
 
 def _table(results: Path) -> bool:
-    from bench.compare import compare, parse_rules
+    from bench.compare import compare, parse_rules, spread
 
     rules = parse_rules(RULES)
     gates = sorted((p for p in results.glob("gate-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
@@ -101,7 +102,19 @@ def _table(results: Path) -> bool:
         click.echo("  ".join(cell.rjust(w) for cell, w in zip(r, widths)))
     n = len(gates)
     click.echo("")
-    click.echo(f"A/A (identical code): {failed.get('A2', 0)} false alarms in {n} gates")
+    spreads = {"p50": [], "p99": []}
+    for gate in gates:
+        for side in ("A", "A2") if (gate / "A2").exists() else ("A",):
+            c = compare([gate / "A", gate / side], rules)
+            for stat, v in zip(("p50", "p99"), c.verdicts):
+                spreads[stat].append(spread(v.values))
+    for stat, values in spreads.items():
+        values = sorted(x for x in values if x is not None)
+        if values:
+            click.echo(f"spread of {stat} between identical runs of one gate ((max - min) / median of 4): median "
+                       f"{values[len(values) // 2] * 100:.0f}%, range {values[0] * 100:.0f}-{values[-1] * 100:.0f}%")
+    if "A2" in failed:
+        click.echo(f"A/A (identical code): {failed['A2']} false alarms in {n} gates")
     if "B" in failed:
         click.echo(f"A/B (processing-2ms): detected {failed['B']} of {n}")
     detected = [name for name in names if name.startswith("P") and failed[name] * 5 >= 4 * n]
@@ -127,10 +140,11 @@ def _ms(name: str) -> float:
               help="comma-separated processing times per message to try for the smallest detected change")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=ROOT / "results" / "gate",
               show_default=True)
+@click.option("--processing-only", is_flag=True, help="only A and the P<x> sides (no A' or B)")
 @click.option("--table-only", is_flag=True, help="print the table from the gates already measured")
-def main(gates, runs, processing, results, table_only):
+def main(gates, runs, processing, results, processing_only, table_only):
     if not table_only:
-        _measure(results, gates, runs, [x.strip() for x in processing.split(",") if x.strip()])
+        _measure(results, gates, runs, [x.strip() for x in processing.split(",") if x.strip()], processing_only)
     sys.exit(0 if _table(results) else 1)
 
 
