@@ -114,6 +114,7 @@ class AuditReport:
     unknown_orders: int = 0  # distinct orderIds in the log that were never started
     replayed_replies: int = 0  # answers to repeated commands, marked so: duplicates absorbed, nothing applied
     dead_letters: int = 0  # messages a service could not decode and parked on the dead-letter topic
+    injected: dict[str, int] = field(default_factory=dict)  # topic -> records a fault injected (poison, its dead letters)
     messages_per_order: float | None = None
     bytes_per_order: float | None = None
     examples: dict[str, list[str]] = field(default_factory=dict)  # category -> first orderIds, for debugging
@@ -128,7 +129,8 @@ class AuditReport:
 
     def orders(self) -> Orders:
         return Orders(self.orders_started, self.completed, self.cancelled, self.lost, self.stuck,
-                      self.duplicate_effects, self.multiple_terminal, self.compensated_early, self.inconsistent)
+                      self.duplicate_effects, self.multiple_terminal, self.compensated_early, self.inconsistent,
+                      self.unknown_orders, sum(self.undecodable.values()), sum(self.unconsumed_topics.values()))
 
     @property
     def clean(self) -> bool:
@@ -151,6 +153,7 @@ class _Log:
     unknown: dict[str, None] = field(default_factory=dict)  # orderIds not started, in first-seen order
     per_topic: dict[str, int] = field(default_factory=dict)
     undecodable: dict[str, int] = field(default_factory=dict)
+    injected: dict[str, int] = field(default_factory=dict)  # records keyed as a fault's poison, per topic
     replays: int = 0  # replies a service marked as answering a repeated command (nothing applied)
 
 
@@ -161,8 +164,12 @@ def _collect(records: Iterable[Record], topics: Mapping[str, tuple[str, frozense
     orders, t0s, progressed, unknown = log.orders, log.t0_us, log.progressed, log.unknown
     per_topic, undecodable = log.per_topic, log.undecodable
     messages = nbytes = 0
+    injected = log.injected
     for r in records:
         topic = r.topic
+        if r.key is not None and r.key.startswith(ev.POISON_KEY_PREFIX):
+            injected[topic] = injected.get(topic, 0) + 1
+            continue
         per_topic[topic] = per_topic.get(topic, 0) + 1
         value = r.value
         oid = None if value is None else value.get("orderId")
@@ -339,7 +346,8 @@ def audit(records: Iterable[Record], started: Mapping[str, int], pattern: str, f
     report.undecodable = log.undecodable
     report.unconsumed_topics = {t: n for t, n in log.per_topic.items() if t not in consumed_topics}
     report.replayed_replies = log.replays
-    report.dead_letters = log.per_topic.get(ev.DEAD_LETTER, 0)
+    report.injected = log.injected
+    report.dead_letters = log.per_topic.get(ev.DEAD_LETTER, 0) + log.injected.get(ev.DEAD_LETTER, 0)
     if report.finished:
         report.messages_per_order = log.messages / report.finished
         report.bytes_per_order = log.bytes / report.finished

@@ -6,9 +6,13 @@ One function builds each kind of client config, so every role of both patterns
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import javaproperties
+
+from bench import secrets
 from bench.workload import Workload
 
 # librdkafka warns when a consumer is given producer-only properties and vice
@@ -38,40 +42,108 @@ class ConfigError(ValueError):
 
 
 def read_properties(path: str | Path) -> dict[str, str]:
-    """Read a Java-style ``key=value`` properties file (as Kafka's tools take) for librdkafka."""
-    props: dict[str, str] = {}
+    """Read a Java-style properties file (as Kafka's tools take) for librdkafka.
+
+    Parsed as Java parses it (javaproperties). A JAAS PLAIN or SCRAM login line becomes
+    librdkafka's ``sasl.username`` / ``sasl.password``; other Java-only properties are refused
+    with what librdkafka takes instead. No error message quotes a value: it may be a secret."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read client properties ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save the properties file as UTF-8") from None
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith(("#", "!")):
+    props: dict[str, str] = {}
+    jaas: tuple[str, tuple[str, ...]] | None = None  # (where, the login module's mechanisms)
+    line = 1
+    for element in javaproperties.parse(text):
+        number, line = line, line + element.source.count("\n")
+        if not isinstance(element, javaproperties.KeyValue):
             continue
-        sep = min((i for i in (line.find("="), line.find(":")) if i > 0), default=-1)
-        if sep < 0:
+        key, value, where = element.key, element.value, f"{path}:{number}"
+        if not value and not _SEPARATOR.search(element.source):
             # The line is not echoed: it may be a credential that lost its key.
-            raise ConfigError(f"{path}:{number}: expected key=value")
-        key = line[:sep].strip()
+            raise ConfigError(f"{where}: expected key=value")
+        if key == "sasl.jaas.config":
+            credentials, mechanisms = jaas_credentials(value, where)
+            jaas = (where, mechanisms)
+            for name, translated in credentials.items():
+                if name in props:
+                    raise ConfigError(f"{where}: sasl.jaas.config and {name} are both set: keep one")
+                props[name] = translated
+            continue
         if key in JAVA_ONLY:
-            raise ConfigError(f"{path}:{number}: {key} is a Java client property; librdkafka takes {JAVA_ONLY[key]}")
-        props[key] = line[sep + 1:].strip()
+            raise ConfigError(f"{where}: {key} is a Java client property; librdkafka takes {JAVA_ONLY[key]}")
+        if key in ("sasl.username", "sasl.password") and key in props:
+            raise ConfigError(f"{where}: sasl.jaas.config and {key} are both set: keep one")
+        props[key] = value
+    if jaas:
+        where, mechanisms = jaas
+        mechanism = props.get("sasl.mechanism", props.get("sasl.mechanisms"))
+        if mechanism is None and len(mechanisms) == 1:
+            props["sasl.mechanism"] = mechanisms[0]
+        elif mechanism not in mechanisms:
+            raise ConfigError(f"{where}: the JAAS login module needs sasl.mechanism={' or '.join(mechanisms)}"
+                              + (f", not {mechanism}" if mechanism else ""))
     return props
+
+
+_SEPARATOR = re.compile(r"(?<!\\)[=:\s]\s*\S|(?<!\\)[=:]")
 
 
 # Properties of Kafka's Java clients that librdkafka does not have, and what it takes instead.
 JAVA_ONLY = {
-    "sasl.jaas.config": "sasl.username and sasl.password (with sasl.mechanism)",
-    "ssl.truststore.location": "ssl.ca.location (a PEM file)",
+    "ssl.truststore.location": "ssl.ca.location (a PEM file; convert a JKS truststore with keytool -exportcert -rfc)",
     "ssl.truststore.password": "ssl.ca.location (a PEM file, no password)",
     "ssl.truststore.type": "ssl.ca.location (a PEM file)",
+    "ssl.truststore.certificates": "ssl.ca.pem",
+    "ssl.keystore.type": "ssl.keystore.location (PKCS#12 only) or ssl.certificate.location + ssl.key.location (PEM)",
+    "ssl.keystore.key": "ssl.key.pem",
+    "ssl.keystore.certificate.chain": "ssl.certificate.pem",
+    "ssl.protocol": "nothing: librdkafka negotiates the TLS version (ssl.cipher.suites narrows it)",
+    "sasl.login.callback.handler.class": "sasl.oauthbearer.method=oidc with sasl.oauthbearer.* settings",
+    "sasl.client.callback.handler.class": "sasl.username and sasl.password, or sasl.oauthbearer.* settings",
     "key.serializer": "nothing: bench serializes itself",
     "value.serializer": "nothing: bench serializes itself",
     "key.deserializer": "nothing: bench deserializes itself",
     "value.deserializer": "nothing: bench deserializes itself",
 }
+
+# JAAS login modules with a librdkafka equivalent: class -> the SASL mechanisms it serves.
+LOGIN_MODULES = {
+    "org.apache.kafka.common.security.plain.PlainLoginModule": ("PLAIN",),
+    "org.apache.kafka.common.security.scram.ScramLoginModule": ("SCRAM-SHA-256", "SCRAM-SHA-512"),
+}
+_JAAS = re.compile(r"\s*(?P<module>[\w.$]+)\s+(?P<flag>required|requisite|sufficient|optional)\b(?P<options>.*?);?\s*$",
+                   re.DOTALL)
+_OPTION = re.compile(r'\s*(?P<key>[\w.-]+)\s*=\s*(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[^\s;"]+))')
+
+
+def jaas_credentials(value: str, where: str) -> tuple[dict[str, str], tuple[str, ...]]:
+    """``sasl.username`` and ``sasl.password`` from a JAAS PLAIN or SCRAM login line, and the
+    SASL mechanisms that module serves; any other login module, or a line without both, is a
+    ConfigError (that never quotes the line)."""
+    entry = _JAAS.fullmatch(value)
+    if not entry:
+        raise ConfigError(f"{where}: sasl.jaas.config is not one JAAS login line (<LoginModule> required "
+                          'username="..." password="...";): write sasl.username and sasl.password instead')
+    module = entry["module"]
+    if module not in LOGIN_MODULES:
+        raise ConfigError(f"{where}: sasl.jaas.config uses {module.rsplit('.', 1)[-1]}, which bench cannot translate "
+                          "for librdkafka: set librdkafka's own sasl.* properties instead (PLAIN and SCRAM are translated)")
+    options, rest = {}, entry["options"]
+    while rest.strip():
+        option = _OPTION.match(rest)
+        if not option:
+            raise ConfigError(f"{where}: sasl.jaas.config has an option bench cannot read: write sasl.username and "
+                              "sasl.password instead")
+        text = option["quoted"] if option["quoted"] is not None else option["bare"]
+        options[option["key"]] = re.sub(r"\\(.)", r"\1", text)
+        rest = rest[option.end():]
+    missing = [name for name in ("username", "password") if name not in options]
+    if missing:
+        raise ConfigError(f"{where}: sasl.jaas.config has no {' or '.join(missing)}: librdkafka needs both")
+    return {"sasl.username": options["username"], "sasl.password": options["password"]}, LOGIN_MODULES[module]
 
 
 def check(workload: Workload, extra: Mapping[str, str], source: str) -> None:
@@ -88,6 +160,7 @@ def check(workload: Workload, extra: Mapping[str, str], source: str) -> None:
             client = build()
         except (KafkaException, ValueError, TypeError) as exc:
             detail = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+            detail = secrets.scrub(detail, secrets.values({**workload.client, **extra}))  # it may quote a value
             raise ConfigError(f"{source}: librdkafka rejects the {kind} settings: {detail}") from None
         if kind == "consumer":
             client.close()

@@ -40,6 +40,10 @@ SAGA_STATE = "order-processor-saga-state"  # compacted, keyed by orderId
 
 DEAD_LETTER = "bench-dead-letter"
 
+# Keys of the records the poison fault injects: the audit sets them (and their dead letters)
+# apart, so what a fault put on purpose is not taken for what the run broke.
+POISON_KEY_PREFIX = "bench-poison-"
+
 # Statuses.
 CREATED, COMPLETED, CANCELLED = "created", "completed", "cancelled"
 CHARGED, DECLINED, REFUNDED = "charged", "declined", "refunded"

@@ -104,7 +104,7 @@ def poison(ctx: FaultContext, fault: Fault, record: FaultRecord) -> None:
     count = fault.count or DEFAULT_POISON
     producer = Producer({**ctx.client_conf, "bootstrap.servers": ctx.bootstrap_servers})
     for i in range(count):
-        producer.produce(topic, b"\x00\xffpoison: not an order event " + str(i).encode(), f"poison-{i}")
+        producer.produce(topic, b"\x00\xffpoison: not an order event " + str(i).encode(), f"{ev.POISON_KEY_PREFIX}{i}")
     producer.flush(30)
     record.detail["messages"] = count
     return None

@@ -6,7 +6,6 @@ timeseries.csv and the .hlog/.hgrm histograms.
 from __future__ import annotations
 
 import csv
-import fnmatch
 import importlib.metadata
 import os
 import platform
@@ -22,31 +21,11 @@ import confluent_kafka
 import orjson
 
 import bench
+from bench import secrets
 
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
 TIMESERIES = "timeseries.csv"
-REDACTED = "***REDACTED***"
-
-# Lower-case glob patterns of property names whose values are credentials.
-SECRET_KEYS = (
-    "sasl.password",
-    "sasl.oauthbearer.client.secret",
-    "ssl.key.password",
-    "ssl.keystore.password",
-    "ssl.truststore.password",
-    "*password*",
-    "*secret*",
-    "*token*",
-    "ssl.key.pem",
-    "basic.auth.user.info",
-    "*passphrase*",
-    "*private.key*",
-    "sasl.oauthbearer.config",
-    "sasl.oauthbearer.extensions",
-    "*jaas*",
-    "*credential*",
-)
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -115,45 +94,10 @@ def _memory_total_bytes() -> int | None:
         return None
 
 
-def _is_secret(key: Any) -> bool:
-    return isinstance(key, str) and any(fnmatch.fnmatchcase(key.lower(), pattern) for pattern in SECRET_KEYS)
-
-
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with every credential-like key's value replaced by
-    ``***REDACTED***``, in nested mappings and lists too."""
-    if isinstance(value, Mapping):
-        return {key: REDACTED if _is_secret(key) else redact(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(item) for item in value]
-    return value
-
-
-def summary_head(mode: str, pattern: str, workload, offered_in_window: int, finished_in_window: int,
-                 window_s: float, valid: bool, invalid_reason: str | None, interrupted: bool) -> dict[str, Any]:
-    """The keys every summary starts with, real or simulated: what ran, at what rate, whether it held."""
-    return {
-        "mode": mode,
-        "pattern": pattern,
-        "workload": workload.to_dict(),
-        "rate_target_per_s": workload.rate_per_s,
-        "rate_offered_per_s": round(offered_in_window / window_s, 1),
-        "rate_achieved_per_s": round(finished_in_window / window_s, 1),
-        "duration_s": workload.duration_s,
-        "warmup_s": workload.warmup_s,
-        "valid": valid,
-        "invalid_reason": invalid_reason,
-        "interrupted": interrupted,
-    }
-
-
 def write_summary(directory: str | Path, summary: Mapping[str, Any]) -> Path:
-    """Write ``summary.json`` atomically, with ``schema_version`` set and credentials redacted.
-
-    Redaction covers the whole summary, not only its ``config`` key: a secret
-    may also sit in the workload's client settings.
-    """
-    document = redact(summary)
+    """Write ``summary.json`` atomically, with ``schema_version`` set and credentials redacted
+    (:func:`bench.secrets.redact`: client settings by the allow-list, wherever they sit)."""
+    document = secrets.redact(summary)
     document.pop("schema_version", None)
     document = {"schema_version": SCHEMA_VERSION, **document}  # first, for people reading the file
     data = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)

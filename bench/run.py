@@ -87,7 +87,7 @@ def _broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[_Broke
         yield _Broker(cluster.bootstrap_servers, dist.KAFKA_VERSION, [n.pid for n in cluster.alive_nodes()], cluster)
         return
     echo(f"starting the embedded Kafka ({nodes} node{'s' if nodes > 1 else ''}) for this run")
-    with embedded.embedded(nodes=nodes) as cluster:
+    with embedded.embedded(nodes=nodes, port=embedded.default_port()) as cluster:
         began = time.monotonic()
         sent = warm_up(cluster.bootstrap_servers)
         echo(f"warmed the new broker up: {sent} messages in small requests, {time.monotonic() - began:.1f}s, discarded")
@@ -117,24 +117,36 @@ def _claimed(broker: _Broker, workload: Workload, client_extra: dict, run_id: st
         yield admin, registry
 
 
-@contextlib.contextmanager
-def _interruptible(load: LoadGenerator, echo: Callable[[str], None]) -> Iterator[None]:
-    """First Ctrl-C (or SIGTERM) stops the load and lets the run drain and write results; a second aborts."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+class _Interrupts:
+    """From the services' start to the written results, the first Ctrl-C (or SIGTERM) stops the
+    load (before it starts: makes it end at once) and lets the run drain, audit and write results
+    marked interrupted; a second aborts."""
 
-    def on_interrupt(signum, frame):
-        if load.stop_requested.is_set():
-            raise KeyboardInterrupt
-        echo("interrupted: stopping load, draining briefly, writing results (Ctrl-C again to abort)")
-        load.stop()
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.echo, self.requested, self.load = echo, False, None
 
-    for sig in previous:
-        signal.signal(sig, on_interrupt)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
+    def __enter__(self) -> "_Interrupts":
+        self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in self.previous:
+            signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.echo("interrupted: stopping load, draining briefly, writing results (Ctrl-C again to abort)")
+        if self.load is not None:
+            self.load.stop()
+
+    def watch(self, load: LoadGenerator) -> None:
+        self.load = load
+        if self.requested:
+            load.stop()
 
 
 def _jvm_cpu_s(pids: list[int]) -> float | None:
@@ -187,48 +199,56 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
             serve_args += ["--kafka-config", str(request.kafka_config)]
         supervisor = Supervisor(serve_args, out / "logs")
         counts = {role: workload.instances.get(role, 1) for role in pattern.roles}
+        with _Interrupts(echo) as interrupts:
+            return _measure(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo)
+
+
+def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, counts: dict[str, int], run_id: str,
+             client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None]) -> RunOutcome:
+    """Services, load, drain, audit and results: everything a first Ctrl-C lets finish."""
+    workload, pattern = request.workload, request.pattern
+    try:
+        echo(f"starting {sum(counts.values())} service processes for {pattern.name}")
+        supervisor.start(counts)
+        groups = {f"bench-{run_id}-{pattern.name}-{role}": pattern.subscriptions[role] for role in pattern.roles}
+        lag = LagProbe(clients.consumer_config(broker.bootstrap_servers, workload, "lag", client_extra),
+                       groups, workload.partitions)
+        lag.start()
+        timeseries = results.TimeseriesWriter(out / "timeseries.csv")
+        load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,
+                             lag=lambda: lag.latest, on_second=_progress(echo, workload.warmup_s, timeseries))
+        echo(f"load: {workload.arrival} {workload.rate_per_s:g} orders/s for {workload.duration_s:g}s "
+             f"after {workload.warmup_s:g}s warm-up -> {out}")
+        injector = FaultInjector(workload.faults, FaultContext(
+            supervisor, broker.bootstrap_servers, client_extra, broker.cluster, pattern.roles), 0.0, echo)
+        load.on_start = lambda start_mono: _start_injector(injector, start_mono)
+        before = _Usage.now(supervisor, broker)
         try:
-            echo(f"starting {sum(counts.values())} service processes for {pattern.name}")
-            supervisor.start(counts)
-            groups = {f"bench-{run_id}-{pattern.name}-{role}": pattern.subscriptions[role] for role in pattern.roles}
-            lag = LagProbe(clients.consumer_config(broker.bootstrap_servers, workload, "lag", client_extra),
-                           groups, workload.partitions)
-            lag.start()
-            timeseries = results.TimeseriesWriter(out / "timeseries.csv")
-            load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,
-                                 lag=lambda: lag.latest, on_second=_progress(echo, workload.warmup_s, timeseries))
-            echo(f"load: {workload.arrival} {workload.rate_per_s:g} orders/s for {workload.duration_s:g}s "
-                 f"after {workload.warmup_s:g}s warm-up -> {out}")
-            injector = FaultInjector(workload.faults, FaultContext(
-                supervisor, broker.bootstrap_servers, client_extra, broker.cluster, pattern.roles), 0.0, echo)
-            load.on_start = lambda start_mono: _start_injector(injector, start_mono)
-            before = _Usage.now(supervisor, broker)
-            try:
-                with _interruptible(load, echo):
-                    load_result = load.run()
-            finally:
-                injector.finish()
-            lag.stop()
-            timeseries.close()
-            used = _Usage.now(supervisor, broker) - before
+            interrupts.watch(load)
+            load_result = load.run()
         finally:
-            supervisor.stop()
-        service_stats = supervisor.service_stats()
-        echo("auditing every topic")
-        records = list(audit_mod.read_topics(broker.bootstrap_servers, pattern.topics,
-                                             clients.consumer_config(broker.bootstrap_servers, workload, "audit",
-                                                                     client_extra), AUDIT_TIMEOUT_S))
-        report = audit_mod.audit(records, load_result.started, pattern.name, workload.failures,
-                                 pattern.consumed_topics())
-        steps = write_step_logs(out, audit_mod.step_latencies(records, pattern.name), load_result)
-        summary = _summary(request, broker, load_result, report, steps, used.cpu_s(), client_extra)
-        summary["cost"] = cost(len(load_result.started), used.seconds, used.processes, used.broker_s,
-                               {LOAD_GENERATOR: load.batching.counts(), **service_stats})
-        summary["services"] = service_stats
-        summary["faults"] = _fault_summaries(injector, load_result, report, service_stats, out)
-        for name, hist in load_result.histograms.items():
-            write_hgrm(hist, out / f"{name}.hgrm")
-        results.write_summary(out, summary)
+            injector.finish()
+        lag.stop()
+        timeseries.close()
+        used = _Usage.now(supervisor, broker) - before
+    finally:
+        supervisor.stop()
+    service_stats = supervisor.service_stats()
+    echo("auditing every topic")
+    records = list(audit_mod.read_topics(broker.bootstrap_servers, pattern.topics,
+                                         clients.consumer_config(broker.bootstrap_servers, workload, "audit",
+                                                                 client_extra), AUDIT_TIMEOUT_S))
+    report = audit_mod.audit(records, load_result.started, pattern.name, workload.failures,
+                             pattern.consumed_topics())
+    steps = write_step_logs(out, audit_mod.step_latencies(records, pattern.name), load_result)
+    summary = _summary(request, broker, load_result, report, steps, used.cpu_s(), client_extra)
+    summary["cost"] = cost(len(load_result.started), used.seconds, used.processes, used.broker_s,
+                           {LOAD_GENERATOR: load.batching.counts(), **service_stats})
+    summary["services"] = service_stats
+    summary["faults"] = _fault_summaries(injector, load_result, report, service_stats, out)
+    for name, hist in load_result.histograms.items():
+        write_hgrm(hist, out / f"{name}.hgrm")
+    results.write_summary(out, summary)
     return RunOutcome(out, summary, summary_mod.exit_code(summary))
 
 

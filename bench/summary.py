@@ -30,9 +30,15 @@ class Orders:
     multiple_terminal: int  # ended more than once
     compensated_early: int  # consistently cancelled although no step failed (a timeout): not a fault
     inconsistent: int
+    # Records, not orders: what the log holds that no started order explains.
+    unknown_orders: int = 0  # orderIds in the log that the load generator never started
+    undecodable: int = 0  # records that are not order events
+    unconsumed: int = 0  # records on topics nobody reads (dead letters among them)
 
-    # Any of these above zero and the audit is not clean.
-    FAULTS = ("lost", "stuck", "duplicates", "multiple_terminal", "inconsistent")
+    # Any of these above zero and the audit is not clean. Records a fault injected on
+    # purpose (poison) and their dead letters are not counted in the last three.
+    FAULTS = ("lost", "stuck", "duplicates", "multiple_terminal", "inconsistent", "unknown_orders", "undecodable",
+              "unconsumed")
 
     @property
     def clean(self) -> bool:

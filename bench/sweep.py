@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from bench import results
+from bench import results, secrets
 from bench.patterns.base import Pattern
 from bench.run import RunRequest, one_broker, run
 from bench import summary as run_summary
@@ -158,7 +158,7 @@ def write_sweep(outcome: SweepOutcome, request: SweepRequest) -> Path:
         "latency_bound_p99_ms": outcome.bound_p99_ms,
         "knees_per_s": outcome.knees,
         "points": [asdict(p) for p in outcome.points],
-        "workload": results.redact(request.workload.to_dict()),
+        "workload": secrets.redact(request.workload.to_dict()),
         "environment": results.environment(),
     }
     target = outcome.directory / SWEEP

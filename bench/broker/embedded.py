@@ -55,6 +55,17 @@ def state_root() -> Path:
     return Path(os.environ.get("BENCH_BROKER_DIR") or dist.cache_root() / "broker")
 
 
+def default_port() -> int:
+    """Node 1's client port for a broker bench starts: $BENCH_BROKER_PORT, else Kafka's 9092
+    (for a machine where 9092 is taken, e.g. by a Kafka of your own)."""
+    text = os.environ.get("BENCH_BROKER_PORT", "").strip()
+    if not text:
+        return 9092
+    if not text.isdigit() or not 1024 <= int(text) <= 65000:
+        raise BrokerError(f"BENCH_BROKER_PORT={text!r}: expected a port number from 1024 to 65000")
+    return int(text)
+
+
 @dataclass
 class NodeInfo:
     node_id: int

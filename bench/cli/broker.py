@@ -23,13 +23,14 @@ def install() -> None:
 
 @broker.command()
 @click.option("--nodes", type=click.Choice(["1", "3"]), default="1", show_default=True, help="KRaft nodes (3 for replication-factor-3 failure tests).")
-@click.option("--port", type=click.IntRange(1024, 65000), default=9092, show_default=True, help="Client port of node 1; node i uses port+i-1.")
+@click.option("--port", type=click.IntRange(1024, 65000), default=None,
+              help="Client port of node 1; node i uses port+i-1 (default: $BENCH_BROKER_PORT, else 9092).")
 @click.option("--warm-up/--no-warm-up", default=True, show_default=True,
               help="Send the new JVM a discarded pre-load (about 6 s) so runs do not measure its JIT compiler.")
 def start(nodes: str, port: int, warm_up: bool) -> None:
     """Start a fresh cluster in the background and wait until it serves requests."""
     started = time.monotonic()
-    cluster = embedded.start(nodes=int(nodes), port=port)
+    cluster = embedded.start(nodes=int(nodes), port=port or embedded.default_port())
     click.echo(f"Kafka {dist.KAFKA_VERSION} ({len(cluster.nodes)} node{'s' if len(cluster.nodes) > 1 else ''}) "
                f"serving in {time.monotonic() - started:.1f}s")
     if warm_up:

@@ -69,9 +69,16 @@ def headline(s: dict) -> str:
             f"  rate target {s['rate_target_per_s']:g}/s  offered {s['rate_offered_per_s']:g}/s  finished {s['rate_achieved_per_s']:g}/s\n"
             f"  e2e ms  p50 {fmt(e2e['p50'])}  p90 {fmt(e2e['p90'])}  p99 {fmt(e2e['p99'])}  p99.9 {fmt(e2e['p999'])}  max {fmt(e2e['max'])}\n"
             f"  orders  started {orders['started']}  completed {orders['completed']}  cancelled {orders['cancelled']}  "
-            f"lost {orders['lost']}  stuck {orders['stuck']}  duplicates {orders['duplicates']}  inconsistent {orders['inconsistent']}\n"
+            f"lost {orders['lost']}  stuck {orders['stuck']}  duplicates {orders['duplicates']}  inconsistent {orders['inconsistent']}"
+            + _foreign(orders) + "\n"
             f"  messages/order {s['messages_per_order']}  bytes/order {s['bytes_per_order']}  harness CPU {s['cpu_s']['harness_total']}s  broker CPU {fmt(s['cpu_s']['broker'])}s"
             + _cost_line(s.get("cost")))
+
+
+def _foreign(orders: dict) -> str:
+    """Records no started order explains (shown only when there are some: the audit is then not clean)."""
+    found = {name: orders.get(name) for name in ("multiple_terminal", "unknown_orders", "undecodable", "unconsumed")}
+    return "".join(f"  {name.replace('_', ' ')} {n}" for name, n in found.items() if n)
 
 
 def _cost_line(cost: dict | None) -> str:

@@ -47,7 +47,7 @@ import orjson
 import yaml
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
-from bench import clients, results, topics
+from bench import clients, results, secrets, topics
 from bench import events as ev
 from bench.broker import dist, embedded
 from bench.load import LoadGenerator
@@ -540,7 +540,7 @@ def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:
             "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "bootstrap_servers": request.bootstrap_servers,
             "workload": w.name,
-            "client": results.redact(dict(w.client)),  # a workload may carry credentials
+            "client": secrets.client(dict(w.client)),  # a workload may carry credentials
             "acks": w.acks,
             "partitions": w.partitions,
             "quick": request.quick,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from bench import results
+from bench import results, secrets
 from bench.patterns import PATTERNS
 from bench.patterns.base import Pattern
 from bench.run import RunRequest
@@ -141,7 +141,7 @@ def _write(validation: Validation, request: ValidateRequest) -> Path:
         "knees_per_s": [{"pattern": pattern, "workload": workload,
                          **dict(zip(("real", "sim"), validation.knees(pattern, workload)))}
                         for pattern, workload in validation.series()],
-        "workload": results.redact(request.workload.to_dict()),
+        "workload": secrets.redact(request.workload.to_dict()),
         "environment": results.environment(),
     }
     target = validation.directory / VALIDATION

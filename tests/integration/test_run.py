@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -185,3 +186,55 @@ def test_repeat_writes_a_series_that_compare_judges_and_the_summary_is_the_simul
     for key in ("orders", "latency_ms", "cpu_s", "timeline"):
         assert set(real[key]) == set(sim[key]), key
     assert real["clean"] is sim["clean"] is True
+
+
+def _alive(pids):
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()
+            and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+
+
+def test_ctrl_c_while_the_services_start_still_writes_results_marked_interrupted(bootstrap_servers, tmp_path):
+    out = tmp_path / "early"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "--pattern", "orchestration", "--rate", "100", "--duration", "60s",
+         "--warmup", "1s", "--bootstrap-servers", bootstrap_servers, "--output", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "logs").exists() or not list((out / "logs").iterdir()):  # services starting, no load yet
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    children = _children_of(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["valid"] is False
+    time.sleep(0.5)
+    assert not _alive(children)
+
+
+def test_a_killed_harness_takes_the_broker_it_started_with_it(tmp_path):
+    """No broker running: the run starts one (on a port of its own here), and SIGKILL of the
+    harness ends that JVM too (it dies with its parent), and the services."""
+    env = {**os.environ, "BENCH_BROKER_DIR": str(tmp_path / "broker"), "BENCH_BROKER_PORT": "29592"}
+    env.pop("BENCH_BOOTSTRAP_SERVERS", None)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--pattern", "choreography", "--rate", "50",
+                             "--duration", "60s", "--warmup", "1s", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    while not (out / "timeseries.csv").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    state = json.loads(next((tmp_path / "broker").rglob("state.json")).read_text())
+    jvms = [node["pid"] for node in state["nodes"]]
+    children = _children_of(proc.pid)
+    assert jvms and _alive(jvms) and children
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while (_alive(jvms) or _alive(children)) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not _alive(jvms), "the broker outlived the harness that started it"
+    assert not _alive(children), "service processes outlived the harness"

@@ -270,7 +270,8 @@ def test_undecodable_records_are_counted_per_topic_and_attributed_by_key():
     report = run_audit(log, "choreography", [oid])
     assert report.undecodable == {ev.PAYMENT_EVENTS: 2, ev.SHIPPING_EVENTS: 1}
     assert report.messages_per_order == len(log.records) - 1
-    assert report.duplicate_events == 0 and report.clean
+    assert report.duplicate_events == 0
+    assert not report.clean and report.orders().undecodable == 3  # the log holds what no order explains
 
 
 def test_topic_nobody_consumes_is_reported():
@@ -278,6 +279,7 @@ def test_topic_nobody_consumes_is_reported():
     log.choreography(oid)
     report = run_audit(log, "choreography", [oid], consumed=CHOREOGRAPHY_CONSUMED - {ev.SHIPPING_EVENTS})
     assert report.unconsumed_topics == {ev.SHIPPING_EVENTS: 1}
+    assert not report.clean and report.orders().unconsumed == 1
 
 
 def test_events_of_orders_never_started_are_unknown():
@@ -289,6 +291,20 @@ def test_events_of_orders_never_started_are_unknown():
     assert (report.unknown_orders, report.completed) == (2, 1)
     assert report.examples["unknown_orders"] == ["ghost-1", "ghost-2"]
     assert report.messages_per_order == 5  # created, charged, reserved, shipped, completed
+    assert not report.clean and report.orders().unknown_orders == 2
+
+
+def test_poison_a_fault_injected_and_its_dead_letters_are_set_apart():
+    log, oid = Log(), order_failing_at(None)
+    log.choreography(oid)
+    for i in range(3):
+        log.append(ev.ORDER_CREATED, f"{ev.POISON_KEY_PREFIX}{i}", None, 20)
+        log.append(ev.DEAD_LETTER, f"{ev.POISON_KEY_PREFIX}{i}", None, 20)  # parked by the service, key kept
+    report = run_audit(log, "choreography", [oid])
+    assert report.clean and report.injected == {ev.ORDER_CREATED: 3, ev.DEAD_LETTER: 3}
+    assert report.dead_letters == 3 and report.undecodable == {} and report.unknown_orders == 0
+    log.append(ev.DEAD_LETTER, oid, None, 20)  # but a real order parked as a dead letter is a fault
+    assert not run_audit(log, "choreography", [oid]).clean
 
 
 def test_report_serialises_for_summary_json():

@@ -8,16 +8,16 @@ import pytest
 
 from bench import results
 from bench.results import (
-    REDACTED,
     SCHEMA_VERSION,
     ResultsError,
     TimeseriesWriter,
     environment,
     read_summary,
-    redact,
     result_dir,
     write_summary,
 )
+
+from bench.secrets import REDACTED, redact  # noqa: E402
 
 NOW = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 
@@ -52,7 +52,7 @@ def test_redaction_is_recursive_and_case_insensitive():
         "bootstrap.servers": "b:9092",
         "SASL.Password": "p",
         "sasl.username": "alice",
-        "client": {"ssl.key.pem": "k", "ssl.truststore.password": "t", "linger.ms": 2},
+        "client": {"ssl.key.pem": "k", "ssl.truststore.password": "t", "linger.ms": 2, "unknown.prop": "u"},
         "registries": [{"basic.auth.user.info": "u:p", "url": "http://r"}],
         "oauth": {"sasl.oauthbearer.client.secret": "s", "refresh_token": "r", "MyApiSecret": "m"},
         "empty_secret": None,
@@ -60,8 +60,8 @@ def test_redaction_is_recursive_and_case_insensitive():
     assert redact(config) == {
         "bootstrap.servers": "b:9092",
         "SASL.Password": REDACTED,
-        "sasl.username": "alice",
-        "client": {"ssl.key.pem": REDACTED, "ssl.truststore.password": REDACTED, "linger.ms": 2},
+        "sasl.username": REDACTED,
+        "client": {"ssl.key.pem": REDACTED, "ssl.truststore.password": REDACTED, "linger.ms": 2, "unknown.prop": REDACTED},
         "registries": [{"basic.auth.user.info": REDACTED, "url": "http://r"}],
         "oauth": {"sasl.oauthbearer.client.secret": REDACTED, "refresh_token": REDACTED, "MyApiSecret": REDACTED},
         "empty_secret": REDACTED,
