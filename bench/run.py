@@ -99,6 +99,7 @@ def _broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[_Broke
 def one_broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[None]:
     """One broker for several runs (a sweep, a series) instead of one started and warmed up
     by each: started here, as a run would start it, unless one is running or given."""
+    check(request)  # bad input is one line before a broker is started for it
     if request.bootstrap_servers or embedded.running() is not None:
         yield
         return
@@ -176,11 +177,19 @@ def check_faults(workload: Workload, pattern: Pattern) -> None:
             raise WorkloadError(f"{workload.source or workload.name}: faults[{i}].instance {fault.instance} does not exist")
 
 
-def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
-    workload, pattern = request.workload, request.pattern
-    check_faults(workload, pattern)
+def check(request: RunRequest) -> dict:
+    """Every input of a run checked before anything touches a broker; returns the client
+    properties of the --kafka-config file. Raises WorkloadError or ConfigError (one line)."""
+    workload = request.workload
+    check_faults(workload, request.pattern)
     client_extra = clients.read_properties(request.kafka_config) if request.kafka_config else {}
     clients.check(workload, client_extra, str(request.kafka_config or workload.source or "the workload's client settings"))
+    return client_extra
+
+
+def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
+    workload, pattern = request.workload, request.pattern
+    client_extra = check(request)
     run_id = uuid.uuid4().hex[:8]
     with _broker(request, echo) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch, \
             _claimed(broker, workload, client_extra, run_id) as (admin, registry):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench import results, summary
-from bench.run import RunOutcome, RunRequest, one_broker, run
+from bench.run import RunOutcome, RunRequest, check, one_broker, run
 
 # Runs of one series must agree on these: otherwise they are not repeats of one configuration.
 SAME = ("mode", "pattern", "rate_target_per_s")
@@ -70,6 +70,7 @@ def repeat(request: RunRequest, count: int, echo: Callable[[str], None] = print)
     """``count`` runs of one request into ``OUT/1`` .. ``OUT/count`` on one broker; an
     interrupted run ends the series (the runs before it are kept, the interrupted one is marked)."""
     w = request.workload
+    check(request)  # bad input is one line, and no series directory
     base = request.output or results.result_dir(request.pattern.name, w.rate_per_s, base=request.results_base)
     base.mkdir(parents=True, exist_ok=True)
     outcomes: list[RunOutcome] = []

@@ -24,7 +24,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench import results, secrets
 from bench.patterns.base import Pattern
-from bench.run import RunRequest, one_broker, run
+from bench.run import RunRequest, check, one_broker, run
 from bench import summary as run_summary
 from bench.workload import Workload
 
@@ -117,13 +117,15 @@ def sweep_dir(base: str | Path = "results", now: datetime | None = None) -> Path
 
 
 def sweep(request: SweepRequest, echo: Callable[[str], None] = print) -> SweepOutcome:
+    checked = [RunRequest(p, request.workload, request.bootstrap_servers, request.kafka_config) for p in request.patterns]
+    for each in checked:
+        check(each)  # bad input is one line, and no sweep directory
     out = request.output or sweep_dir(request.results_base)
     out.mkdir(parents=True, exist_ok=True)
     outcome = SweepOutcome(out, [], request.workload.latency_bound_p99_s * 1000.0)
     rates = sorted(set(request.rates_per_s))
     total, done = len(request.patterns) * len(rates), 0
-    first = RunRequest(request.patterns[0], request.workload, request.bootstrap_servers, request.kafka_config)
-    with one_broker(first, echo):
+    with one_broker(checked[0], echo):
         for pattern in request.patterns:
             for rate in rates:
                 done += 1

@@ -179,8 +179,9 @@ def test_repeat_writes_a_series_that_compare_judges_and_the_summary_is_the_simul
     # One summary type: the simulation of the same workload writes the same keys.
     real = json.loads((out / "1" / "summary.json").read_text())
     workload = load_workload(WORKLOADS / "default.yaml").with_overrides(rate_per_s=150.0, duration_s=3.0, warmup_s=1.0)
-    sim = simulation.run(simulation.SimRequest(patterns.get("choreography"), workload, load_profile(),
-                                               output=tmp_path / "sim"), echo=lambda line: None).summary
+    simulation.run(simulation.SimRequest(patterns.get("choreography"), workload, load_profile(), output=tmp_path / "sim"),
+                   echo=lambda line: None)
+    sim = json.loads((tmp_path / "sim" / "summary.json").read_text())
     only_real, only_sim = {"cost", "services", "faults"}, {"simulation"}
     assert set(real) - only_real == set(sim) - only_sim
     for key in ("orders", "latency_ms", "cpu_s", "timeline"):

@@ -101,3 +101,20 @@ def test_sweep_points_use_the_same_verdict():
          "latency_ms": {"e2e": {"p50": 1, "p99": 2, "p999": 3}},
          "orders": {"lost": 0, "stuck": 0, "duplicates": 0, "multiple_terminal": 1, "inconsistent": 0}}
     assert Point.of(s, "d").clean is False  # what made `bench run` exit 1 counted clean in a sweep before
+
+
+@pytest.mark.parametrize("command", [["run", "--pattern", "orchestration", "--repeat", "2"],
+                                     ["sweep", "--pattern", "choreography,orchestration", "--rates", "100"]])
+def test_bad_input_to_a_series_or_sweep_is_one_line_before_any_broker(tmp_path, monkeypatch, command):
+    from click.testing import CliRunner
+
+    from bench.cli import cli
+
+    monkeypatch.setenv("BENCH_BROKER_DIR", str(tmp_path / "no-broker"))  # none running: one would be started
+    props = tmp_path / "client.properties"
+    props.write_text("ssl.truststore.location=/etc/kafka/truststore.jks\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [*command, "--kafka-config", str(props), "--output", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "ssl.truststore.location is a Java client property" in result.output
+    assert not out.exists() and not (tmp_path / "no-broker").exists()
