@@ -32,6 +32,7 @@ def calibrate(bootstrap_servers, kafka_config, workload, output, quick, referenc
     processes briefly, and writes a profile for `bench simulate --profile`.
     """
     echo = lambda line: click.echo(line, err=True)
+    _check_output(output)
     try:
         refs = [reference(r) for r in references]
         profile = load_profile(from_profile) if from_profile else None
@@ -49,3 +50,15 @@ def calibrate(bootstrap_servers, kafka_config, workload, output, quick, referenc
         profile = fit_contention(fit_broker_cpu(profile, refs, echo), refs, echo)
         echo(f"contention_us = {profile.contention_us:g}")
     click.echo(f"profile: {save_profile(profile, output)}")
+
+
+def _check_output(output: Path) -> None:
+    """A profile is a .json file, and never replaces a file that is not an earlier profile
+    (`--output results/x/summary.json` would overwrite a run's summary)."""
+    if output.suffix.lower() != ".json":
+        raise InputError(f"--output {output}: a profile is a .json file; name one, e.g. {output.with_suffix('.json')}")
+    if output.exists():
+        try:
+            load_profile(output)
+        except ProfileError:
+            raise InputError(f"--output {output}: the file exists and is not a bench profile; choose another path") from None

@@ -38,6 +38,8 @@ def simulate(pattern, rate, duration, warmup, seed, workload, profile_path, plac
     Same workload file, same result files as `bench run` (summary.json says
     mode: simulation); same seed, same numbers. Exit codes as `bench run`.
     """
+    if network_rtt is not None and placement != "spread":
+        raise InputError("--network-rtt is the round trip between hosts: it needs --placement spread")
     workload = with_overrides(workload, rate_per_s=rate, duration_s=duration, warmup_s=warmup, seed=seed)
     try:
         profile = load_profile(profile_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from bench.cli.errors import InputError
-from bench.cli.options import bootstrap_option, duration_option, kafka_config_option, workload_option
+from bench.cli.options import bootstrap_option, check_fresh_output, duration_option, kafka_config_option, workload_option
 from bench.sim import validate as validation
 from bench.sim.profile import ProfileError, load_profile
 from bench.workload import WorkloadError
@@ -34,6 +34,7 @@ def validate(pattern_names, rate_list, duration, warmup, workload, profile_path,
     Exit 0 when the targets are met (p50 within 15% and p99 within 30% where the
     real run held its rate, knee within 20%), 1 otherwise.
     """
+    check_fresh_output(output)
     try:
         workload = workload.with_overrides(duration_s=duration or 15.0, warmup_s=warmup or 5.0)
         request = validation.ValidateRequest(validation.patterns_of(pattern_names), validation.rates(rate_list),
