@@ -30,6 +30,7 @@ from bench.lag import LagProbe
 from bench.load import LoadGenerator, LoadResult, Second
 from bench.patterns.base import Pattern
 from bench.recording import read_hlog, summary_ms, write_hgrm
+from bench.records import read_topics
 from bench.recovery import fault_figures
 from bench.steps import write_step_logs
 from bench.supervisor import Supervisor
@@ -244,9 +245,9 @@ def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, count
         supervisor.stop()
     service_stats = supervisor.service_stats()
     echo("auditing every topic")
-    records = list(audit_mod.read_topics(broker.bootstrap_servers, pattern.topics,
-                                         clients.consumer_config(broker.bootstrap_servers, workload, "audit",
-                                                                 client_extra), AUDIT_TIMEOUT_S))
+    records = list(read_topics(broker.bootstrap_servers, pattern.topics,
+                               clients.consumer_config(broker.bootstrap_servers, workload, "audit", client_extra),
+                               AUDIT_TIMEOUT_S))
     report = audit_mod.audit(records, load_result.started, pattern.name, workload.failures,
                              pattern.consumed_topics())
     steps = write_step_logs(out, audit_mod.step_latencies(records, pattern.name), load_result)

@@ -213,7 +213,7 @@ class Service:
         self._pending_restore.clear()
         if not wanted:
             return
-        from bench.audit import read_topics
+        from bench.records import read_topics
 
         # Every topic of a run is keyed by orderId with the same partition count, so an
         # order's own past output lives on the same partition number as its input.

@@ -75,7 +75,7 @@ def test_the_stall_guard_hands_back_fetched_input_rejoins_and_applies_nothing_tw
     from confluent_kafka import Producer
 
     from bench import clients, topics
-    from bench.audit import read_topics
+    from bench.records import read_topics
     from bench.runtime import Service, ServiceSpec
 
     pattern, w = patterns.get("choreography"), Workload(name="stall")

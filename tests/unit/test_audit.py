@@ -8,7 +8,8 @@ import pytest
 from confluent_kafka import KafkaError
 
 from bench import events as ev
-from bench.audit import AuditReport, Record, _read_assigned, audit, step_latencies
+from bench.audit import AuditReport, audit, step_latencies
+from bench.records import Record, _read_assigned
 
 FAILURES = {"payment": 0.3, "inventory": 0.3, "shipping": 0.3}
 STEP_US = 1_000

@@ -8,7 +8,8 @@ from collections import deque
 import pytest
 
 from bench import events as ev
-from bench.audit import Record, audit
+from bench.audit import audit
+from bench.records import Record
 from bench.patterns import PATTERNS
 from bench.workload import Workload
 
