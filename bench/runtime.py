@@ -36,6 +36,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
 import signal
 from collections import deque
 import sys
@@ -246,8 +247,11 @@ class Service:
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + 1.0
                     if not parent_alive():
-                        print(f"{self.spec.client_id}: the harness is gone; stopping", file=sys.stderr)
-                        break
+                        # Nobody will read what this instance still holds, and a graceful close
+                        # (flush, commit, leave the group) can block for many seconds on a broker
+                        # that died with the harness: end now.
+                        print(f"{self.spec.client_id}: the harness is gone; exiting", file=sys.stderr, flush=True)
+                        os._exit(0)
                 first = self.consumer.poll(POLL_S)
                 if self.ready and not announced:
                     announced = True
