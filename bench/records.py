@@ -78,15 +78,16 @@ def _partition_bounds(consumer: Consumer, topics: Iterable[str], timeout_s: floa
         if meta.error is not None:
             raise KafkaException(meta.error)
         for partition in meta.partitions:
-            low, high = _watermarks(consumer, TopicPartition(topic, partition), deadline)
+            low, high = watermarks(consumer, TopicPartition(topic, partition), deadline)
             if high > low:
                 bounds[(topic, partition)] = (low, high)
     return bounds
 
 
-def _watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+def watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
     """Low and high watermark, asking again while leadership moves (a restore can run
-    during a broker failover, when the first answer is "not leader")."""
+    during a broker failover, and a new cluster may not have elected a leader yet, when the
+    first answer is "not leader")."""
     while True:
         try:
             return consumer.get_watermark_offsets(tp, timeout=max(0.1, deadline - time.monotonic()), cached=False)

@@ -25,6 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.broker.errors import BrokerError
+from bench.records import watermarks
 from bench.workload import Workload
 
 TIMEOUT_S = 60.0
@@ -135,7 +136,7 @@ class Registry:
         consumer = Consumer({**self.conf, "group.id": f"bench-registry-{uuid.uuid4().hex[:8]}",
                              "enable.auto.commit": False, "enable.partition.eof": True})
         try:
-            _, high = consumer.get_watermark_offsets(TopicPartition(REGISTRY, 0), timeout=TIMEOUT_S)
+            _, high = watermarks(consumer, TopicPartition(REGISTRY, 0), time.monotonic() + TIMEOUT_S)
             consumer.assign([TopicPartition(REGISTRY, 0, OFFSET_BEGINNING)])
             out, position, deadline = [], 0, time.monotonic() + TIMEOUT_S
             while position < high and time.monotonic() < deadline:
