@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -89,6 +90,5 @@ def describe(values: Sequence[float | None]) -> str:
     known = sorted(v for v in values if v is not None)
     if not known:
         return "-"
-    mid = len(known) // 2
-    median = known[mid] if len(known) % 2 else (known[mid - 1] + known[mid]) / 2
+    median = statistics.median(known)
     return f"{median:.2f}" if len(known) == 1 else f"{median:.2f} ({known[0]:.2f}-{known[-1]:.2f})"
