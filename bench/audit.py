@@ -9,12 +9,15 @@ consecutive ``ts_us`` of one order. Both are pure functions over an iterable of
 Words used below:
 
 - *step event*: a message the audit reads as a step of one order: order-created,
-  a service fact (choreography: payment-, inventory-, shipping-events;
-  orchestration: replies on order-processor-replies), a command
-  (orchestration), a terminal event on order-events. Saga state is bookkeeping:
-  it counts as progress and as cost, never as a business fact.
-- *effect*: a fact that changes the world: charged, reserved, shipped, refunded,
-  released.
+  a step's fact (choreography: on ``<step>-events``; orchestration: replies on
+  order-processor-replies), a command (orchestration), a terminal event on
+  order-events. Saga state is bookkeeping: it counts as progress and as cost,
+  never as a business fact.
+- *effect*: a fact that changes the world: a step's success (charged, reserved,
+  shipped, ...) or a compensation (refunded, released, ...).
+
+Every step name, status and topic comes from the run's :class:`bench.saga.Saga`
+through the pattern's :class:`bench.patterns.base.Topology`.
 - *production*: one message as its producer stamped it (its ``ts_us``). The same
   status with the same ``ts_us`` twice is one production delivered twice.
 """
@@ -24,22 +27,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from bench import events as ev
+from bench.patterns.base import Topology
 from bench.records import Record
+from bench.saga import E2E, Saga
 from bench.summary import Orders
 
 EXAMPLES_PER_CATEGORY = 5
-_FACTS = frozenset(
-    {ev.CHARGED, ev.DECLINED, ev.REFUNDED, ev.RESERVED, ev.OUT_OF_STOCK, ev.RELEASED, ev.SHIPPED, ev.REFUSED}
-)
-# Each effect and the command that requests it (orchestration); choreography has no commands.
-_EFFECT_REQUEST = {
-    ev.CHARGED: ev.CHARGE,
-    ev.RESERVED: ev.RESERVE,
-    ev.SHIPPED: ev.SHIP,
-    ev.REFUNDED: ev.REFUND,
-    ev.RELEASED: ev.RELEASE,
-}
-_EVENT_KEYS = _FACTS | {ev.CREATED, *ev.TERMINAL}
 _ENTRY_EXIT = frozenset({ev.ORDER_CREATED, ev.ORDER_EVENTS})
 
 StepLog = dict[str, list[int]]  # step key (a status or a command) -> ts_us of each message, in read order
@@ -68,7 +61,7 @@ class AuditReport:
 
     ``inconsistent``: finished orders breaking a rule of ``inconsistent_by_rule``
     (an order counts once, each rule it breaks counts once); an outcome other
-    than ``events.expected_outcome`` is one of those rules.
+    than ``Saga.expected_outcome`` is one of those rules.
     """
 
     orders_started: int
@@ -83,9 +76,9 @@ class AuditReport:
     multiple_terminal: int = 0  # orders with more than one terminal event
     inconsistent: int = 0
     inconsistent_by_rule: dict[str, int] = field(default_factory=dict)
-    unexpected_outcome: int = 0  # completed although events.expected_outcome says a step fails
+    unexpected_outcome: int = 0  # completed although Saga.expected_outcome says a step fails
     compensated_early: int = 0  # consistently cancelled although every step would succeed (e.g. a timeout)
-    compensations: dict[str, int] = field(default_factory=lambda: {"refunds": 0, "releases": 0})  # effects applied
+    compensations: dict[str, int] = field(default_factory=dict)  # compensable step -> compensations applied
     undecodable: dict[str, int] = field(default_factory=dict)  # topic -> values that are not order events
     unconsumed_topics: dict[str, int] = field(default_factory=dict)  # topic nobody reads -> its messages
     unknown_orders: int = 0  # distinct orderIds in the log that were never started
@@ -209,25 +202,21 @@ def _first_terminal(steps: StepLog) -> tuple[str, int] | None:
     return (ev.CANCELLED, min(cancelled)) if cancelled else None
 
 
-def _violations(steps: StepLog, outcome: str, expected: str, effects: Mapping[str, int]) -> list[str]:
-    charged, reserved, shipped = effects[ev.CHARGED], effects[ev.RESERVED], effects[ev.SHIPPED]
-    refunded, released = effects[ev.REFUNDED], effects[ev.RELEASED]
+def _violations(steps: StepLog, outcome: str, expected: str, effects: Mapping[str, int], saga: Saga) -> list[str]:
     rules = []
     if ev.COMPLETED in steps and ev.CANCELLED in steps:
         rules.append("conflicting_terminal")
+    compensable = [s for s in saga.steps if s.compensable]
     if outcome == ev.COMPLETED:
-        if not (charged and reserved and shipped):
+        if not all(effects[s.ok] for s in saga.steps):
             rules.append("completed_without_effect")
-        if refunded or released:
+        if any(effects[s.undone] for s in compensable):
             rules.append("completed_but_compensated")
     else:
-        if refunded < charged:
-            rules.append("charge_not_refunded")
-        if released < reserved:
-            rules.append("reservation_not_released")
-        if shipped:
-            rules.append("cancelled_but_shipped")
-    if refunded > charged or released > reserved:
+        rules += [f"{s.name}_not_undone" for s in compensable if effects[s.undone] < effects[s.ok]]
+        if effects[saga.pivot.ok]:
+            rules.append("cancelled_after_pivot")
+    if any(effects[s.undone] > effects[s.ok] for s in compensable):
         rules.append("compensation_without_effect")
     if outcome == ev.COMPLETED and expected != ev.COMPLETED:
         # A step that must fail succeeded. The other way round (cancelled although every step
@@ -250,9 +239,9 @@ class _Tally:
             examples.append(order_id)
 
 
-def _note_duplicates(order_id: str, steps: StepLog, effects: Mapping[str, int], report: AuditReport,
-                     tally: _Tally) -> None:
-    if any(len(seen) > 1 for key, seen in steps.items() if key in _EVENT_KEYS):
+def _note_duplicates(order_id: str, steps: StepLog, effects: Mapping[str, int], event_keys: frozenset[str],
+                     report: AuditReport, tally: _Tally) -> None:
+    if any(len(seen) > 1 for key, seen in steps.items() if key in event_keys):
         tally.note("duplicate_events", order_id)
     doubled = [status for status, n in effects.items() if n > 1]
     if doubled:
@@ -261,59 +250,67 @@ def _note_duplicates(order_id: str, steps: StepLog, effects: Mapping[str, int], 
             report.duplicate_effects_by_fact[status] = report.duplicate_effects_by_fact.get(status, 0) + 1
 
 
-def _judge(order_id: str, steps: StepLog, progressed: bool, failures: dict[str, float], report: AuditReport,
-           tally: _Tally) -> None:
-    if ev.CREATED not in steps:
-        tally.note("never_created", order_id)
-    if steps and max(map(len, steps.values())) == 1:  # the common case: nothing repeated
-        effects = {status: int(status in steps) for status in _EFFECT_REQUEST}
-    else:
-        effects = {status: _effects(steps, status) for status in _EFFECT_REQUEST}
-        _note_duplicates(order_id, steps, effects, report, tally)
-    report.compensations["refunds"] += effects[ev.REFUNDED]
-    report.compensations["releases"] += effects[ev.RELEASED]
+class _Judge:
+    """Judges one order at a time against the saga."""
 
-    terminal = _first_terminal(steps)
-    if terminal is None:
-        tally.note("stuck" if progressed else "lost", order_id)
-        return
-    outcome = terminal[0]
-    if outcome == ev.COMPLETED:
-        report.completed += 1
-    else:
-        report.cancelled += 1
-    if len(steps.get(ev.COMPLETED, ())) + len(steps.get(ev.CANCELLED, ())) > 1:
-        tally.note("multiple_terminal", order_id)
-    expected = ev.expected_outcome(order_id, failures)
-    rules = _violations(steps, outcome, expected, effects)
-    if outcome == ev.CANCELLED and expected == ev.COMPLETED and not rules:
-        tally.note("compensated_early", order_id)
-    if rules:
-        tally.note("inconsistent", order_id)
-        for rule in rules:
-            report.inconsistent_by_rule[rule] = report.inconsistent_by_rule.get(rule, 0) + 1
-        if "unexpected_outcome" in rules:
-            tally.note("unexpected_outcome", order_id)
+    def __init__(self, saga: Saga, report: AuditReport, tally: _Tally) -> None:
+        self.saga, self.report, self.tally = saga, report, tally
+        self.effects = saga.effects()
+        self.event_keys = saga.facts() | {ev.CREATED, *ev.TERMINAL}
+        self.compensable = [s for s in saga.steps if s.compensable]
+        report.compensations = {s.name: 0 for s in self.compensable}
+
+    def __call__(self, order_id: str, steps: StepLog, progressed: bool) -> None:
+        report, tally = self.report, self.tally
+        if ev.CREATED not in steps:
+            tally.note("never_created", order_id)
+        if steps and max(map(len, steps.values())) == 1:  # the common case: nothing repeated
+            effects = {status: int(status in steps) for status in self.effects}
+        else:
+            effects = {status: _effects(steps, status) for status in self.effects}
+            _note_duplicates(order_id, steps, effects, self.event_keys, report, tally)
+        for s in self.compensable:
+            report.compensations[s.name] += effects[s.undone]
+
+        terminal = _first_terminal(steps)
+        if terminal is None:
+            tally.note("stuck" if progressed else "lost", order_id)
+            return
+        outcome = terminal[0]
+        if outcome == ev.COMPLETED:
+            report.completed += 1
+        else:
+            report.cancelled += 1
+        if len(steps.get(ev.COMPLETED, ())) + len(steps.get(ev.CANCELLED, ())) > 1:
+            tally.note("multiple_terminal", order_id)
+        expected = self.saga.expected_outcome(order_id)
+        rules = _violations(steps, outcome, expected, effects, self.saga)
+        if outcome == ev.CANCELLED and expected == ev.COMPLETED and not rules:
+            tally.note("compensated_early", order_id)
+        if rules:
+            tally.note("inconsistent", order_id)
+            for rule in rules:
+                report.inconsistent_by_rule[rule] = report.inconsistent_by_rule.get(rule, 0) + 1
+            if "unexpected_outcome" in rules:
+                tally.note("unexpected_outcome", order_id)
 
 
-def audit(records: Iterable[Record], started: Mapping[str, int], pattern: str, failures: Mapping[str, float],
-          consumed_topics: set[str]) -> AuditReport:
-    """Audit the whole log of one run.
+def audit(records: Iterable[Record], started: Mapping[str, int], topology: Topology) -> AuditReport:
+    """Audit the whole log of one run of ``topology`` (a pattern laid out for the run's saga).
 
     ``started``: orderId -> intended start (t0_us) of every order the load
-    generator produced. ``failures``: the workload's failure probabilities per
-    step. ``consumed_topics``: topics some service or the load generator reads;
-    any other topic holding messages is reported in ``unconsumed_topics``.
+    generator produced. A topic no service or the load generator reads that
+    holds messages is reported in ``unconsumed_topics``.
     ``messages_per_order`` / ``bytes_per_order``: every record attributed to a
     started order (on any topic read, undecodable ones by key) per finished
     order; None when nothing finished.
     """
-    log = _collect(records, _pattern(pattern).topics, started)
+    log = _collect(records, _topics(topology), started)
     report, tally = AuditReport(orders_started=len(started)), _Tally()
-    failures = dict(failures)
+    judge = _Judge(topology.saga, report, tally)
     no_steps: StepLog = {}
     for order_id in started:
-        _judge(order_id, log.orders.get(order_id, no_steps), order_id in log.progressed, failures, report, tally)
+        judge(order_id, log.orders.get(order_id, no_steps), order_id in log.progressed)
     for order_id in log.unknown:
         tally.note("unknown_orders", order_id)
 
@@ -321,7 +318,8 @@ def audit(records: Iterable[Record], started: Mapping[str, int], pattern: str, f
         setattr(report, category, count)
     report.examples = tally.examples
     report.undecodable = log.undecodable
-    report.unconsumed_topics = {t: n for t, n in log.per_topic.items() if t not in consumed_topics}
+    consumed = topology.consumed_topics()
+    report.unconsumed_topics = {t: n for t, n in log.per_topic.items() if t not in consumed}
     report.replayed_replies = log.replays
     report.injected = log.injected
     report.dead_letters = log.per_topic.get(ev.DEAD_LETTER, 0) + log.injected.get(ev.DEAD_LETTER, 0)
@@ -345,40 +343,57 @@ def _span(out: Latencies, step: str, start: int | None, end: int | None) -> None
         out[step].append((end / 1e6, end - start))
 
 
-def _choreography_steps(steps: StepLog, t0_us: int | None, out: Latencies) -> None:
+def _latest(times) -> int | None:
+    """When the last of ``times`` happened; None unless all did."""
+    latest = None
+    for t in times:
+        if t is None:
+            return None
+        latest = t if latest is None or t > latest else latest
+    return latest
+
+
+def _choreography_steps(saga: Saga, steps: StepLog, t0_us: int | None, out: Latencies) -> None:
     first = {key: min(seen) for key, seen in steps.items()}
     get = first.get
-    charged, reserved, refused = get(ev.CHARGED), get(ev.RESERVED), get(ev.REFUSED)
-    _span(out, "payment", get(ev.CREATED), _earliest(charged, get(ev.DECLINED)))
-    _span(out, "inventory", charged, _earliest(reserved, get(ev.OUT_OF_STOCK)))
-    _span(out, "shipping", reserved, _earliest(get(ev.SHIPPED), refused))
-    _span(out, "release", refused, get(ev.RELEASED))
-    _span(out, "refund", _earliest(get(ev.OUT_OF_STOCK), get(ev.RELEASED)), get(ev.REFUNDED))
+
+    def rolled_back(stage) -> int | None:  # when the last member of a stage failed or was undone
+        return _latest(_earliest(get(s.failed), get(s.undone) if s.compensable else None) for s in stage)
+
+    for step in saga.steps:
+        before = saga.before(step)
+        start = _latest(get(s.ok) for s in before) if before else get(ev.CREATED)
+        _span(out, step.name, start, _earliest(get(step.ok), get(step.failed)))
+        if step.compensable and step.undone in first:
+            trigger = None
+            for s in saga.siblings(step):
+                trigger = _earliest(trigger, get(s.failed))
+            after = saga.after(step)
+            trigger = _earliest(trigger, rolled_back(after) if after else None)
+            if trigger is not None:
+                ok = get(step.ok)
+                _span(out, step.undo_span, trigger if ok is None or ok <= trigger else ok, first[step.undone])
     terminal = _first_terminal(steps)
     if terminal is not None:
         outcome, end = terminal
-        if outcome == ev.COMPLETED:
-            ender = get(ev.SHIPPED)
-        else:
-            ender = get(ev.REFUNDED, get(ev.DECLINED))
+        ender = get(saga.pivot.ok) if outcome == ev.COMPLETED else rolled_back(saga.stages[0])
         _span(out, "order", ender, end)
-        _span(out, "e2e", t0_us, end)
+        _span(out, E2E, t0_us, end)
 
 
-_COMMAND_STEP = {ev.CHARGE: "payment", ev.RESERVE: "inventory", ev.SHIP: "shipping", ev.REFUND: "refund",
-                 ev.RELEASE: "release"}
-
-
-def _orchestration_steps(steps: StepLog, t0_us: int | None, out: Latencies) -> None:
-    for command, step in _COMMAND_STEP.items():
-        if command in steps:
-            sent = max(steps[command])  # the latest attempt
-            replies = [ts for status in ev.REPLIES_TO[command] for ts in steps.get(status, ()) if ts >= sent]
-            _span(out, step, sent, min(replies, default=None))
+def _orchestration_steps(saga: Saga, steps: StepLog, t0_us: int | None, out: Latencies) -> None:
+    for step in saga.steps:
+        for command, span, answers in ((step.do, step.name, (step.ok, step.failed)),
+                                       (step.undo, step.undo_span, (step.undone,))):
+            if command in steps and (step.compensable or command == step.do):
+                sent = max(steps[command])  # the latest attempt
+                replies = [ts for status in answers for ts in steps.get(status, ()) if ts >= sent]
+                _span(out, span, sent, min(replies, default=None))
     # Orchestrator time: from what it reacted to (order-created or a reply) to what it
-    # sent next (a command or the terminal event). A retry after a timeout follows no input.
-    inputs = sorted(ts for key in (ev.CREATED, *_FACTS) for ts in steps.get(key, ()))
-    outputs = sorted(ts for key in (*_COMMAND_STEP, *ev.TERMINAL) for ts in steps.get(key, ()))
+    # sent next (a command or the terminal event). A retry after a timeout follows no input;
+    # the second command of a parallel stage follows the same input as the first.
+    inputs = sorted(ts for key in (ev.CREATED, *saga.fact) for ts in steps.get(key, ()))
+    outputs = sorted(ts for key in (*saga.command, *ev.TERMINAL) for ts in steps.get(key, ()))
     i, pending = 0, None
     for sent in outputs:
         while i < len(inputs) and inputs[i] <= sent:
@@ -387,67 +402,47 @@ def _orchestration_steps(steps: StepLog, t0_us: int | None, out: Latencies) -> N
         pending = None
     terminal = _first_terminal(steps)
     if terminal is not None:
-        _span(out, "e2e", t0_us, terminal[1])
+        _span(out, E2E, t0_us, terminal[1])
 
 
-StepFunction = Callable[[StepLog, "int | None", Latencies], None]
+StepFunction = Callable[[Saga, StepLog, "int | None", Latencies], None]
+_STEP_FUNCTIONS: dict[str, StepFunction] = {"choreography": _choreography_steps, "orchestration": _orchestration_steps}
 
 
-@dataclass(frozen=True)
-class _Pattern:
-    topics: Mapping[str, tuple[str, frozenset[str]]]  # topic -> (field naming the step, values that are steps)
-    step_names: tuple[str, ...]
-    steps: StepFunction
-
-
-def _statuses(*statuses: str) -> tuple[str, frozenset[str]]:
+def _statuses(statuses) -> tuple[str, frozenset[str]]:
     return "status", frozenset(statuses)
 
 
-_ENTRY_EXIT_STEPS = {ev.ORDER_CREATED: _statuses(ev.CREATED), ev.ORDER_EVENTS: _statuses(*ev.TERMINAL)}
-
-PATTERNS: dict[str, _Pattern] = {
-    "choreography": _Pattern(
-        topics={
-            **_ENTRY_EXIT_STEPS,
-            ev.PAYMENT_EVENTS: _statuses(ev.CHARGED, ev.DECLINED, ev.REFUNDED),
-            ev.INVENTORY_EVENTS: _statuses(ev.RESERVED, ev.OUT_OF_STOCK, ev.RELEASED),
-            ev.SHIPPING_EVENTS: _statuses(ev.SHIPPED, ev.REFUSED),
-        },
-        step_names=("payment", "inventory", "shipping", "release", "refund", "order", "e2e"),
-        steps=_choreography_steps,
-    ),
-    "orchestration": _Pattern(
-        topics={
-            **_ENTRY_EXIT_STEPS,
-            ev.REPLIES: _statuses(*_FACTS),
-            ev.PAYMENT_COMMANDS: ("command", frozenset({ev.CHARGE, ev.REFUND})),
-            ev.INVENTORY_COMMANDS: ("command", frozenset({ev.RESERVE, ev.RELEASE})),
-            ev.SHIPPING_COMMANDS: ("command", frozenset({ev.SHIP})),
-        },
-        step_names=("payment", "inventory", "shipping", "release", "refund", "orchestrator", "e2e"),
-        steps=_orchestration_steps,
-    ),
-}
+def _topics(topology: Topology) -> dict[str, tuple[str, frozenset[str]]]:
+    """topic -> (the field naming the step, the values that are steps) for the topology's topics."""
+    saga = topology.saga
+    topics = {ev.ORDER_CREATED: _statuses((ev.CREATED,)), ev.ORDER_EVENTS: _statuses(ev.TERMINAL)}
+    if topology.pattern == "orchestration":
+        topics[ev.REPLIES] = _statuses(saga.fact)
+        for step in saga.steps:
+            topics[step.commands_topic] = ("command", frozenset(step.commands))
+    else:
+        for step in saga.steps:
+            topics[step.events_topic] = _statuses(step.facts)
+    return topics
 
 
-def _pattern(name: str) -> _Pattern:
-    try:
-        return PATTERNS[name]
-    except KeyError:
-        raise ValueError(f"unknown pattern {name!r}; expected one of {sorted(PATTERNS)}") from None
+def step_names(topology: Topology) -> tuple[str, ...]:
+    """The step latency names of a run of ``topology``, in display order, e2e last."""
+    return (*topology.saga.spans(topology.coordinator), E2E)
 
 
-def step_latencies(records: Iterable[Record], pattern: str) -> Latencies:
+def step_latencies(records: Iterable[Record], topology: Topology) -> Latencies:
     """Per step name, one ``(ts_s, latency_us)`` per order that took the step:
     ``ts_s`` is the wall-clock second the step ended, ``latency_us`` the
     difference of the ``ts_us`` stamps that bound it (producers on different
     hosts may disagree, so it can be negative under clock skew). Duplicated
     events count once, from their earliest copy. ``e2e`` runs from the order's
     intended start ``t0_us`` to its first terminal event's ``ts_us``."""
-    spec = _pattern(pattern)
-    log = _collect(records, spec.topics, {})
-    out: Latencies = {name: [] for name in spec.step_names}
+    steps_of = _STEP_FUNCTIONS[topology.pattern]
+    log = _collect(records, _topics(topology), {})
+    out: Latencies = {name: [] for name in step_names(topology)}
+    saga = topology.saga
     for order_id, steps in log.orders.items():
-        spec.steps(steps, log.t0_us.get(order_id), out)
+        steps_of(saga, steps, log.t0_us.get(order_id), out)
     return out

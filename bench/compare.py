@@ -451,13 +451,13 @@ def side_by_side(sides: Sequence[Side]) -> list[Row]:
     return rows
 
 
-STEP_ORDER = ("order", "orchestrator", "payment", "inventory", "shipping", "refund", "release")
-
-
 def step_names(results: Sequence[Result]) -> list[str]:
-    """Every step of any result, in saga order, then any others by name."""
-    found = {step for r in results for step in (_get(r.summary, "latency_ms", "steps") or {})}
-    return [s for s in STEP_ORDER if s in found] + sorted(found - set(STEP_ORDER))
+    """Every step of any result, in the order the results list them (each run writes its steps
+    in its saga's order: bench.audit.step_names)."""
+    found: dict[str, None] = {}
+    for r in results:
+        found.update(dict.fromkeys(_get(r.summary, "latency_ms", "steps") or {}))
+    return list(found)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""The order saga's vocabulary: topic names, event statuses, the wire format.
+"""The wire format and the names every saga shares: entry and exit topics, order statuses.
+
+Each step's own statuses, commands and topics are derived in :mod:`bench.saga`.
 
 Every message is a JSON object keyed by its ``orderId`` (so all events of one
 order land on the same partition, in order). Fields every event carries:
@@ -25,16 +27,11 @@ import orjson
 ORDER_CREATED = "order-created"
 ORDER_EVENTS = "order-events"  # terminal: completed | cancelled; read by the load generator
 
-# Choreography: each service publishes its facts on its own topic.
-PAYMENT_EVENTS = "payment-events"
-INVENTORY_EVENTS = "inventory-events"
-SHIPPING_EVENTS = "shipping-events"
+# Each step's own topics (choreography's <step>-events, orchestration's
+# order-processor-<step>) are named by bench.saga.
 
-# Orchestration: commands on topics named from the tutorial's `order-processor`.
+# Orchestration: command topics are named from the tutorial's `order-processor`.
 COMMAND_TOPIC_PREFIX = "order-processor"
-PAYMENT_COMMANDS = "order-processor-payment"
-INVENTORY_COMMANDS = "order-processor-inventory"
-SHIPPING_COMMANDS = "order-processor-shipping"
 REPLIES = "order-processor-replies"
 SAGA_STATE = "order-processor-saga-state"  # compacted, keyed by orderId
 
@@ -44,27 +41,9 @@ DEAD_LETTER = "bench-dead-letter"
 # apart, so what a fault put on purpose is not taken for what the run broke.
 POISON_KEY_PREFIX = "bench-poison-"
 
-# Statuses.
+# Order statuses; each step's statuses come from bench.saga.
 CREATED, COMPLETED, CANCELLED = "created", "completed", "cancelled"
-CHARGED, DECLINED, REFUNDED = "charged", "declined", "refunded"
-RESERVED, OUT_OF_STOCK, RELEASED = "reserved", "out-of-stock", "released"
-SHIPPED, REFUSED = "shipped", "refused"
 TERMINAL = (COMPLETED, CANCELLED)
-
-# Commands (orchestration) and the statuses a service may answer them with.
-CHARGE, REFUND = "charge", "refund"
-RESERVE, RELEASE = "reserve", "release"
-SHIP = "ship"
-REPLIES_TO = {
-    CHARGE: (CHARGED, DECLINED),
-    REFUND: (REFUNDED,),
-    RESERVE: (RESERVED, OUT_OF_STOCK),
-    RELEASE: (RELEASED,),
-    SHIP: (SHIPPED, REFUSED),
-}
-
-# Which business step a failure probability belongs to, by workload key.
-FAILURE_STEPS = ("payment", "inventory", "shipping")
 
 
 def now_us() -> int:
@@ -89,14 +68,6 @@ def decide(order_id: str, step: str, failure_probability: float) -> bool:
         return True
     digest = hashlib.blake2b(f"{order_id}/{step}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 >= failure_probability
-
-
-def expected_outcome(order_id: str, failures: dict[str, float]) -> str:
-    """How the saga must end for this order under the workload's failure probabilities."""
-    for step in FAILURE_STEPS:
-        if not decide(order_id, step, failures.get(step, 0.0)):
-            return CANCELLED
-    return COMPLETED
 
 
 def follow(source: dict, **fields) -> dict:

@@ -49,7 +49,7 @@ class FaultRecord:
 
 
 def _instance(ctx: FaultContext, fault: Fault) -> str:
-    role = fault.role or "payment"
+    role = fault.role
     if role not in ctx.roles:
         raise BrokerError(f"fault {fault.type}: role {role} is not part of this pattern ({', '.join(ctx.roles)})")
     return f"{role}-{fault.instance or 0}"
@@ -68,7 +68,7 @@ def pause(ctx: FaultContext, fault: Fault, record: FaultRecord) -> Callable[[], 
 
 
 def slow(ctx: FaultContext, fault: Fault, record: FaultRecord) -> Callable[[], None]:
-    role = fault.role or "payment"
+    role = fault.role
     names = [n for n, inst in ctx.supervisor.instances.items() if inst.role == role
              and (fault.instance is None or inst.index == fault.instance)]
     record.target = ",".join(names)

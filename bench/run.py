@@ -32,9 +32,9 @@ from bench.patterns.base import Pattern
 from bench.recording import read_hlog, summary_ms, write_hgrm
 from bench.records import read_topics
 from bench.recovery import fault_figures
-from bench.steps import write_step_logs
+from bench.step_logs import write_step_logs
 from bench.supervisor import Supervisor
-from bench.workload import Workload, WorkloadError
+from bench.workload import ROLE_FAULTS, Workload, WorkloadError
 
 AUDIT_TIMEOUT_S = 300.0
 
@@ -170,11 +170,12 @@ def _progress(echo: Callable[[str], None], warmup_s: float, timeseries: results.
 
 def check_faults(workload: Workload, pattern: Pattern) -> None:
     """Faults aimed at a role must name one of the pattern's roles, before anything starts."""
+    pattern = pattern.topology(workload.saga)
     for i, fault in enumerate(workload.faults):
-        if fault.type in ("kill", "pause", "slow") and (fault.role or "payment") not in pattern.roles:
+        if fault.type in ROLE_FAULTS and fault.role not in pattern.roles:
             raise WorkloadError(f"{workload.source or workload.name}: faults[{i}].role {fault.role!r} is not a role of "
                                 f"{pattern.name} ({', '.join(pattern.roles)})")
-        if fault.instance is not None and fault.type != "broker-kill" and fault.instance >= workload.instances.get(fault.role or "payment", 1):
+        if fault.instance is not None and fault.type != "broker-kill" and fault.instance >= workload.instances.get(fault.role, 1):
             raise WorkloadError(f"{workload.source or workload.name}: faults[{i}].instance {fault.instance} does not exist")
 
 
@@ -189,7 +190,8 @@ def check(request: RunRequest) -> dict:
 
 
 def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
-    workload, pattern = request.workload, request.pattern
+    workload = request.workload
+    pattern = request.pattern.topology(workload.saga)
     client_extra = check(request)
     run_id = uuid.uuid4().hex[:8]
     with _broker(request, echo) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch, \
@@ -216,7 +218,8 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
 def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, counts: dict[str, int], run_id: str,
              client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None]) -> RunOutcome:
     """Services, load, drain, audit and results: everything a first Ctrl-C lets finish."""
-    workload, pattern = request.workload, request.pattern
+    workload = request.workload
+    pattern = request.pattern.topology(workload.saga)
     try:
         echo(f"starting {sum(counts.values())} service processes for {pattern.name}")
         supervisor.start(counts)
@@ -248,9 +251,8 @@ def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, count
     records = list(read_topics(broker.bootstrap_servers, pattern.topics,
                                clients.consumer_config(broker.bootstrap_servers, workload, "audit", client_extra),
                                AUDIT_TIMEOUT_S))
-    report = audit_mod.audit(records, load_result.started, pattern.name, workload.failures,
-                             pattern.consumed_topics())
-    steps = write_step_logs(out, audit_mod.step_latencies(records, pattern.name), load_result)
+    report = audit_mod.audit(records, load_result.started, pattern)
+    steps = write_step_logs(out, audit_mod.step_latencies(records, pattern), load_result)
     summary = _summary(request, broker, load_result, report, steps, used.cpu_s(), client_extra)
     summary["cost"] = cost(len(load_result.started), used.seconds, used.processes, used.broker_s,
                            {LOAD_GENERATOR: load.batching.counts(), **service_stats})

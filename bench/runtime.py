@@ -131,11 +131,13 @@ class Service:
 
     def __init__(self, spec: ServiceSpec) -> None:
         self.spec = spec
-        self.handler: Handler = spec.pattern.handler(spec.role, spec.workload)
-        self.processing_s = spec.workload.processing_s.get(spec.role, 0.0)
+        self.topology = spec.pattern.topology(spec.workload.saga)
+        self.handler: Handler = self.topology.handler(spec.role, spec.workload)
+        self.processing = spec.workload.processing_of(spec.role)
+        self.draw_processing_s = self.processing.sampler((spec.workload.seed, spec.role, spec.instance))
         # `slow` faults of this role, in workload order: SIGUSR1 starts the next one, SIGUSR2 ends it.
         self.slow_delays = [f.delay_s or 0.0 for f in sorted(spec.workload.faults, key=lambda f: f.at_s)
-                            if f.type == "slow" and (f.role or "payment") == spec.role]
+                            if f.type == "slow" and f.role == spec.role]
         self.slow_next = 0
         self.extra_s = 0.0
         self.processed = 0
@@ -186,7 +188,7 @@ class Service:
         self.ready = True
         self.owned |= {(p.topic, p.partition) for p in partitions}
         self.alive_at = time.monotonic()  # time in our own callbacks is no stall
-        if self.spec.role in self.spec.pattern.restore_from:
+        if self.spec.role in self.topology.restore_from:
             # Restore outside the rebalance callback, before handling any message.
             self._pending_restore.extend(partitions)
 
@@ -218,7 +220,7 @@ class Service:
 
         # Every topic of a run is keyed by orderId with the same partition count, so an
         # order's own past output lives on the same partition number as its input.
-        topics = list(self.spec.pattern.restore_from[self.spec.role])
+        topics = list(self.topology.restore_from[self.spec.role])
         conf = clients.consumer_config(self.spec.bootstrap_servers, self.spec.workload, "unused", self.spec.client_extra)
         records = read_topics(self.spec.bootstrap_servers, topics, conf, RESTORE_TIMEOUT_S, partitions=wanted)
         started = time.monotonic()
@@ -271,7 +273,7 @@ class Service:
             self._close()
 
     def _subscribe(self) -> None:
-        self.consumer.subscribe(list(self.spec.pattern.subscriptions[self.spec.role]),
+        self.consumer.subscribe(list(self.topology.subscriptions[self.spec.role]),
                                 on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
 
     def _rejoin(self) -> None:
@@ -311,8 +313,8 @@ class Service:
                 self._dead_letter(msg, exc)
                 continue
             self.processed += 1
-            if self.processing_s or self.extra_s:
-                time.sleep(self.processing_s + self.extra_s)
+            if self.processing or self.extra_s:
+                time.sleep(self.draw_processing_s() + self.extra_s)
             self.handler.handle(msg.topic(), msg.partition(), event, self.outbox)
         self.handler.tick(time.monotonic(), self.outbox)
         self._flush()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -15,13 +14,15 @@ from typing import Any
 
 import yaml
 
+from bench import saga as saga_mod
 from bench.arrivals import ARRIVALS
-from bench.events import FAILURE_STEPS
+from bench.durations import parse_duration
+from bench.saga import Processing, Saga, SagaError
 
 DEFAULT_WORKLOAD = Path(__file__).resolve().parent.parent / "workloads" / "default.yaml"
 
-ROLES = ("order", "payment", "inventory", "shipping", "orchestrator")
 FAULT_TYPES = ("kill", "pause", "broker-kill", "poison", "duplicate", "slow")
+ROLE_FAULTS = ("kill", "pause", "slow")  # the faults that hit a role's processes
 DELIVERIES = ("at-least-once", "exactly-once")
 ACKS = ("all", "-1", "0", "1")
 # The client settings every process of a run shares; workloads/default.yaml says why each is so.
@@ -32,7 +33,6 @@ DEFAULT_CLIENT: Mapping[str, str | int | float | bool] = MappingProxyType({
     "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 1500,
 })
-DEFAULT_FAILURES: Mapping[str, float] = MappingProxyType({"payment": 0.02, "inventory": 0.02, "shipping": 0.01})
 
 # YAML key -> field name, where they differ (fields carry their unit in the name).
 _FIELD_OF_KEY = {
@@ -40,7 +40,6 @@ _FIELD_OF_KEY = {
     "duration": "duration_s",
     "warmup": "warmup_s",
     "drain": "drain_s",
-    "processing": "processing_s",
     "step_timeout": "step_timeout_s",
     "latency_bound_p99": "latency_bound_p99_s",
 }
@@ -59,29 +58,8 @@ MAX_PAYLOAD_BYTES = 900_000  # padding, leaving room for the event's other field
 MAX_RATE_PER_S = 1_000_000.0  # beyond, the arrival gaps fall below the clock's resolution
 FAULT_KEYS = ("type", "at", "duration", "role", "instance", "count", "topic", "delay")
 
-_SECONDS_PER_UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|m|h)?\s*")
-
-
 class WorkloadError(ValueError):
     """A workload that cannot be used; the message is one line naming file and key."""
-
-
-def parse_duration(text: str | int | float) -> float:
-    """Seconds from ``"500ms"``, ``"10s"``, ``"2m"``, ``"1.5s"``, ``"250us"``, ``"1h"``,
-    or a plain number (or numeric string) of seconds. Raises ValueError otherwise."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        seconds = float(text)
-    elif isinstance(text, str) and (match := _DURATION.fullmatch(text)):
-        seconds = float(match[1]) * _SECONDS_PER_UNIT[match[2] or "s"]
-    else:
-        raise ValueError(
-            f"invalid duration {text!r}: expected seconds or a number with a unit "
-            "(us, ms, s, m, h), e.g. '500ms', '10s', '2m'"
-        )
-    if not (math.isfinite(seconds) and seconds >= 0):
-        raise ValueError(f"invalid duration {text!r}: must be finite and not negative")
-    return seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,9 +96,15 @@ class Workload:
     replication_factor: int = 1
     min_insync_replicas: int = 1
     acks: str = "all"
+    # The saga's steps (bench.saga); None: the default saga, payment -> inventory -> shipping.
+    saga: Saga | Mapping | None = None
     instances: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # The default saga's failure probabilities by step, as workloads wrote them before `saga:`.
+    # Read into the saga; empty once built.
     failures: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    processing_s: Mapping[str, float] = dataclasses.field(default_factory=dict)  # per message
+    # Work per message of the coordinators (order, orchestrator); a step's lives in its saga entry.
+    # Without `saga:`, entries for the default saga's steps are read into it.
+    processing: Mapping[str, Processing] = dataclasses.field(default_factory=dict)
     payload_bytes: int = 0  # extra padding in each order event
     step_timeout_s: float = 5.0
     step_retries: int = 2
@@ -134,12 +118,32 @@ class Workload:
     def __post_init__(self) -> None:
         _Validator(self).run()
 
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Every role some pattern runs: the coordinators and one per step."""
+        return (*saga_mod.COORDINATORS, *self.saga.names)
+
+    def processing_of(self, role: str) -> Processing:
+        if role in self.saga.by_name:
+            return self.saga.step(role).processing
+        return self.processing.get(role, Processing())
+
     def with_overrides(self, **changes: Any) -> Workload:
         """A copy with fields replaced (field names, e.g. ``rate_per_s=5000``), validated again.
         A mapping given here replaces the whole mapping; its missing keys take the defaults.
-        Partitions left to "auto" follow changed instances."""
+        Partitions left to "auto" follow changed instances. ``failures`` (and ``processing`` of
+        a step) rebuild the default saga, as in a workload without ``saga:``."""
         if self.partitions_auto and "partitions" not in changes:
             changes["partitions"] = "auto"
+        names = self.saga.names
+        legacy = "failures" in changes or any(k in names for k in changes.get("processing", {}))
+        if legacy and "saga" not in changes:
+            if names != saga_mod.DEFAULT.names:
+                raise WorkloadError(f"{self.name}: failures and a step's processing override the default saga; "
+                                    "this workload has its own: override saga instead")
+            changes.setdefault("failures", {s.name: s.failure for s in self.saga.steps})
+            changes.setdefault("processing", {**{s.name: s.processing for s in self.saga.steps}, **self.processing})
+            changes["saga"] = None
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,7 +153,13 @@ class Workload:
             if not field.init:
                 continue
             value = getattr(self, field.name)
-            if isinstance(value, Mapping):
+            if field.name == "saga":
+                value = value.to_source()
+            elif field.name == "processing":
+                value = {role: p.to_source() for role, p in value.items()}
+            elif field.name == "failures":
+                continue  # read into the saga
+            elif isinstance(value, Mapping):
                 value = dict(value)
             elif field.name == "faults":
                 value = [dataclasses.asdict(fault) for fault in value]
@@ -212,8 +222,6 @@ def parse_workload(raw: Any, source: str | Path | None = None) -> Workload:
             raise WorkloadError(f"{where}: unknown key {key!r} (known: {', '.join(KNOWN_KEYS)})")
         if key in _DURATION_KEYS:
             value = _duration(value, where, key)
-        elif key == "processing":
-            value = {role: _duration(v, where, f"processing.{role}") for role, v in _mapping(value, where, key).items()}
         elif key == "faults":
             value = _faults(value, where)
         fields[_FIELD_OF_KEY.get(key, key)] = value
@@ -302,6 +310,7 @@ class _Validator:
             self.number(_KEY_OF_FIELD[field], getattr(w, field), positive=positive)
             self.set(field, float(getattr(w, field)))
         self.integer("seed", w.seed, minimum=0)
+        self.saga()
         self.instances()
         if w.partitions == "auto":
             self.set("partitions", max(w.instances.values()))
@@ -329,8 +338,6 @@ class _Validator:
         self.choice("delivery", w.delivery, DELIVERIES)
         if w.delivery == "exactly-once" and w.acks not in ("all", "-1"):
             self.fail("acks", f"must be 'all' for delivery 'exactly-once', got {w.acks!r}")
-        self.failures()
-        self.processing()
         self.client()
         self.faults()
 
@@ -356,24 +363,63 @@ class _Validator:
                 self.fail(f"{key}.{name}", f"is not known (known: {', '.join(known)})")
         return {**defaults, **given}
 
+    def saga(self) -> None:
+        """The saga, from ``saga:`` or, without it, the default saga with ``failures:`` and the
+        steps' ``processing:`` read in; then the coordinators' processing."""
+        w = self.w
+        given = w.saga
+        processing = dict(self.mapping("processing", w.processing))
+        if given is None:
+            failures = self.mapping("failures", w.failures)
+            for name, probability in failures.items():
+                if name not in saga_mod.DEFAULT.names:
+                    self.fail(f"failures.{name}", f"is not a step of the default saga ({', '.join(saga_mod.DEFAULT.names)}); "
+                              "to define your own steps, write saga: {steps: [{name: ..., failure: ...}, ...]}")
+                if not (_is_number(probability) and 0 <= probability <= 1):
+                    self.fail(f"failures.{name}", f"must be a probability in [0, 1], got {probability!r}")
+            steps = []
+            for entry in saga_mod.DEFAULT_STEPS:
+                step, name = dict(entry), entry["name"]
+                step["failure"] = failures.get(name, step["failure"])
+                if name in processing:
+                    step["processing"] = self.processing_value(f"processing.{name}", processing.pop(name))
+                steps.append(step)
+            given = {"steps": steps}
+        elif w.failures:
+            self.fail("failures", "cannot be given with saga: give each step its probability in saga.steps, "
+                      "e.g. {name: payment, failure: 0.02}")
+        try:
+            saga = given if isinstance(given, Saga) else saga_mod.parse(given, "saga")
+        except SagaError as err:
+            raise WorkloadError(f"{self.where}: {err}") from None
+        self.set("saga", saga)
+        self.set("failures", MappingProxyType({}))
+        for role, value in processing.items():
+            if role in saga.by_name:
+                self.fail(f"processing.{role}", f"is a step: give its processing in saga.steps "
+                          f"({{name: {role}, processing: 2ms}})")
+            if role not in saga_mod.COORDINATORS:
+                self.fail(f"processing.{role}", f"is not known (known: {', '.join(w.roles)})")
+            processing[role] = self.processing_value(f"processing.{role}", value)
+        self.set("processing", MappingProxyType({**dict.fromkeys(saga_mod.COORDINATORS, Processing()), **processing}))
+
+    def processing_value(self, key: str, value: Any) -> Processing:
+        try:
+            return saga_mod.parse_processing(value, key)
+        except SagaError as err:
+            raise WorkloadError(f"{self.where}: {err}") from None
+
+    def mapping(self, key: str, value: Any) -> Mapping:
+        if not isinstance(value, Mapping):
+            self.fail(key, f"must be a mapping, got {value!r}")
+        return value
+
     def instances(self) -> None:
-        merged = self.per_key("instances", ROLES, dict.fromkeys(ROLES, 1))
+        roles = self.w.roles
+        merged = self.per_key("instances", roles, dict.fromkeys(roles, 1))
         for role, count in merged.items():
             self.integer(f"instances.{role}", count, minimum=1)
         self.set("instances", MappingProxyType(merged))
-
-    def failures(self) -> None:
-        merged = self.per_key("failures", FAILURE_STEPS, DEFAULT_FAILURES)
-        for step, probability in merged.items():
-            if not (_is_number(probability) and 0 <= probability <= 1):
-                self.fail(f"failures.{step}", f"must be a probability in [0, 1], got {probability!r}")
-        self.set("failures", MappingProxyType({step: float(p) for step, p in merged.items()}))
-
-    def processing(self) -> None:
-        merged = self.per_key("processing_s", ROLES, dict.fromkeys(ROLES, 0.0))
-        for role, seconds in merged.items():
-            self.number(f"processing.{role}", seconds, positive=False)
-        self.set("processing_s", MappingProxyType({role: float(s) for role, s in merged.items()}))
 
     def client(self) -> None:
         if not isinstance(self.w.client, Mapping):
@@ -393,6 +439,9 @@ class _Validator:
         if not isinstance(faults, (list, tuple)):
             self.fail("faults", f"must be a list, got {faults!r}")
         faults = tuple(_fault(item, self.where, f"faults[{i}]") for i, item in enumerate(faults))
+        # A fault on a process without a role hits the saga's first step.
+        faults = tuple(dataclasses.replace(f, role=self.w.saga.steps[0].name)
+                       if f.role is None and f.type in ROLE_FAULTS else f for f in faults)
         load_end_s = self.w.warmup_s + self.w.duration_s
         for i, fault in enumerate(faults):
             self.fault(f"faults[{i}]", fault, load_end_s)
@@ -408,7 +457,7 @@ class _Validator:
             if value is not None:
                 self.number(f"{key}.{name}", value, positive=False)
         if fault.role is not None:
-            self.choice(f"{key}.role", fault.role, ROLES)
+            self.choice(f"{key}.role", fault.role, self.w.roles)
         if fault.instance is not None:
             self.integer(f"{key}.instance", fault.instance, minimum=0)
             if fault.role is None:

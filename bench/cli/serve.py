@@ -9,7 +9,7 @@ from bench.cli.options import bootstrap_option, kafka_config_option, workload_op
 
 @click.command()
 @click.option("--pattern", type=click.Choice(sorted(patterns.PATTERNS)), required=True)
-@click.option("--role", required=True, help="order, payment, inventory, shipping (choreography); orchestrator, payment, inventory, shipping (orchestration).")
+@click.option("--role", required=True, help="A step of the workload's saga, or the coordinator: order (choreography) or orchestrator (orchestration).")
 @click.option("--instance", type=click.IntRange(0), default=0, show_default=True, help="Instance number (names the client).")
 @click.option("--group-prefix", default="bench", show_default=True, help="Consumer groups are <prefix>-<pattern>-<role>.")
 @bootstrap_option(required=True)
@@ -23,8 +23,9 @@ def serve(pattern, role, instance, group_prefix, bootstrap_servers, kafka_config
     """
     parent_alive = supervisor.parent_watch()
     chosen = patterns.get(pattern)
-    if role not in chosen.roles:
-        raise click.BadParameter(f"{pattern} has roles {', '.join(chosen.roles)}", param_hint="--role")
+    roles = chosen.topology(workload.saga).roles
+    if role not in roles:
+        raise click.BadParameter(f"{pattern} has roles {', '.join(roles)} for this workload's saga", param_hint="--role")
     spec = runtime.ServiceSpec(chosen, role, instance, bootstrap_servers, workload, group_prefix,
                                clients.read_properties(kafka_config) if kafka_config else {})
     runtime.serve(spec, parent_alive)

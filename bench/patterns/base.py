@@ -1,16 +1,19 @@
 """The one interface a coordination pattern implements.
 
-A pattern names its roles, the topics each role consumes, and gives each role
-a :class:`Handler`. Everything else (clients, batching, serialization, commits,
+A pattern derives, from the workload's saga, a :class:`Topology`: its roles,
+the topics each role consumes, and a :class:`Handler` for each role. Everything else (clients, batching, serialization, commits,
 processing time) is the shared runtime's, so the patterns differ only in
 topology and coordination logic.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bench import events as ev
+from bench.saga import Saga
 from bench.workload import Workload
 
 
@@ -36,34 +39,60 @@ class Handler(Protocol):
 
 
 @dataclass(frozen=True)
-class Pattern:
-    name: str
+class Topology:
+    """One pattern laid out for one saga: its roles, the topics each consumes, its handlers."""
+
+    pattern: str
+    saga: Saga
+    coordinator: str  # the role that is not a step: choreography's order service, the orchestrator
     # role -> topics it consumes; the load generator consumes order-events.
     subscriptions: Mapping[str, tuple[str, ...]]
     # Every topic the pattern writes, each created fresh before a run.
     topics: tuple[str, ...]
-    handlers: Mapping[str, type] = field(default_factory=dict)
+    # role -> builds its handler from the workload
+    handlers: Mapping[str, Callable[[Workload], Handler]] = field(default_factory=dict)
     # role -> the topics its state is rebuilt from after a crash or rebalance (state lives in Kafka).
     restore_from: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Topics created with cleanup.policy=compact (latest value per orderId is what matters).
     compacted: tuple[str, ...] = ()
 
     @property
+    def name(self) -> str:
+        return self.pattern
+
+    @property
     def roles(self) -> tuple[str, ...]:
         return tuple(self.subscriptions)
 
     def handler(self, role: str, workload: Workload) -> Handler:
+        if workload.saga != self.saga:
+            raise ValueError(f"{workload.name}: its saga is not the one this {self.pattern} topology was laid out for")
         return self.handlers[role](workload)
 
     def consumed_topics(self) -> set[str]:
-        from bench import events as ev
-
         consumed = {t for topics in self.subscriptions.values() for t in topics}
         # Restored-from topics are read back by their writers; the dead-letter topic is for people.
         return consumed | {ev.ORDER_EVENTS, ev.DEAD_LETTER} | self.restored_topics()
 
     def restored_topics(self) -> set[str]:
         return {t for topics in self.restore_from.values() for t in topics}
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A coordination pattern: derives its :class:`Topology` from a saga."""
+
+    name: str
+    coordinator: str
+    derive: Callable[[Saga], Topology] = field(repr=False, compare=False)
+
+    def topology(self, saga: Saga) -> Topology:
+        return _topology(self, saga)
+
+
+@functools.lru_cache(maxsize=64)
+def _topology(pattern: Pattern, saga: Saga) -> Topology:
+    return pattern.derive(saga)
 
 
 class Stateless:

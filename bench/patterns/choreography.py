@@ -1,120 +1,226 @@
-"""Choreography: services react to each other's facts; no one is in charge.
+"""Choreography: each step reacts to the facts of the others; no one is in charge.
+
+For the default saga:
 
     order-created --payment--> payment-events --inventory--> inventory-events --shipping--> shipping-events
-Compensation runs backwards: shipping refused -> inventory releases -> payment refunds;
-out of stock -> payment refunds. The order service turns the facts that end a
-saga (declined, refunded, shipped) into the terminal event on order-events.
+
+Each step applies when every step of the stage before it succeeded (the first
+stage on order-created) and publishes its fact on ``<step>-events``.
+Compensation cascades backwards: a step undoes when the whole stage after it
+has rolled back (each member failed or undone), or when a member of its own
+parallel group failed. The order service ends the saga: completed on the
+pivot's success, cancelled once the first stage has rolled back.
+
+A step that waits for several facts (a parallel group before it, beside it or
+after it) keeps them per order until its decision, and rebuilds them after a
+crash from the same topics it consumes, so facts read before the crash still
+count.
 """
 from __future__ import annotations
 
 from bench import events as ev
-from bench import services
-from bench.patterns.base import Outbox, Pattern
+from bench.ledger import Ledger, StepLedger
+from bench.patterns.base import Outbox, Pattern, Topology
+from bench.saga import FAILED, OK, UNDONE, Saga, Step
 from bench.workload import Workload
 
+COORDINATOR = "order"
+_APPLY, _UNDO_AFTER, _UNDO_BESIDE = "apply", "undo-after", "undo-beside"
 
-class _StepService:
-    """A service whose ledger is rebuilt from the facts it published itself."""
 
-    step: services.Step
+class _Joins:
+    """Per order, which of the awaited steps have reported what is awaited."""
+
+    def __init__(self, awaited: tuple[Step, ...]) -> None:
+        self.count = len(awaited)
+        self.seen = Ledger()
+
+    def complete(self, order_id: str, step: str) -> bool:
+        """Note that ``step`` reported; True once every awaited step has (then the entry is gone)."""
+        if self.count == 1:
+            return True
+        seen = self.seen.get(order_id)
+        if seen is None:
+            seen = set()
+            self.seen.put(order_id, seen)
+        seen.add(step)
+        if len(seen) < self.count:
+            return False
+        self.seen.pop(order_id)
+        return True
+
+
+class StepHandler:
+    """One step: applies when the stage before it succeeded, undoes when the saga rolls back past it."""
+
+    def __init__(self, saga: Saga, step: Step, workload: Workload) -> None:
+        self.step = step
+        self.ledger = StepLedger(step)
+        # status -> (what it asks of this step, the step that reported it)
+        self.reacts: dict[str, tuple[str, str]] = {}
+        before = saga.before(step)
+        if not before:
+            self.reacts[ev.CREATED] = (_APPLY, "")
+        for s in before:
+            self.reacts[s.ok] = (_APPLY, s.name)
+        for s in saga.after(step):
+            self.reacts[s.failed] = self.reacts[s.undone] = (_UNDO_AFTER, s.name)
+        for s in saga.siblings(step):
+            self.reacts[s.failed] = (_UNDO_BESIDE, s.name)
+        self.applies = _Joins(before or (step,))
+        self.undoes = _Joins(saga.after(step) or (step,))
+        self.undo_on_apply = Ledger()  # orders whose sibling failed before this step applied
 
     @property
     def absorbed(self) -> int:
-        return self.step.absorbed
+        return self.ledger.absorbed
+
+    def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
+        react = self.reacts.get(event.get("status"))
+        if react is None:
+            return
+        kind, reporter = react
+        order_id = event["orderId"]
+        done = self.ledger.get(order_id)
+        if kind == _APPLY:
+            if done is not None:
+                self.ledger.absorbed += 1  # applied already: a redelivery, or the last of a join again
+                return
+            if not self.applies.complete(order_id, reporter):
+                return
+            status, fresh = self.ledger.apply(order_id)
+            if fresh:
+                out.emit(self.step.events_topic, ev.follow(event, status=status))
+            if status == self.step.ok and self.undo_on_apply.pop(order_id):
+                self._undo(event, out)
+        elif kind == _UNDO_BESIDE:
+            if done is None:
+                self.undo_on_apply.put(order_id, True)  # the facts raced: undo right after applying
+            elif done == self.step.ok:
+                self._undo(event, out)
+        elif done == self.step.undone:
+            self.ledger.absorbed += 1
+        elif self.undoes.complete(order_id, reporter):
+            self._undo(event, out)
+
+    def _undo(self, event: dict, out: Outbox) -> None:
+        status, fresh = self.ledger.compensate(event["orderId"])
+        if fresh:
+            out.emit(self.step.events_topic, ev.follow(event, status=status))
 
     def tick(self, now_s: float, out: Outbox) -> None:
         pass
 
     def restore(self, records, out: Outbox) -> None:
-        for _topic, event in records:
-            self.step.remember(event["orderId"], event.get("status"))
+        """Its ledger from its own facts; the facts it is waiting on from the topics it consumes."""
+        own = self.step.events_topic
+        replay = []
+        for topic, event in records:
+            if topic == own:
+                self.ledger.remember(event["orderId"], event.get("status"))
+            else:
+                replay.append(event)
+        for event in replay:
+            self._note(event)
+
+    def _note(self, event: dict) -> None:
+        """Count a fact towards this step's joins without acting: its input is consumed again."""
+        react = self.reacts.get(event.get("status"))
+        if react is None:
+            return
+        kind, reporter = react
+        order_id = event["orderId"]
+        done = self.ledger.get(order_id)
+        if kind == _APPLY and done is None:
+            self.applies.complete(order_id, reporter)
+        elif kind == _UNDO_BESIDE and done is None:
+            self.undo_on_apply.put(order_id, True)
+        elif kind == _UNDO_AFTER and done == self.step.ok:
+            self.undoes.complete(order_id, reporter)
 
     def revoke(self, partitions: set[int]) -> None:
         pass
 
 
-class PaymentService(_StepService):
-    def __init__(self, workload: Workload) -> None:
-        self.step = services.payment(workload.failures)
+class OrderHandler:
+    """Ends the saga: completed on the pivot's success, cancelled once the first stage rolled back.
+    Each ending has one last fact, so it only remembers what it ended."""
 
-    def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
-        status = event.get("status")
-        if topic == ev.ORDER_CREATED:
-            result, fresh = self.step.apply(event["orderId"])
-        elif status in (ev.OUT_OF_STOCK, ev.RELEASED):
-            result, fresh = self.step.compensate(event["orderId"])
-        else:
-            return
-        if fresh:
-            out.emit(ev.PAYMENT_EVENTS, ev.follow(event, status=result))
-
-
-class InventoryService(_StepService):
-    def __init__(self, workload: Workload) -> None:
-        self.step = services.inventory(workload.failures)
-
-    def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
-        status = event.get("status")
-        if status == ev.CHARGED:
-            result, fresh = self.step.apply(event["orderId"])
-        elif status == ev.REFUSED:
-            result, fresh = self.step.compensate(event["orderId"])
-        else:
-            return
-        if fresh:
-            out.emit(ev.INVENTORY_EVENTS, ev.follow(event, status=result))
-
-
-class ShippingService(_StepService):
-    def __init__(self, workload: Workload) -> None:
-        self.step = services.shipping(workload.failures)
-
-    def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
-        if event.get("status") != ev.RESERVED:
-            return
-        result, fresh = self.step.apply(event["orderId"])
-        if fresh:
-            out.emit(ev.SHIPPING_EVENTS, ev.follow(event, status=result))
-
-
-class OrderService(_StepService):
-    """Ends the saga: each ending has exactly one last fact, so it only remembers what it ended."""
-
-    ENDINGS = {ev.SHIPPED: ev.COMPLETED, ev.DECLINED: ev.CANCELLED, ev.REFUNDED: ev.CANCELLED}
-
-    def __init__(self, workload: Workload) -> None:
-        self.ended = services.Ledger()
+    def __init__(self, saga: Saga, workload: Workload) -> None:
+        self.ended = Ledger()
         self._absorbed = 0
+        first = saga.stages[0]
+        self.endings: dict[str, tuple[str, str]] = {}  # status -> (ending, the step that reported it)
+        for s in first:
+            self.endings[s.failed] = (ev.CANCELLED, s.name)
+            if s.compensable:
+                self.endings[s.undone] = (ev.CANCELLED, s.name)
+        self.endings[saga.pivot.ok] = (ev.COMPLETED, "")
+        self.rollbacks = _Joins(first)
 
     @property
     def absorbed(self) -> int:
         return self._absorbed
 
     def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
-        ending = self.ENDINGS.get(event.get("status"))
+        ending = self.endings.get(event.get("status"))
         if ending is None:
             return
-        if self.ended.get(event["orderId"]) is not None:
+        order_id = event["orderId"]
+        if self.ended.get(order_id) is not None:
             self._absorbed += 1
             return
-        self.ended.put(event["orderId"], ending)
-        out.emit(ev.ORDER_EVENTS, ev.follow(event, status=ending))
+        status, reporter = ending
+        if status == ev.CANCELLED and not self.rollbacks.complete(order_id, reporter):
+            return
+        self.ended.put(order_id, status)
+        out.emit(ev.ORDER_EVENTS, ev.follow(event, status=status))
+
+    def tick(self, now_s: float, out: Outbox) -> None:
+        pass
 
     def restore(self, records, out: Outbox) -> None:
-        for _topic, event in records:
-            self.ended.put(event["orderId"], event.get("status"))
+        replay = []
+        for topic, event in records:
+            if topic == ev.ORDER_EVENTS:
+                self.ended.put(event["orderId"], event.get("status"))
+            else:
+                replay.append(event)
+        for event in replay:  # rollbacks of a parallel first stage, counted again
+            ending = self.endings.get(event.get("status"))
+            if ending and ending[0] == ev.CANCELLED and self.ended.get(event["orderId"]) is None:
+                self.rollbacks.complete(event["orderId"], ending[1])
+
+    def revoke(self, partitions: set[int]) -> None:
+        pass
 
 
-CHOREOGRAPHY = Pattern(
-    name="choreography",
-    subscriptions={
-        "order": (ev.PAYMENT_EVENTS, ev.SHIPPING_EVENTS),
-        "payment": (ev.ORDER_CREATED, ev.INVENTORY_EVENTS),
-        "inventory": (ev.PAYMENT_EVENTS, ev.SHIPPING_EVENTS),
-        "shipping": (ev.INVENTORY_EVENTS,),
-    },
-    topics=(ev.ORDER_CREATED, ev.PAYMENT_EVENTS, ev.INVENTORY_EVENTS, ev.SHIPPING_EVENTS, ev.ORDER_EVENTS, ev.DEAD_LETTER),
-    handlers={"order": OrderService, "payment": PaymentService, "inventory": InventoryService, "shipping": ShippingService},
-    restore_from={"order": (ev.ORDER_EVENTS,), "payment": (ev.PAYMENT_EVENTS,), "inventory": (ev.INVENTORY_EVENTS,),
-                  "shipping": (ev.SHIPPING_EVENTS,)},
-)
+def _subscriptions(saga: Saga, step: Step) -> tuple[str, ...]:
+    before = [s.events_topic for s in saga.before(step)] or [ev.ORDER_CREATED]
+    around = [s.events_topic for s in (*saga.siblings(step), *saga.after(step))]
+    return tuple(dict.fromkeys([*before, *around]))
+
+
+def _waits_on_several(saga: Saga, step: Step) -> bool:
+    return len(saga.before(step)) > 1 or bool(saga.siblings(step)) or len(saga.after(step)) > 1
+
+
+def derive(saga: Saga) -> Topology:
+    subscriptions = {COORDINATOR: tuple(dict.fromkeys([*(s.events_topic for s in saga.stages[0]),
+                                                        saga.pivot.events_topic]))}
+    restore_from = {COORDINATOR: (ev.ORDER_EVENTS,) + (subscriptions[COORDINATOR] if len(saga.stages[0]) > 1 else ())}
+    handlers = {COORDINATOR: lambda w: OrderHandler(saga, w)}
+    for step in saga.steps:
+        subscriptions[step.name] = _subscriptions(saga, step)
+        # Facts it waits on are read back with its own; order-created is never waited on with others.
+        waited = tuple(t for t in subscriptions[step.name] if t != ev.ORDER_CREATED)
+        restore_from[step.name] = (step.events_topic, *waited) if _waits_on_several(saga, step) else (step.events_topic,)
+        handlers[step.name] = lambda w, s=step: StepHandler(saga, s, w)
+    return Topology(
+        pattern="choreography", saga=saga, coordinator=COORDINATOR, subscriptions=subscriptions,
+        topics=(ev.ORDER_CREATED, *(s.events_topic for s in saga.steps), ev.ORDER_EVENTS, ev.DEAD_LETTER),
+        handlers=handlers, restore_from=restore_from,
+    )
+
+
+CHOREOGRAPHY = Pattern(name="choreography", coordinator=COORDINATOR, derive=derive)

@@ -1,11 +1,15 @@
-"""Orchestration: a central orchestrator commands the services and drives compensation.
+"""Orchestration: a central orchestrator commands the steps and drives compensation.
 
-The orchestrator consumes order-created and the services' replies, sends
-commands on ``order-processor-<service>`` topics, and writes every saga
+The orchestrator consumes order-created and the steps' replies, sends commands
+on an ``order-processor-<step>`` topic per step, and writes every saga
 transition to the compacted ``order-processor-saga-state`` topic *in the same
-batch as the command it causes*, so a restarted orchestrator resumes from
-Kafka: it re-sends each in-flight saga's pending command, and the services'
+batch as the commands it causes*, so a restarted orchestrator resumes from
+Kafka: it re-sends each in-flight saga's pending commands, and the steps'
 ledgers answer a repeated command without applying it twice.
+
+A saga runs stage by stage: all commands of a stage go out together and the
+orchestrator waits for every reply. If one failed, it undoes the stage's
+members that succeeded, then every earlier stage, last first.
 
 A saga's last state record and its terminal event on order-events go to
 different partitions, so a crash can leave either one without the other; the
@@ -22,33 +26,13 @@ from __future__ import annotations
 import heapq
 
 from bench import events as ev
-from bench import services
-from bench.patterns.base import Outbox, Pattern, Stateless
+from bench.ledger import Ledger, StepLedger
+from bench.patterns.base import Outbox, Pattern, Stateless, Topology
+from bench.saga import FAILED, OK, UNDONE, Saga, Step
 from bench.workload import Workload
 
-COMMAND_TOPIC = {
-    ev.CHARGE: ev.PAYMENT_COMMANDS, ev.REFUND: ev.PAYMENT_COMMANDS,
-    ev.RESERVE: ev.INVENTORY_COMMANDS, ev.RELEASE: ev.INVENTORY_COMMANDS,
-    ev.SHIP: ev.SHIPPING_COMMANDS,
-}
-COMPENSATIONS = (ev.REFUND, ev.RELEASE)
-# Asked again until answered, never given up on: a compensation (giving up would leave money
-# taken or stock held) and shipping, the saga's pivot (it cannot be undone, so an order whose
-# shipment may still happen late must not be cancelled).
-RETRIED_UNTIL_ANSWERED = (*COMPENSATIONS, ev.SHIP)
+COORDINATOR = "orchestrator"
 MAX_BACKOFF = 8  # a step's timeout grows 1x, 2x, 4x, 8x, 8x ... the workload's step_timeout
-
-# Reply to the awaited command -> (what the saga now holds, next command or a terminal status).
-TRANSITIONS = {
-    (ev.CHARGE, ev.CHARGED): ({"charged": True}, ev.RESERVE),
-    (ev.CHARGE, ev.DECLINED): ({}, ev.CANCELLED),
-    (ev.RESERVE, ev.RESERVED): ({"reserved": True}, ev.SHIP),
-    (ev.RESERVE, ev.OUT_OF_STOCK): ({}, ev.REFUND),
-    (ev.SHIP, ev.SHIPPED): ({}, ev.COMPLETED),
-    (ev.SHIP, ev.REFUSED): ({}, ev.RELEASE),
-    (ev.RELEASE, ev.RELEASED): ({"reserved": False}, None),
-    (ev.REFUND, ev.REFUNDED): ({"charged": False}, None),
-}
 
 
 class RetryBudget:
@@ -80,22 +64,23 @@ def _backoff(attempt: int) -> int:
     return min(2 ** (attempt - 1), MAX_BACKOFF)
 
 
-def _undo(saga: dict) -> str:
-    """The next compensation, or cancelled once nothing is left to undo."""
-    if saga.get("reserved"):
-        return ev.RELEASE
-    if saga.get("charged"):
-        return ev.REFUND
-    return ev.CANCELLED
-
-
 class Orchestrator:
-    def __init__(self, workload: Workload) -> None:
+    """Drives each saga stage by stage. Its state per order, written to saga state:
+
+    - ``stage``: the stage whose commands are out (while undoing: the stage being undone)
+    - ``ok``: the steps that succeeded and are not undone (or may have: a step given up on)
+    - ``waiting``: step -> attempt, for each command of that stage not yet answered
+    - ``failed``: a step of the stage failed (or was given up on): roll back once all answered
+    - ``undo``: rolling back
+    """
+
+    def __init__(self, saga: Saga, workload: Workload) -> None:
+        self.saga = saga
         self.timeout_s = workload.step_timeout_s
         self.retries = workload.step_retries
         self.sagas: dict[str, dict] = {}
-        self.finished = services.Ledger()
-        self.deadlines: list[tuple[float, str, str, int]] = []  # (deadline, orderId, command, attempt)
+        self.finished = Ledger()
+        self.deadlines: list[tuple[float, str, str, int]] = []  # (deadline, orderId, step, attempt)
         self.budget = RetryBudget()
         self.now_s = 0.0
         self.absorbed = 0  # repeated order-created and stale or repeated replies, ignored
@@ -108,63 +93,108 @@ class Orchestrator:
                 return
             # `p`: the partition this saga lives on (all its topics are keyed and
             # partitioned alike), so a rebalance can hand it to another instance.
-            saga = {"orderId": order_id, "t0_us": event.get("t0_us"), "p": partition, "charged": False, "reserved": False}
-            self._advance(saga, ev.CHARGE, out)
+            saga = {"orderId": order_id, "t0_us": event.get("t0_us"), "p": partition, "stage": 0,
+                    "ok": [], "waiting": {}}
+            self._send(saga, self.saga.stages[0], out)
             return
         saga = self.sagas.get(order_id)
         if saga is None:
             self.absorbed += 1  # a reply for a saga already finished
             return
-        transition = TRANSITIONS.get((saga["awaiting"], event.get("status")))
-        if transition is None:
+        meaning = self.saga.fact.get(event.get("status"))
+        waiting = saga["waiting"]
+        if meaning is None or meaning[0].name not in waiting or (meaning[1] == UNDONE) != saga.get("undo", False):
             self.absorbed += 1  # a stale or repeated reply to an earlier command
             return
-        holds, nxt = transition
-        saga.update(holds)
-        if nxt is None or (nxt == ev.REFUND and not saga["charged"]):
-            nxt = _undo(saga)
-        self._advance(saga, nxt, out)
+        step, kind = meaning
+        del waiting[step.name]
+        if kind == OK:
+            saga["ok"].append(step.name)
+        elif kind == FAILED:
+            saga["failed"] = True
+        else:
+            saga["ok"].remove(step.name)
+        if not waiting:
+            self._next(saga, out)
 
-    def _advance(self, saga: dict, nxt: str, out: Outbox, attempt: int = 1) -> None:
+    def _next(self, saga: dict, out: Outbox) -> None:
+        """Every command of the stage is answered: go on to the next stage, roll back, or end."""
+        stage = saga["stage"]
+        if saga.get("undo"):
+            self._undo(saga, stage - 1, out)
+        elif saga.pop("failed", False):
+            saga["undo"] = True
+            self._undo(saga, stage, out)
+        elif stage + 1 < len(self.saga.stages):
+            saga["stage"] = stage + 1
+            self._send(saga, self.saga.stages[stage + 1], out)
+        else:
+            self._end(saga, ev.COMPLETED, out)
+
+    def _undo(self, saga: dict, stage: int, out: Outbox) -> None:
+        """Undo the latest stage at or before ``stage`` that holds a success; cancelled once none does."""
+        ok = saga["ok"]
+        while stage >= 0:
+            todo = [s for s in self.saga.stages[stage] if s.name in ok]
+            if todo:
+                saga["stage"] = stage
+                self._send(saga, todo, out)
+                return
+            stage -= 1
+        self._end(saga, ev.CANCELLED, out)
+
+    def _end(self, saga: dict, outcome: str, out: Outbox) -> None:
         order_id = saga["orderId"]
-        if nxt in ev.TERMINAL:
-            self.sagas.pop(order_id, None)
-            self.finished.put(order_id, nxt)
-            out.emit(ev.SAGA_STATE, {**saga, "awaiting": None, "outcome": nxt})
-            out.emit(ev.ORDER_EVENTS, ev.follow(saga, status=nxt))
-            return
-        saga["awaiting"], saga["attempt"] = nxt, attempt
-        self.sagas[order_id] = saga
-        out.emit(ev.SAGA_STATE, dict(saga))
-        out.emit(COMMAND_TOPIC[nxt], ev.follow(saga, command=nxt, attempt=attempt))
-        if attempt == 1:
-            self.budget.deposit()
-        self._arm(order_id, nxt, attempt)
+        self.sagas.pop(order_id, None)
+        self.finished.put(order_id, outcome)
+        out.emit(ev.SAGA_STATE, {**saga, "waiting": {}, "outcome": outcome})
+        out.emit(ev.ORDER_EVENTS, ev.follow(saga, status=outcome))
 
-    def _arm(self, order_id: str, command: str, attempt: int) -> None:
-        heapq.heappush(self.deadlines, (self.now_s + self.timeout_s * _backoff(attempt), order_id, command, attempt))
+    def _send(self, saga: dict, steps: tuple[Step, ...] | list[Step], out: Outbox, attempt: int = 1) -> None:
+        """Send the commands for ``steps`` (of one stage) with the state record they cause."""
+        order_id = saga["orderId"]
+        waiting = saga["waiting"]
+        for step in steps:
+            waiting[step.name] = attempt
+        self.sagas[order_id] = saga
+        out.emit(ev.SAGA_STATE, {**saga, "ok": list(saga["ok"]), "waiting": dict(waiting)})
+        undo = saga.get("undo", False)
+        for step in steps:
+            out.emit(step.commands_topic, ev.follow(saga, command=step.undo if undo else step.do, attempt=attempt))
+            if attempt == 1:
+                self.budget.deposit()
+            self._arm(order_id, step.name, attempt)
+
+    def _arm(self, order_id: str, step: str, attempt: int) -> None:
+        heapq.heappush(self.deadlines, (self.now_s + self.timeout_s * _backoff(attempt), order_id, step, attempt))
+
+    def _retried_until_answered(self, saga: dict, step: Step) -> bool:
+        # A compensation (giving up would leave money taken or stock held) and the pivot (it
+        # cannot be undone, so an order whose pivot may still happen late must not be cancelled).
+        return saga.get("undo", False) or not step.compensable
 
     def tick(self, now_s: float, out: Outbox) -> None:
         self.now_s = now_s
         while self.deadlines and self.deadlines[0][0] <= now_s:
-            _, order_id, command, attempt = heapq.heappop(self.deadlines)
+            _, order_id, name, attempt = heapq.heappop(self.deadlines)
             saga = self.sagas.get(order_id)
-            if saga is None or saga["awaiting"] != command or saga["attempt"] != attempt:
+            if saga is None or saga["waiting"].get(name) != attempt:
                 continue  # answered in time, or already retried
-            if attempt <= self.retries or command in RETRIED_UNTIL_ANSWERED:
+            step = self.saga.step(name)
+            if attempt <= self.retries or self._retried_until_answered(saga, step):
                 if self.budget.withdraw(now_s):
-                    self._advance(saga, command, out, attempt + 1)
+                    self._send(saga, [step], out, attempt + 1)
                 else:
-                    self._arm(order_id, command, attempt)  # over budget: keep waiting for the answer
+                    self._arm(order_id, name, attempt)  # over budget: keep waiting for the answer
             else:
-                # The step may still happen late; undo it as if it had (the service's ledger
-                # then turns the late request into a no-op).
-                if saga["awaiting"] == ev.CHARGE:
-                    saga["charged"] = True
-                elif saga["awaiting"] == ev.RESERVE:
-                    saga["reserved"] = True
-                saga["timed_out"] = saga["awaiting"]
-                self._advance(saga, _undo(saga), out)
+                # The step may still happen late; undo it as if it had (its ledger then turns
+                # the late request into a no-op).
+                del saga["waiting"][name]
+                saga["ok"].append(name)
+                saga["failed"] = True
+                saga["timed_out"] = name
+                if not saga["waiting"]:
+                    self._next(saga, out)
 
     def restore(self, records, out: Outbox) -> None:
         state: dict[str, dict] = {}
@@ -184,71 +214,64 @@ class Orchestrator:
                 # The state says finished but the terminal event never made it: send it now.
                 self.finished.put(order_id, outcome)
                 out.emit(ev.ORDER_EVENTS, ev.follow(saga, status=outcome))
-            elif order_id not in self.sagas and saga.get("awaiting"):
-                self._advance(dict(saga), saga["awaiting"], out, saga.get("attempt", 1) + 1)
+            elif order_id not in self.sagas and saga.get("waiting"):
+                saga = {k: v for k, v in saga.items() if k != "ts_us"}
+                pending = saga["waiting"]
+                attempt = max(pending.values()) + 1
+                saga["waiting"] = {}
+                self._send(saga, [self.saga.step(name) for name in pending], out, attempt)
 
     def revoke(self, partitions: set[int]) -> None:
         for order_id in [o for o, saga in self.sagas.items() if saga.get("p") in partitions]:
             del self.sagas[order_id]
 
 
-class CommandedService(Stateless):
-    """A service that does what the orchestrator says and always answers."""
+class CommandHandler(Stateless):
+    """One step: does what the orchestrator says and always answers."""
 
-    service = ""
-
-    def __init__(self, workload: Workload) -> None:
-        self.step = services.STEPS[self.service](workload.failures)
+    def __init__(self, step: Step, workload: Workload) -> None:
+        self.step = step
+        self.ledger = StepLedger(step)
+        self.actions = {step.do: self.ledger.apply}
+        if step.compensable:
+            self.actions[step.undo] = self.ledger.compensate
 
     @property
     def absorbed(self) -> int:
-        return self.step.absorbed
+        return self.ledger.absorbed
 
     def restore(self, records, out: Outbox) -> None:
+        name = self.step.name
         for _topic, reply in records:
-            if reply.get("service") == self.service and not reply.get("replay"):
-                self.step.remember(reply["orderId"], reply.get("status"))
+            if reply.get("step") == name and not reply.get("replay"):
+                self.ledger.remember(reply["orderId"], reply.get("status"))
 
     def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
-        command = event.get("command")
-        if command in (ev.REFUND, ev.RELEASE):
-            status, fresh = self.step.compensate(event["orderId"])
-        elif command in (ev.CHARGE, ev.RESERVE, ev.SHIP):
-            status, fresh = self.step.apply(event["orderId"])
-        else:
+        action = self.actions.get(event.get("command"))
+        if action is None:
             return
-        reply = ev.follow(event, status=status, service=self.service, attempt=event.get("attempt", 1))
+        status, fresh = action(event["orderId"])
+        reply = ev.follow(event, status=status, step=self.step.name, attempt=event.get("attempt", 1))
         if not fresh:
             reply["replay"] = True  # the answer to a repeated command; nothing was applied
         out.emit(ev.REPLIES, reply)
 
 
-class PaymentService(CommandedService):
-    service = "payment"
-
-
-class InventoryService(CommandedService):
-    service = "inventory"
-
-
-class ShippingService(CommandedService):
-    service = "shipping"
-
-
-ORCHESTRATION = Pattern(
-    name="orchestration",
-    subscriptions={
-        "orchestrator": (ev.ORDER_CREATED, ev.REPLIES),
-        "payment": (ev.PAYMENT_COMMANDS,),
-        "inventory": (ev.INVENTORY_COMMANDS,),
-        "shipping": (ev.SHIPPING_COMMANDS,),
-    },
-    topics=(ev.ORDER_CREATED, ev.PAYMENT_COMMANDS, ev.INVENTORY_COMMANDS, ev.SHIPPING_COMMANDS,
-            ev.REPLIES, ev.SAGA_STATE, ev.ORDER_EVENTS, ev.DEAD_LETTER),
-    handlers={"orchestrator": Orchestrator, "payment": PaymentService, "inventory": InventoryService,
-              "shipping": ShippingService},
+def derive(saga: Saga) -> Topology:
+    subscriptions = {COORDINATOR: (ev.ORDER_CREATED, ev.REPLIES)}
+    handlers = {COORDINATOR: lambda w: Orchestrator(saga, w)}
     # The orchestrator's own output is its saga state and the terminal events it sent.
-    restore_from={"orchestrator": (ev.SAGA_STATE, ev.ORDER_EVENTS), "payment": (ev.REPLIES,),
-                  "inventory": (ev.REPLIES,), "shipping": (ev.REPLIES,)},
-    compacted=(ev.SAGA_STATE,),
-)
+    restore_from = {COORDINATOR: (ev.SAGA_STATE, ev.ORDER_EVENTS)}
+    for step in saga.steps:
+        subscriptions[step.name] = (step.commands_topic,)
+        handlers[step.name] = lambda w, s=step: CommandHandler(s, w)
+        restore_from[step.name] = (ev.REPLIES,)
+    return Topology(
+        pattern="orchestration", saga=saga, coordinator=COORDINATOR, subscriptions=subscriptions,
+        topics=(ev.ORDER_CREATED, *(s.commands_topic for s in saga.steps), ev.REPLIES, ev.SAGA_STATE,
+                ev.ORDER_EVENTS, ev.DEAD_LETTER),
+        handlers=handlers, restore_from=restore_from, compacted=(ev.SAGA_STATE,),
+    )
+
+
+ORCHESTRATION = Pattern(name="orchestration", coordinator=COORDINATOR, derive=derive)

@@ -53,11 +53,15 @@ from bench.broker import dist, embedded
 from bench.load import LoadGenerator
 from bench.patterns import PATTERNS
 from bench.runtime import BATCH_MAX, POLL_S
+from bench.saga import DEFAULT as SAGA
 from bench.sim.profile import Distribution, LoadPoint, Profile
 from bench.supervisor import Supervisor
 from bench.workload import Workload
 
 Echo = Callable[[str], None]
+# Calibration measures the default saga's services; the model scales their costs to any saga.
+TOPOLOGIES = {name: pattern.topology(SAGA) for name, pattern in PATTERNS.items()}
+PAYMENT = SAGA.step("payment")
 
 
 @dataclass(frozen=True)
@@ -215,8 +219,8 @@ class Calibration:
     # --- helpers -------------------------------------------------------------
 
     def fresh_topics(self) -> None:
-        names = sorted({t for p in PATTERNS.values() for t in p.topics})
-        compacted = sorted({t for p in PATTERNS.values() for t in p.compacted})
+        names = sorted({t for p in TOPOLOGIES.values() for t in p.topics})
+        compacted = sorted({t for p in TOPOLOGIES.values() for t in p.compacted})
         topics.recreate(self.admin, names, self.workload, compacted=compacted, registry=self.registry)
 
     @contextlib.contextmanager
@@ -278,7 +282,7 @@ class Calibration:
             yield figures
             return
         process = subprocess.Popen([sys.executable, "-m", "bench.sim.traffic", str(rate), str(seconds), self.bootstrap,
-                                    str(self.workload_file), ev.INVENTORY_EVENTS],
+                                    str(self.workload_file), SAGA.step("inventory").events_topic],
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             time.sleep(0.7)  # connected and up to speed
@@ -308,7 +312,7 @@ class Calibration:
         req = self.request
         self.fresh_topics()
         with self.services("choreography", {"payment": 1}) as supervisor, \
-                _reading(self.consumer_conf, ev.PAYMENT_EVENTS, self.workload.partitions) as reader:
+                _reading(self.consumer_conf, PAYMENT.events_topic, self.workload.partitions) as reader:
             pid = supervisor.instances["payment-0"].process.pid
             _warm_up(self.producer, ev.ORDER_CREATED, reader)
             main_before, own_before = main_thread_cpu_s(pid), time.process_time()
@@ -383,7 +387,7 @@ class Calibration:
                        "process_s": _delta(process_before, process_cpu_s(pid)),
                        "broker_s": _delta(broker_before, self.broker_cpu_s()), "messages": n,
                        "seconds": time.monotonic() - began, "sender_s": sender_s,
-                       "on_topics": self.messages_on(PATTERNS[pattern].topics)}
+                       "on_topics": self.messages_on(TOPOLOGIES[pattern].topics)}
         self.echo(f"{pattern} {role}: {n} messages, main thread {figures['main_s'] / n * 1e6:.1f} us/msg, "
                   f"process {figures['process_s'] / n * 1e6:.1f} us/msg")
         return figures
@@ -414,14 +418,14 @@ class Calibration:
     def costs(self) -> dict[str, dict]:
         n, parts = self.request.backlog, self.workload.partitions
         created = [(i % parts, {"orderId": f"drain-{self.run_id}-{i}", "status": ev.CREATED}) for i in range(n)]
-        one_out = self.drain("choreography", "payment", ev.ORDER_CREATED, created, ev.PAYMENT_EVENTS, n)
-        ignored = [(i % parts, {"orderId": f"ignored-{self.run_id}-{i}", "status": ev.CHARGED}) for i in range(n)]
-        markers = [(p, {"orderId": f"marker-{self.run_id}-{p}", "status": ev.SHIPPED}) for p in range(parts)]
-        no_out = self.drain("choreography", "order", ev.PAYMENT_EVENTS, ignored + markers, ev.ORDER_EVENTS, parts)
+        one_out = self.drain("choreography", "payment", ev.ORDER_CREATED, created, PAYMENT.events_topic, n)
+        ignored = [(i % parts, {"orderId": f"ignored-{self.run_id}-{i}", "status": PAYMENT.ok}) for i in range(n)]
+        markers = [(p, {"orderId": f"marker-{self.run_id}-{p}", "status": SAGA.pivot.ok}) for p in range(parts)]
+        no_out = self.drain("choreography", "order", PAYMENT.events_topic, ignored + markers, ev.ORDER_EVENTS, parts)
         # The orchestrator with its services, so sagas finish as in a run (held sagas would cost it more).
         created = [(i % parts, {"orderId": f"orch-{self.run_id}-{i}", "status": ev.CREATED}) for i in range(n)]
         orchestrator = self.drain("orchestration", "orchestrator", ev.ORDER_CREATED, created, ev.ORDER_EVENTS, n,
-                                  beside=("payment", "inventory", "shipping"))
+                                  beside=SAGA.names)
         return {"one_out": one_out, "no_out": no_out, "orchestrator": orchestrator}
 
 
@@ -494,7 +498,7 @@ def per_message_costs(costs: dict[str, dict], key: str) -> dict[str, float]:
     orch = costs["orchestrator"]
     topics = orch["on_topics"]
     inputs = topics[ev.ORDER_CREATED] + topics[ev.REPLIES]
-    outputs = (topics[ev.PAYMENT_COMMANDS] + topics[ev.INVENTORY_COMMANDS] + topics[ev.SHIPPING_COMMANDS]
+    outputs = (sum(topics[s.commands_topic] for s in SAGA.steps)
                + topics[ev.SAGA_STATE] + topics[ev.ORDER_EVENTS])
     predicted_us = inputs * cost_in + outputs * cost_out
     scale = orch[key] * 1e6 / predicted_us if predicted_us > 0 else 1.0

@@ -18,7 +18,6 @@ from bench.workload import Fault
 
 DEFAULT_POISON = 10
 DEFAULT_DUPLICATES = 100
-DEFAULT_ROLE = "payment"  # as bench.faults
 
 
 def schedule(world, faults: tuple[Fault, ...]) -> list:
@@ -28,7 +27,7 @@ def schedule(world, faults: tuple[Fault, ...]) -> list:
 
 
 def _target(world, fault: Fault):
-    role = fault.role or DEFAULT_ROLE
+    role = fault.role
     if role not in world.instances:
         raise ValueError(f"fault {fault.type} at {fault.at_s:g}s: {world.scenario.pattern.name} has no role {role!r}")
     return role, fault.instance or 0

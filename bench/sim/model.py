@@ -17,13 +17,14 @@ import simpy
 
 from bench import events as ev
 from bench.load import LoadResult
-from bench.patterns.base import Pattern, Stateless
+from bench.patterns.base import Pattern, Stateless, Topology
 from bench.sim import faults as faults_mod
 from bench.sim.hosts import PLACEMENTS, Host, mean_utilisation, placement
 from bench.sim.kafka import Cluster, Group, Producer, Transport
 from bench.sim.load import LoadGenerator, Terminals
 from bench.sim.profile import Profile
-from bench.sim.service import Costs, Instance, SimOutbox, StepSamples
+from bench.saga import Processing
+from bench.sim.service import Costs, Instance, SimOutbox, StepSamples, span_finder
 from bench.workload import Workload
 
 LOAD_GROUP = "load"
@@ -51,6 +52,10 @@ class Scenario:
     def broker_count(self) -> int:
         return self.brokers or self.workload.replication_factor
 
+    @property
+    def topology(self) -> Topology:
+        return self.pattern.topology(self.workload.saga)
+
 
 @dataclasses.dataclass
 class SimResult:
@@ -77,20 +82,27 @@ def linger_s(workload: Workload) -> float:
     return float(value) / 1000.0
 
 
-def _costs(profile: Profile, role: str, processing_s: float) -> Costs:
+def _costs(profile: Profile, role: str, processing: Processing, seed=None) -> Costs:
     main, cpu = profile.service_us, profile.service_cpu_us
     scale, cpu_scale = (main["orchestrator_scale"], cpu["orchestrator_scale"]) if role == "orchestrator" else (1.0, 1.0)
-    sleep = processing_s + (profile.sleep_overshoot_us / 1e6 if processing_s > 0 else 0.0)
+    # Processing is a sleep, which oversleeps by the calibrated amount; a distribution is drawn
+    # per message, as the runtime draws it.
+    overshoot = profile.sleep_overshoot_us / 1e6 if processing else 0.0
+    draws = None
+    if processing.sigma:
+        draw = processing.sampler(seed)
+        draws = iter(draw, None)
     return Costs(in_s=main["in"] * scale / 1e6, out_s=main["out"] * scale / 1e6, batch_s=main["batch"] / 1e6,
                  cpu_in_s=cpu["in"] * cpu_scale / 1e6, cpu_out_s=cpu["out"] * cpu_scale / 1e6,
-                 cpu_batch_s=cpu["batch"] / 1e6, processing_s=sleep)
+                 cpu_batch_s=cpu["batch"] / 1e6, processing_s=overshoot + (0.0 if draws else processing.median_s),
+                 in_draws=draws)
 
 
 class World:
     """The model of one run: every process, broker and partition of the scenario."""
 
     def __init__(self, scenario: Scenario, run_id: str) -> None:
-        w, profile, pattern = scenario.workload, scenario.profile, scenario.pattern
+        w, profile, pattern = scenario.workload, scenario.profile, scenario.topology
         self.scenario = scenario
         self.env = env = simpy.Environment()
         rng = np.random.default_rng([w.seed, 6])
@@ -132,14 +144,15 @@ class World:
 
     def new_instance(self, role: str, index: int, replays: bool = False) -> Instance:
         """A fresh process of ``role`` (empty memory: a restarted instance starts here too)."""
-        w, profile, pattern = self.scenario.workload, self.scenario.profile, self.scenario.pattern
+        w, profile, pattern = self.scenario.workload, self.scenario.profile, self.scenario.topology
         host = self.hosts[f"{role}-{index}"]
         extra_s = profile.network_rtt_us / 1e6 if self.scenario.placement == "spread" else 0.0
         producer = Producer(self.env, self.cluster, host, math.inf, extra_s)  # flushed after each batch
-        outbox = SimOutbox(pattern.name, self.cluster, producer, self.steps, self.samples)
+        outbox = SimOutbox(span_finder(pattern), self.cluster, producer, self.steps, self.samples)
         handler = pattern.handler(role, w)
         ticks = type(handler).tick is not Stateless.tick
-        return Instance(self.env, role, index, handler, outbox, host, _costs(profile, role, w.processing_s[role]),
+        costs = _costs(profile, role, w.processing_of(role), (w.seed, role, index))
+        return Instance(self.env, role, index, handler, outbox, host, costs,
                         ticks=ticks, replays=replays, restore_from=pattern.restore_from.get(role, ()),
                         fetch_rtt_s=self.fetch_rtt_s)
 
@@ -151,9 +164,9 @@ class World:
         group = Group(self.env, LOAD_GROUP, (ev.ORDER_EVENTS,), w.partitions)
         self.cluster.subscribe(group)
         # Its CPU is charged per order below; the reader's costs only set its pace.
-        costs = dataclasses.replace(_costs(profile, LOAD_GROUP, 0.0), cpu_in_s=0.0, cpu_out_s=0.0, cpu_batch_s=0.0)
+        costs = dataclasses.replace(_costs(profile, LOAD_GROUP, Processing()), cpu_in_s=0.0, cpu_out_s=0.0, cpu_batch_s=0.0)
         reader = Instance(self.env, "load_generator", 0, self.terminals,
-                          SimOutbox("", self.cluster, producer, self.steps), host, costs, fetch_rtt_s=self.fetch_rtt_s)
+                          SimOutbox(None, self.cluster, producer, self.steps), host, costs, fetch_rtt_s=self.fetch_rtt_s)
         group.members.append(reader)
         group.assign()
         per_order_s = profile.load_generator["order_us"] / 1e6
@@ -191,7 +204,7 @@ def _result(world: World) -> SimResult:
     # The handlers are the real ones, so without faults every outcome is decide()'s by construction;
     # with faults (replays, restores) the model checks it, as the audit does for a real run.
     unexpected = sum(1 for order_id, status in terminals.outcomes.items()
-                     if status != ev.expected_outcome(order_id, w.failures)) if w.faults else 0
+                     if status != w.saga.expected_outcome(order_id)) if w.faults else 0
     load_result = LoadResult(
         started=load.started, outcomes=terminals.outcomes, start_wall_s=0.0,
         measure_start_s=w.warmup_s, measure_end_s=w.warmup_s + w.duration_s,

@@ -14,7 +14,8 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from bench import results, summary
-from bench.audit import PATTERNS as AUDIT_PATTERNS
+from bench.audit import step_names
+from bench.saga import E2E
 from bench.recording import merged, new_histogram, summary_ms, write_hgrm, write_intervals
 from bench.sim.histograms import per_second
 from bench.sim.model import Scenario, SimResult
@@ -47,7 +48,7 @@ def write(directory: Path, scenario: Scenario, result: SimResult, start_wall_s: 
 
 def _write_steps(directory: Path, scenario: Scenario, result: SimResult, start_wall_s: float) -> dict[str, dict]:
     w = scenario.workload
-    names = [s for s in AUDIT_PATTERNS[scenario.pattern.name].step_names if s != "e2e"]
+    names = [s for s in step_names(scenario.topology) if s != E2E]
     summaries = {}
     for step in names:
         ends = np.frombuffer(result.steps.ends[step]) if step in result.steps.ends else np.empty(0)
@@ -86,14 +87,15 @@ def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogr
     total_bytes = sum(count * result.bytes_per_message.get(topic, 0.0) for topic, count in result.messages.items())
     per_order = messages / started if started else None
     bytes_per_order = total_bytes / started if started else None
-    services = {role: round(result.cpu_s.get(role, 0.0), 2) for role in scenario.pattern.roles}
+    topology = scenario.topology
+    services = {role: round(result.cpu_s.get(role, 0.0), 2) for role in topology.roles}
     audit = {
         "simulated": True,
         "orders_started": started, "completed": completed, "cancelled": cancelled, "lost": 0, "stuck": unfinished,
         "finished": len(load.outcomes), "unfinished": unfinished, "multiple_terminal": result.duplicates,
         "unexpected_outcome": result.unexpected_outcomes, "inconsistent": result.unexpected_outcomes,
-        "compensations": {"refunds": len(result.steps.ends.get("refund", ())),
-                          "releases": len(result.steps.ends.get("release", ()))},
+        "compensations": {s.name: len(result.steps.ends.get(s.undo_span, ()))
+                          for s in topology.saga.steps if s.compensable},
         "messages_per_topic": dict(result.messages),
         "messages_per_order": per_order, "bytes_per_order": bytes_per_order,
     }

@@ -16,12 +16,12 @@ from __future__ import annotations
 import dataclasses
 from array import array
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import simpy
 
 from bench import events as ev
-from bench.patterns.base import Handler
+from bench.patterns.base import Handler, Topology
 from bench.runtime import BATCH_MAX, COMMIT_INTERVAL_MS, POLL_S
 from bench.sim.hosts import Host
 from bench.sim.kafka import Cluster, Producer, partition_of
@@ -29,35 +29,34 @@ from bench.sim.kafka import Cluster, Producer, partition_of
 COMMIT_INTERVAL_S = COMMIT_INTERVAL_MS / 1000
 WAKE_IDLE_S = 0.001  # idle this long or longer: a wake-up costs the calibrated ``batch`` time in full
 
-# Step names as the audit derives them from ``ts_us`` stamps (bench.audit.step_latencies):
-# the time from the message a handler reacted to until the message it produced.
-_CHOREOGRAPHY_STEP = {
-    ev.CHARGED: "payment", ev.DECLINED: "payment", ev.REFUNDED: "refund",
-    ev.RESERVED: "inventory", ev.OUT_OF_STOCK: "inventory", ev.RELEASED: "release",
-    ev.SHIPPED: "shipping", ev.REFUSED: "shipping",
-    ev.COMPLETED: "order", ev.CANCELLED: "order",
-}
-_COMMAND_STEP = {ev.CHARGE: "payment", ev.RESERVE: "inventory", ev.SHIP: "shipping", ev.REFUND: "refund",
-                 ev.RELEASE: "release"}
-_ORCHESTRATOR_OUTPUTS = frozenset({ev.PAYMENT_COMMANDS, ev.INVENTORY_COMMANDS, ev.SHIPPING_COMMANDS, ev.ORDER_EVENTS})
+SpanFinder = Callable[[str, dict, dict], "str | None"]
 
 
-def _choreography_step(topic: str, event: dict, source: dict) -> str | None:
-    return _CHOREOGRAPHY_STEP.get(event.get("status"))
+def span_finder(topology: Topology) -> SpanFinder:
+    """Which step latency producing ``event`` on ``topic`` in reaction to ``source`` ends, if any:
+    the names the audit derives from ``ts_us`` stamps (bench.audit.step_latencies), each the time
+    from the message a handler reacted to until the message it produced."""
+    saga = topology.saga
+    if topology.pattern == "choreography":
+        spans = {ev.COMPLETED: topology.coordinator, ev.CANCELLED: topology.coordinator}
+        for s in saga.steps:
+            spans[s.ok] = spans[s.failed] = s.name
+            if s.compensable:
+                spans[s.undone] = s.undo_span
+        return lambda topic, event, source: spans.get(event.get("status"))
+    commands = {}
+    for s in saga.steps:
+        commands[s.do] = s.name
+        if s.compensable:
+            commands[s.undo] = s.undo_span
+    outputs = frozenset({*(s.commands_topic for s in saga.steps), ev.ORDER_EVENTS})
+    coordinator = topology.coordinator
 
-
-def _orchestration_step(topic: str, event: dict, source: dict) -> str | None:
-    if topic == ev.REPLIES:
-        return _COMMAND_STEP.get(source.get("command"))
-    return "orchestrator" if topic in _ORCHESTRATOR_OUTPUTS else None
-
-
-STEP_OF = {"choreography": _choreography_step, "orchestration": _orchestration_step}
-
-
-def step_of(pattern: str, topic: str, event: dict, source: dict) -> str | None:
-    """The step that producing ``event`` on ``topic`` in reaction to ``source`` ends, if any."""
-    return STEP_OF[pattern](topic, event, source)
+    def orchestration(topic: str, event: dict, source: dict) -> str | None:
+        if topic == ev.REPLIES:
+            return commands.get(source.get("command"))
+        return coordinator if topic in outputs else None
+    return orchestration
 
 
 class StepSamples:
@@ -87,8 +86,9 @@ class Costs:
     cpu_out_s: float
     cpu_batch_s: float
     processing_s: float = 0.0  # the workload's per-message processing (a sleep: time, not CPU)
-    # Handling time per message drawn from a distribution (seconds) instead of ``in_s``:
-    # exponential draws make an instance an M/M/1 server, whose answer is known.
+    # Time per message drawn from a distribution (seconds), on top of the fixed times: the
+    # workload's processing when it is a distribution; exponential draws with ``in_s`` zero
+    # make an instance an M/M/1 server, whose answer is known.
     in_draws: Iterator[float] | None = None
 
 
@@ -99,9 +99,9 @@ class SimOutbox:
 
     SAMPLES_PER_TOPIC = 200
 
-    def __init__(self, pattern: str, cluster: Cluster, producer: Producer, steps: StepSamples,
+    def __init__(self, step_of: SpanFinder | None, cluster: Cluster, producer: Producer, steps: StepSamples,
                  samples: dict[str, list] | None = None) -> None:
-        self.step_of = STEP_OF.get(pattern)  # None: a reader that produces nothing measured
+        self.step_of = step_of  # None: a reader that produces nothing measured
         self.cluster = cluster
         self.send = producer.send
         self.flush = producer.flush

@@ -8,6 +8,9 @@ from bench import patterns
 from bench.broker import embedded
 from bench.run import RunRequest, run
 from bench.workload import Workload
+from bench.saga import DEFAULT as SAGA
+
+PAY, INV, SHP = SAGA.steps
 
 pytestmark = pytest.mark.broker
 
@@ -111,5 +114,5 @@ def test_the_stall_guard_hands_back_fetched_input_rejoins_and_applies_nothing_tw
         service.stop()
         loop.join(30)
     conf = clients.consumer_config(bootstrap_servers, w, "unused")
-    facts = [r.value["orderId"] for r in read_topics(bootstrap_servers, [ev.PAYMENT_EVENTS], conf, 30)]
+    facts = [r.value["orderId"] for r in read_topics(bootstrap_servers, [PAY.events_topic], conf, 30)]
     assert sorted(facts) == sorted(f"o-{i}" for i in range(400)), "an order charged twice or never"

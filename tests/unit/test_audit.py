@@ -10,18 +10,20 @@ from confluent_kafka import KafkaError
 from bench import events as ev
 from bench.audit import AuditReport, audit, step_latencies
 from bench.records import Record, _read_assigned
+from bench import patterns
+from bench.saga import DEFAULT as SAGA
+from bench.workload import Workload
+
+PAY, INV, SHP = SAGA.steps
 
 FAILURES = {"payment": 0.3, "inventory": 0.3, "shipping": 0.3}
+UNIT_SAGA = Workload(name="audit", failures=FAILURES).saga
 STEP_US = 1_000
 T0 = 1_700_000_000_000_000
-CHOREOGRAPHY_CONSUMED = {ev.ORDER_CREATED, ev.PAYMENT_EVENTS, ev.INVENTORY_EVENTS, ev.SHIPPING_EVENTS, ev.ORDER_EVENTS}
-ORCHESTRATION_CONSUMED = {ev.ORDER_CREATED, ev.PAYMENT_COMMANDS, ev.INVENTORY_COMMANDS, ev.SHIPPING_COMMANDS,
-                          ev.REPLIES, ev.SAGA_STATE, ev.ORDER_EVENTS}
-CONSUMED = {"choreography": CHOREOGRAPHY_CONSUMED, "orchestration": ORCHESTRATION_CONSUMED}
 
 
 def failing_step(order_id: str) -> str | None:
-    return next((s for s in ev.FAILURE_STEPS if not ev.decide(order_id, s, FAILURES[s])), None)
+    return next((s for s in SAGA.names if not ev.decide(order_id, s, FAILURES[s])), None)
 
 
 def order_failing_at(step: str | None, skip: int = 0) -> str:
@@ -57,26 +59,26 @@ class Log:
         fail = failing_step(order_id) if fail == "decide" else fail
         self.emit(ev.ORDER_CREATED, order_id, status=ev.CREATED)
         if fail == "payment":
-            self.emit(ev.PAYMENT_EVENTS, order_id, status=ev.DECLINED)
+            self.emit(PAY.events_topic, order_id, status=PAY.failed)
             self.emit(ev.ORDER_EVENTS, order_id, status=ev.CANCELLED)
             return
-        self.emit(ev.PAYMENT_EVENTS, order_id, status=ev.CHARGED)
+        self.emit(PAY.events_topic, order_id, status=PAY.ok)
         if fail == "inventory":
-            self.emit(ev.INVENTORY_EVENTS, order_id, status=ev.OUT_OF_STOCK)
+            self.emit(INV.events_topic, order_id, status=INV.failed)
         else:
-            self.emit(ev.INVENTORY_EVENTS, order_id, status=ev.RESERVED)
+            self.emit(INV.events_topic, order_id, status=INV.ok)
             if fail is None:
-                self.emit(ev.SHIPPING_EVENTS, order_id, status=ev.SHIPPED)
+                self.emit(SHP.events_topic, order_id, status=SHP.ok)
                 self.emit(ev.ORDER_EVENTS, order_id, status=ev.COMPLETED)
                 return
-            self.emit(ev.SHIPPING_EVENTS, order_id, status=ev.REFUSED)
-            self.emit(ev.INVENTORY_EVENTS, order_id, status=ev.RELEASED)
-        self.emit(ev.PAYMENT_EVENTS, order_id, status=ev.REFUNDED)
+            self.emit(SHP.events_topic, order_id, status=SHP.failed)
+            self.emit(INV.events_topic, order_id, status=INV.undone)
+        self.emit(PAY.events_topic, order_id, status=PAY.undone)
         self.emit(ev.ORDER_EVENTS, order_id, status=ev.CANCELLED)
 
     def command(self, order_id: str, command: str, status: str, attempt: int = 1, replay: bool = False) -> None:
-        topic = {ev.CHARGE: ev.PAYMENT_COMMANDS, ev.REFUND: ev.PAYMENT_COMMANDS, ev.RESERVE: ev.INVENTORY_COMMANDS,
-                 ev.RELEASE: ev.INVENTORY_COMMANDS, ev.SHIP: ev.SHIPPING_COMMANDS}[command]
+        topic = {PAY.do: PAY.commands_topic, PAY.undo: PAY.commands_topic, INV.do: INV.commands_topic,
+                 INV.undo: INV.commands_topic, SHP.do: SHP.commands_topic}[command]
         self.emit(topic, order_id, command=command, attempt=attempt)
         extra = {"replay": True} if replay else {}  # as a service answers a repeat from its ledger
         self.emit(ev.REPLIES, order_id, status=status, service=topic.rsplit("-", 1)[1], **extra)
@@ -88,29 +90,32 @@ class Log:
         self.emit(ev.ORDER_CREATED, order_id, status=ev.CREATED)
         self.emit(ev.SAGA_STATE, order_id, status=ev.CREATED)
         if fail == "payment":
-            self.command(order_id, ev.CHARGE, ev.DECLINED)
+            self.command(order_id, PAY.do, PAY.failed)
         else:
-            self.command(order_id, ev.CHARGE, ev.CHARGED)
+            self.command(order_id, PAY.do, PAY.ok)
             if fail == "inventory":
-                self.command(order_id, ev.RESERVE, ev.OUT_OF_STOCK)
+                self.command(order_id, INV.do, INV.failed)
             else:
-                self.command(order_id, ev.RESERVE, ev.RESERVED)
+                self.command(order_id, INV.do, INV.ok)
                 if fail is None:
-                    self.command(order_id, ev.SHIP, ev.SHIPPED)
+                    self.command(order_id, SHP.do, SHP.ok)
                 else:
-                    self.command(order_id, ev.SHIP, ev.REFUSED)
-                    self.command(order_id, ev.RELEASE, ev.RELEASED)
+                    self.command(order_id, SHP.do, SHP.failed)
+                    self.command(order_id, INV.undo, INV.undone)
             if fail is not None:
-                self.command(order_id, ev.REFUND, ev.REFUNDED)
+                self.command(order_id, PAY.undo, PAY.undone)
         self.emit(ev.ORDER_EVENTS, order_id, status=ev.COMPLETED if fail is None else ev.CANCELLED)
 
     def history(self, pattern: str, order_id: str, fail: str | None = "decide") -> None:
         getattr(self, pattern)(order_id, fail)
 
 
-def run_audit(log: Log, pattern: str, started: list[str], consumed: set[str] | None = None) -> AuditReport:
-    report = audit(log.records, {oid: T0 for oid in started}, pattern, FAILURES,
-                   CONSUMED[pattern] if consumed is None else consumed)
+def topology(pattern: str):
+    return patterns.get(pattern).topology(UNIT_SAGA)
+
+
+def run_audit(log: Log, pattern: str, started: list[str]) -> AuditReport:
+    report = audit(log.records, {oid: T0 for oid in started}, topology(pattern))
     assert report.completed + report.cancelled + report.lost + report.stuck == report.orders_started
     return report
 
@@ -128,7 +133,7 @@ def test_correct_history_is_clean(pattern, fail, refunds, releases):
     report = run_audit(log, pattern, [oid])
     assert report.clean
     assert (report.completed, report.cancelled) == ((1, 0) if fail is None else (0, 1))
-    assert report.compensations == {"refunds": refunds, "releases": releases}
+    assert report.compensations == {"payment": refunds, "inventory": releases}
     assert report.inconsistent == report.duplicate_events == report.unknown_orders == 0
     assert report.undecodable == {} and report.unconsumed_topics == {} and report.examples == {}
     assert report.messages_per_order == len(log.records)
@@ -143,7 +148,7 @@ def test_many_orders_count_each_once(pattern):
         log.history(pattern, oid)
     log.emit(ev.ORDER_CREATED, ids[150], status=ev.CREATED)
     report = run_audit(log, pattern, ids)
-    expected = [ev.expected_outcome(oid, FAILURES) for oid in ids[:150]]
+    expected = [UNIT_SAGA.expected_outcome(oid) for oid in ids[:150]]
     assert report.completed == expected.count(ev.COMPLETED)
     assert report.cancelled == expected.count(ev.CANCELLED)
     assert (report.lost, report.stuck, report.never_created) == (50, 0, 49)
@@ -181,17 +186,17 @@ def test_orchestration_saga_state_alone_is_progress():
 def test_double_charge_is_a_duplicate_effect():
     log, oid = Log(), order_failing_at(None)
     log.choreography(oid)
-    log.emit(ev.PAYMENT_EVENTS, oid, status=ev.CHARGED)
+    log.emit(PAY.events_topic, oid, status=PAY.ok)
     report = run_audit(log, "choreography", [oid])
     assert (report.duplicate_events, report.duplicate_effects) == (1, 1)
-    assert report.duplicate_effects_by_fact == {ev.CHARGED: 1}
+    assert report.duplicate_effects_by_fact == {PAY.ok: 1}
     assert report.examples["duplicate_effects"] == [oid] and not report.clean
 
 
 def test_redelivered_fact_is_a_duplicate_event_only():
     log, oid = Log(), order_failing_at(None)
     log.choreography(oid)
-    log.records.append(next(r for r in log.records if r.value["status"] == ev.RESERVED))
+    log.records.append(next(r for r in log.records if r.value["status"] == INV.ok))
     report = run_audit(log, "choreography", [oid])
     assert (report.duplicate_events, report.duplicate_effects) == (1, 0)
     assert report.clean
@@ -200,7 +205,7 @@ def test_redelivered_fact_is_a_duplicate_event_only():
 def test_retried_command_answered_from_the_ledger_is_no_effect():
     log, oid = Log(), order_failing_at(None)
     log.orchestration(oid)
-    log.command(oid, ev.SHIP, ev.SHIPPED, attempt=2, replay=True)
+    log.command(oid, SHP.do, SHP.ok, attempt=2, replay=True)
     report = run_audit(log, "orchestration", [oid])
     assert report.duplicate_effects == 0 and report.replayed_replies == 1
     assert report.clean
@@ -210,17 +215,17 @@ def test_a_second_fresh_effect_after_a_retried_command_is_a_duplicate_effect():
     # A retry explains a second command, not a second shipment: the service must answer it from its ledger.
     log, oid = Log(), order_failing_at(None)
     log.orchestration(oid)
-    log.command(oid, ev.SHIP, ev.SHIPPED, attempt=2)
+    log.command(oid, SHP.do, SHP.ok, attempt=2)
     report = run_audit(log, "orchestration", [oid])
-    assert report.duplicate_effects_by_fact == {ev.SHIPPED: 1} and not report.clean
+    assert report.duplicate_effects_by_fact == {SHP.ok: 1} and not report.clean
 
 
 def test_two_replies_to_one_command_are_a_duplicate_effect():
     log, oid = Log(), order_failing_at(None)
     log.orchestration(oid)
-    log.emit(ev.REPLIES, oid, status=ev.RESERVED, service="inventory")
+    log.emit(ev.REPLIES, oid, status=INV.ok, step="inventory")
     report = run_audit(log, "orchestration", [oid])
-    assert report.duplicate_effects_by_fact == {ev.RESERVED: 1} and not report.clean
+    assert report.duplicate_effects_by_fact == {INV.ok: 1} and not report.clean
 
 
 @pytest.mark.parametrize("second", [ev.COMPLETED, ev.CANCELLED])
@@ -238,10 +243,10 @@ def test_more_than_one_terminal_event(second):
 def test_charged_then_cancelled_without_refund_is_inconsistent():
     log, oid = Log(), order_failing_at("inventory")
     log.choreography(oid)
-    log.records = [r for r in log.records if r.value["status"] != ev.REFUNDED]
+    log.records = [r for r in log.records if r.value["status"] != PAY.undone]
     report = run_audit(log, "choreography", [oid])
     assert (report.inconsistent, report.cancelled, report.unexpected_outcome) == (1, 1, 0)
-    assert report.inconsistent_by_rule == {"charge_not_refunded": 1}
+    assert report.inconsistent_by_rule == {"payment_not_undone": 1}
     assert report.examples["inconsistent"] == [oid] and not report.clean
 
 
@@ -257,7 +262,7 @@ def test_completed_against_the_decision_is_an_unexpected_outcome():
 def test_completed_with_compensation_is_inconsistent():
     log, oid = Log(), order_failing_at(None)
     log.choreography(oid)
-    log.emit(ev.PAYMENT_EVENTS, oid, status=ev.REFUNDED)
+    log.emit(PAY.events_topic, oid, status=PAY.undone)
     rules = run_audit(log, "choreography", [oid]).inconsistent_by_rule
     assert rules == {"completed_but_compensated": 1}
 
@@ -265,11 +270,11 @@ def test_completed_with_compensation_is_inconsistent():
 def test_undecodable_records_are_counted_per_topic_and_attributed_by_key():
     log, oid = Log(), order_failing_at(None)
     log.choreography(oid)
-    log.append(ev.PAYMENT_EVENTS, oid, None, 7)
-    log.append(ev.PAYMENT_EVENTS, None, None, 3)
-    log.append(ev.SHIPPING_EVENTS, oid, {"orderId": oid, "status": ev.SHIPPED}, 30)  # no ts_us
+    log.append(PAY.events_topic, oid, None, 7)
+    log.append(PAY.events_topic, None, None, 3)
+    log.append(SHP.events_topic, oid, {"orderId": oid, "status": SHP.ok}, 30)  # no ts_us
     report = run_audit(log, "choreography", [oid])
-    assert report.undecodable == {ev.PAYMENT_EVENTS: 2, ev.SHIPPING_EVENTS: 1}
+    assert report.undecodable == {PAY.events_topic: 2, SHP.events_topic: 1}
     assert report.messages_per_order == len(log.records) - 1
     assert report.duplicate_events == 0
     assert not report.clean and report.orders().undecodable == 3  # the log holds what no order explains
@@ -278,8 +283,9 @@ def test_undecodable_records_are_counted_per_topic_and_attributed_by_key():
 def test_topic_nobody_consumes_is_reported():
     log, oid = Log(), order_failing_at(None)
     log.choreography(oid)
-    report = run_audit(log, "choreography", [oid], consumed=CHOREOGRAPHY_CONSUMED - {ev.SHIPPING_EVENTS})
-    assert report.unconsumed_topics == {ev.SHIPPING_EVENTS: 1}
+    log.emit(ev.SAGA_STATE, oid, status="x")  # no choreography role reads saga state
+    report = run_audit(log, "choreography", [oid])
+    assert report.unconsumed_topics == {ev.SAGA_STATE: 1}
     assert not report.clean and report.orders().unconsumed == 1
 
 
@@ -313,30 +319,23 @@ def test_report_serialises_for_summary_json():
     log.orchestration(oid)
     summary = orjson.loads(orjson.dumps(run_audit(log, "orchestration", [oid, "lost"]).to_dict()))
     assert summary["clean"] is False and summary["lost"] == 1 and summary["finished"] == 1
-    assert summary["unfinished"] == 1 and summary["compensations"] == {"refunds": 1, "releases": 1}
-
-
-def test_unknown_pattern_is_refused():
-    with pytest.raises(ValueError, match="sagas"):
-        audit([], {}, "sagas", FAILURES, set())
-    with pytest.raises(ValueError, match="sagas"):
-        step_latencies([], "sagas")
+    assert summary["unfinished"] == 1 and summary["compensations"] == {"payment": 1, "inventory": 1}
 
 
 def test_choreography_step_latencies():
     log = Log()
     log.emit(ev.ORDER_CREATED, "a", ts_us=T0 + 100, status=ev.CREATED)
-    log.emit(ev.PAYMENT_EVENTS, "a", ts_us=T0 + 300, status=ev.CHARGED)
-    log.emit(ev.INVENTORY_EVENTS, "a", ts_us=T0 + 600, status=ev.RESERVED)
-    log.emit(ev.SHIPPING_EVENTS, "a", ts_us=T0 + 1_000, status=ev.REFUSED)
-    log.emit(ev.INVENTORY_EVENTS, "a", ts_us=T0 + 1_500, status=ev.RELEASED)
-    log.emit(ev.PAYMENT_EVENTS, "a", ts_us=T0 + 2_100, status=ev.REFUNDED)
+    log.emit(PAY.events_topic, "a", ts_us=T0 + 300, status=PAY.ok)
+    log.emit(INV.events_topic, "a", ts_us=T0 + 600, status=INV.ok)
+    log.emit(SHP.events_topic, "a", ts_us=T0 + 1_000, status=SHP.failed)
+    log.emit(INV.events_topic, "a", ts_us=T0 + 1_500, status=INV.undone)
+    log.emit(PAY.events_topic, "a", ts_us=T0 + 2_100, status=PAY.undone)
     log.emit(ev.ORDER_EVENTS, "a", ts_us=T0 + 2_800, status=ev.CANCELLED)
     log.emit(ev.ORDER_EVENTS, "a", ts_us=T0 + 9_999, status=ev.CANCELLED)  # a duplicate counts once
     log.emit(ev.ORDER_CREATED, "b", ts_us=T0 + 50, status=ev.CREATED)
-    log.emit(ev.PAYMENT_EVENTS, "b", ts_us=T0 + 250, status=ev.DECLINED)
+    log.emit(PAY.events_topic, "b", ts_us=T0 + 250, status=PAY.failed)
     log.emit(ev.ORDER_EVENTS, "b", ts_us=T0 + 270, status=ev.CANCELLED)
-    got = step_latencies(log.records, "choreography")
+    got = step_latencies(log.records, topology("choreography"))
     assert {step: sorted(lat for _, lat in spans) for step, spans in got.items()} == {
         "payment": [200, 200], "inventory": [300], "shipping": [400], "release": [500], "refund": [600],
         "order": [20, 700], "e2e": [270, 2_800],
@@ -348,15 +347,15 @@ def test_orchestration_step_latencies_use_latest_attempt():
     log = Log()
     log.emit(ev.ORDER_CREATED, "a", ts_us=T0 + 100, status=ev.CREATED)
     log.emit(ev.SAGA_STATE, "a", ts_us=T0 + 110, status=ev.CREATED)
-    log.emit(ev.PAYMENT_COMMANDS, "a", ts_us=T0 + 130, command=ev.CHARGE, attempt=1)
-    log.emit(ev.PAYMENT_COMMANDS, "a", ts_us=T0 + 5_130, command=ev.CHARGE, attempt=2)  # retry on timeout
-    log.emit(ev.REPLIES, "a", ts_us=T0 + 5_200, status=ev.CHARGED, service="payment")
-    log.emit(ev.INVENTORY_COMMANDS, "a", ts_us=T0 + 5_250, command=ev.RESERVE, attempt=1)
-    log.emit(ev.REPLIES, "a", ts_us=T0 + 5_400, status=ev.RESERVED, service="inventory")
-    log.emit(ev.SHIPPING_COMMANDS, "a", ts_us=T0 + 5_410, command=ev.SHIP, attempt=1)
-    log.emit(ev.REPLIES, "a", ts_us=T0 + 5_800, status=ev.SHIPPED, service="shipping")
+    log.emit(PAY.commands_topic, "a", ts_us=T0 + 130, command=PAY.do, attempt=1)
+    log.emit(PAY.commands_topic, "a", ts_us=T0 + 5_130, command=PAY.do, attempt=2)  # retry on timeout
+    log.emit(ev.REPLIES, "a", ts_us=T0 + 5_200, status=PAY.ok, step="payment")
+    log.emit(INV.commands_topic, "a", ts_us=T0 + 5_250, command=INV.do, attempt=1)
+    log.emit(ev.REPLIES, "a", ts_us=T0 + 5_400, status=INV.ok, step="inventory")
+    log.emit(SHP.commands_topic, "a", ts_us=T0 + 5_410, command=SHP.do, attempt=1)
+    log.emit(ev.REPLIES, "a", ts_us=T0 + 5_800, status=SHP.ok, step="shipping")
     log.emit(ev.ORDER_EVENTS, "a", ts_us=T0 + 5_900, status=ev.COMPLETED)
-    got = step_latencies(log.records, "orchestration")
+    got = step_latencies(log.records, topology("orchestration"))
     assert {step: [lat for _, lat in spans] for step, spans in got.items()} == {
         "payment": [70], "inventory": [150], "shipping": [390], "release": [], "refund": [],
         "orchestrator": [30, 50, 10, 100], "e2e": [5_900],

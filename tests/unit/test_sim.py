@@ -198,7 +198,7 @@ def test_result_dir_reads_like_a_real_run(tmp_path):
 
 
 def test_saturated_simulation_is_marked_invalid(tmp_path):
-    slow = small(rate=400.0, processing_s={"payment": 0.004})  # payment can handle ~240 orders/s
+    slow = small(rate=400.0, processing={"payment": 0.004})  # payment can handle ~240 orders/s
     outcome = simulation.run(simulation.SimRequest(patterns.get("choreography"), slow, load_profile(),
                                                    output=tmp_path / "sim"), echo=lambda line: None)
     assert outcome.summary["valid"] is False and outcome.exit_code != 0

@@ -11,7 +11,6 @@ from bench.workload import (
     DEFAULT_CLIENT,
     DEFAULT_WORKLOAD,
     KNOWN_KEYS,
-    ROLES,
     Fault,
     Workload,
     WorkloadError,
@@ -43,9 +42,10 @@ def test_defaults():
     w = Workload(name="w")
     assert (w.arrival, w.rate_per_s, w.duration_s, w.warmup_s, w.drain_s, w.seed) == ("poisson", 1000.0, 60.0, 10.0, 30.0, 1)
     assert (w.partitions, w.replication_factor, w.min_insync_replicas, w.acks) == (1, 1, 1, "all")
-    assert dict(w.instances) == dict.fromkeys(ROLES, 1)
-    assert dict(w.failures) == {"payment": 0.02, "inventory": 0.02, "shipping": 0.01}
-    assert dict(w.processing_s) == dict.fromkeys(ROLES, 0.0)
+    roles = ("order", "orchestrator", "payment", "inventory", "shipping")
+    assert w.roles == roles and dict(w.instances) == dict.fromkeys(roles, 1)
+    assert [(s.name, s.failure) for s in w.saga.steps] == [("payment", 0.02), ("inventory", 0.02), ("shipping", 0.01)]
+    assert all(not w.processing_of(role) for role in roles)
     assert (w.payload_bytes, w.step_timeout_s, w.step_retries) == (0, 5.0, 2)
     assert (w.delivery, w.latency_bound_p99_s) == ("at-least-once", 0.5)
     assert dict(w.client) == {"linger.ms": 5, "compression.type": "none", "fetch.wait.max.ms": 100,
@@ -84,7 +84,8 @@ def test_shipped_workloads_have_their_shape():
     fast = load_workload(DEFAULT_WORKLOAD.parent / "5000-orders.yaml")
     assert (fast.rate_per_s, fast.arrival, fast.duration_s, fast.warmup_s) == (5000.0, "constant", 60.0, 10.0)
     slow = load_workload(DEFAULT_WORKLOAD.parent / "processing-2ms.yaml")
-    assert dict(slow.processing_s) == {"order": 0.0, "payment": 0.002, "inventory": 0.002, "shipping": 0.002, "orchestrator": 0.0}
+    assert {role: slow.processing_of(role).median_s for role in slow.roles} == {
+        "order": 0.0, "payment": 0.002, "inventory": 0.002, "shipping": 0.002, "orchestrator": 0.0}
 
 
 def test_full_file(tmp_path):
@@ -107,8 +108,8 @@ faults:
 """))
     assert (w.rate_per_s, w.duration_s, w.warmup_s, w.drain_s, w.acks) == (250.5, 120.0, 0.5, 1.5, "1")
     assert w.instances["payment"] == 3 and w.instances["order"] == 1
-    assert dict(w.failures) == {"payment": 0.02, "inventory": 0.02, "shipping": 0.0}
-    assert w.processing_s["payment"] == pytest.approx(0.002)
+    assert [s.failure for s in w.saga.steps] == [0.02, 0.02, 0.0]
+    assert w.processing_of("payment").median_s == pytest.approx(0.002)
     assert dict(w.client) == {**DEFAULT_CLIENT, "linger.ms": 5, "enable.idempotence": True}
     assert w.faults[0] == Fault(type="kill", at_s=30.0, role="payment", instance=2)
     assert w.faults[1].duration_s == 5.0 and w.faults[1].count == 2
@@ -144,7 +145,7 @@ def test_unknown_key_is_named_with_the_known_ones(tmp_path):
     "yaml_text, named",
     [
         ("failures: {payment: 1.5}", "failures.payment must be a probability in [0, 1], got 1.5"),
-        ("failures: {refund: 0.1}", "failures.refund is not known"),
+        ("failures: {refund: 0.1}", "failures.refund is not a step of the default saga"),
         ("rate: 0", "rate must be a number > 0, got 0"),
         ("rate: fast", "rate must be a number > 0, got 'fast'"),
         ("duration: soon", "duration: invalid duration 'soon'"),
@@ -160,7 +161,7 @@ def test_unknown_key_is_named_with_the_known_ones(tmp_path):
         ("instances: {payment: 0}", "instances.payment must be an integer >= 1, got 0"),
         ("instances: {billing: 1}", "instances.billing is not known"),
         ("instances: 3", "instances must be a mapping, got 3"),
-        ("processing: {payment: slow}", "processing.payment: invalid duration 'slow'"),
+        ("processing: {payment: slow}", "processing.payment must be a duration such as '2ms'"),
         ("client: {linger.ms: [1]}", "client.linger.ms must be a scalar"),
         ("client: {acks: all}", "client.acks is set by the top-level 'acks' key"),
         ("payload_bytes: -1", "payload_bytes must be an integer >= 0"),
@@ -171,8 +172,8 @@ def test_unknown_key_is_named_with_the_known_ones(tmp_path):
         ("faults: [{type: kill, at: 1s, when: 2}]", "unknown key 'faults[0].when' (known: type, at, duration"),
         ("faults: [{type: explode, at: 1s}]", "faults[0].type must be one of kill, pause, broker-kill, poison, duplicate, slow"),
         ("faults: [{type: kill, at: soon}]", "faults[0].at: invalid duration 'soon'"),
-        ("faults: [{type: kill, at: 1s, role: bank}]", "faults[0].role must be one of order, payment"),
-        ("faults: [{type: kill, at: 1s, instance: 0}]", "faults[0].instance needs a role"),
+        ("faults: [{type: kill, at: 1s, role: bank}]", "faults[0].role must be one of order, orchestrator, payment"),
+        ("faults: [{type: poison, at: 1s, instance: 0}]", "faults[0].instance needs a role"),
         ("faults: [{type: kill, at: 1s, role: payment, instance: 1}]", "faults[0].instance is 1 but instances.payment is 1"),
         ("faults: [{type: poison, at: 1s, count: 0}]", "faults[0].count must be an integer >= 1"),
         ("faults: [{type: kill, at: 70s}]", "faults[0].at (70s) is not before the load ends (70s"),
@@ -215,7 +216,7 @@ def test_frozen_all_the_way_down():
     w = Workload(name="w", instances={"payment": 2})
     with pytest.raises(dataclasses.FrozenInstanceError):
         w.rate_per_s = 5  # type: ignore[misc]
-    for mapping in (w.instances, w.failures, w.processing_s, w.client):
+    for mapping in (w.instances, w.processing, w.client):
         with pytest.raises(TypeError):
             mapping["payment"] = 9  # type: ignore[index]
     assert isinstance(w.faults, tuple)

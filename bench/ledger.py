@@ -1,0 +1,78 @@
+"""What each step did per order: the ledgers that make a redelivered request harmless.
+
+A step's ledger answers a redelivered or retried request with the original
+outcome and applies it once (no double charge, no double reservation).
+Outcomes come from :meth:`bench.saga.Step.succeeds`, so every instance decides
+the same way.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from bench.saga import Step
+
+# A bounded ledger: redeliveries arrive within seconds, not hours.
+LEDGER_SIZE = 500_000
+
+
+class Ledger:
+    """orderId -> last recorded value, with insertion-order eviction."""
+
+    def __init__(self, size: int = LEDGER_SIZE) -> None:
+        self._entries: OrderedDict[str, object] = OrderedDict()
+        self._size = size
+
+    def get(self, order_id: str):
+        return self._entries.get(order_id)
+
+    def put(self, order_id: str, value) -> None:
+        self._entries[order_id] = value
+        self._entries.move_to_end(order_id)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def pop(self, order_id: str):
+        return self._entries.pop(order_id, None)
+
+
+class StepLedger:
+    """One step's forward action and its compensation, each applied at most once per order.
+
+    ``apply`` and ``compensate`` return ``(status, fresh)``: the outcome, and
+    whether this call changed anything (False for a duplicate request, whose
+    answer repeats the original outcome).
+    """
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+        self.ledger = Ledger()
+        self.absorbed = 0  # repeated requests answered from the ledger, not applied again
+
+    def get(self, order_id: str) -> str | None:
+        return self.ledger.get(order_id)
+
+    def apply(self, order_id: str) -> tuple[str, bool]:
+        done = self.ledger.get(order_id)
+        if done is not None:
+            # Already applied, or already compensated: a late duplicate must not re-apply it.
+            self.absorbed += 1
+            return done, False
+        step = self.step
+        status = step.ok if step.succeeds(order_id) else step.failed
+        self.ledger.put(order_id, status)
+        return status, True
+
+    def remember(self, order_id: str, status: str) -> None:
+        """Replay one of this step's own past outcomes (state restore after a crash)."""
+        if status in self.step.facts:
+            self.ledger.put(order_id, status)
+
+    def compensate(self, order_id: str) -> tuple[str, bool]:
+        undone = self.step.undone
+        done = self.ledger.get(order_id)
+        if done == undone:
+            self.absorbed += 1
+            return undone, False
+        self.ledger.put(order_id, undone)
+        # Compensating something never applied (a timed-out request) is a no-op that still answers.
+        return undone, done == self.step.ok
