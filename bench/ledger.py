@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from bench.events import decide
 from bench.saga import Step
 
 # A bounded ledger: redeliveries arrive within seconds, not hours.
@@ -21,6 +22,9 @@ class Ledger:
     def __init__(self, size: int = LEDGER_SIZE) -> None:
         self._entries: OrderedDict[str, object] = OrderedDict()
         self._size = size
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, order_id: str):
         return self._entries.get(order_id)
@@ -47,6 +51,7 @@ class StepLedger:
         self.step = step
         self.ledger = Ledger()
         self.absorbed = 0  # repeated requests answered from the ledger, not applied again
+        self._decide = (step.name, step.failure, step.ok, step.failed)  # read per message
 
     def get(self, order_id: str) -> str | None:
         return self.ledger.get(order_id)
@@ -57,8 +62,8 @@ class StepLedger:
             # Already applied, or already compensated: a late duplicate must not re-apply it.
             self.absorbed += 1
             return done, False
-        step = self.step
-        status = step.ok if step.succeeds(order_id) else step.failed
+        name, failure, ok, failed = self._decide
+        status = ok if decide(order_id, name, failure) else failed
         self.ledger.put(order_id, status)
         return status, True
 

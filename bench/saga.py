@@ -137,16 +137,14 @@ class Step:
     undone: str = ""
     do: str = ""
     undo: str = ""
+    # Choreography: where this step publishes its facts. Orchestration: where the orchestrator
+    # sends it commands. Derived from the name (kept as fields: handlers read them per message).
+    events_topic: str = field(init=False, repr=False, compare=False)
+    commands_topic: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def events_topic(self) -> str:
-        """Choreography: where this step publishes its facts."""
-        return f"{self.name}-events"
-
-    @property
-    def commands_topic(self) -> str:
-        """Orchestration: where the orchestrator sends this step its commands."""
-        return f"{ev.COMMAND_TOPIC_PREFIX}-{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events_topic", f"{self.name}-events")
+        object.__setattr__(self, "commands_topic", f"{ev.COMMAND_TOPIC_PREFIX}-{self.name}")
 
     @property
     def undo_span(self) -> str:

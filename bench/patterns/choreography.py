@@ -81,19 +81,19 @@ class StepHandler:
             return
         kind, reporter = react
         order_id = event["orderId"]
-        done = self.ledger.get(order_id)
         if kind == _APPLY:
-            if done is not None:
-                self.ledger.absorbed += 1  # applied already: a redelivery, or the last of a join again
-                return
-            if not self.applies.complete(order_id, reporter):
+            # A join waits for every step before; once applied, the ledger absorbs what comes again.
+            if self.applies.count > 1 and self.ledger.get(order_id) is None \
+                    and not self.applies.complete(order_id, reporter):
                 return
             status, fresh = self.ledger.apply(order_id)
             if fresh:
                 out.emit(self.step.events_topic, ev.follow(event, status=status))
-            if status == self.step.ok and self.undo_on_apply.pop(order_id):
-                self._undo(event, out)
-        elif kind == _UNDO_BESIDE:
+                if self.undo_on_apply and status == self.step.ok and self.undo_on_apply.pop(order_id):
+                    self._undo(event, out)
+            return
+        done = self.ledger.get(order_id)
+        if kind == _UNDO_BESIDE:
             if done is None:
                 self.undo_on_apply.put(order_id, True)  # the facts raced: undo right after applying
             elif done == self.step.ok:

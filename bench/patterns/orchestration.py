@@ -103,7 +103,7 @@ class Orchestrator:
             return
         meaning = self.saga.fact.get(event.get("status"))
         waiting = saga["waiting"]
-        if meaning is None or meaning[0].name not in waiting or (meaning[1] == UNDONE) != saga.get("undo", False):
+        if meaning is None or meaning[0].name not in waiting or (meaning[1] == UNDONE) != ("undo" in saga):
             self.absorbed += 1  # a stale or repeated reply to an earlier command
             return
         step, kind = meaning
@@ -120,7 +120,7 @@ class Orchestrator:
     def _next(self, saga: dict, out: Outbox) -> None:
         """Every command of the stage is answered: go on to the next stage, roll back, or end."""
         stage = saga["stage"]
-        if saga.get("undo"):
+        if "undo" in saga:
             self._undo(saga, stage - 1, out)
         elif saga.pop("failed", False):
             saga["undo"] = True
@@ -157,13 +157,14 @@ class Orchestrator:
         for step in steps:
             waiting[step.name] = attempt
         self.sagas[order_id] = saga
-        out.emit(ev.SAGA_STATE, {**saga, "ok": list(saga["ok"]), "waiting": dict(waiting)})
-        undo = saga.get("undo", False)
+        out.emit(ev.SAGA_STATE, {**saga, "ok": saga["ok"][:], "waiting": waiting.copy()})
+        undo = "undo" in saga
+        deadline = self.now_s + self.timeout_s * _backoff(attempt)
         for step in steps:
             out.emit(step.commands_topic, ev.follow(saga, command=step.undo if undo else step.do, attempt=attempt))
             if attempt == 1:
                 self.budget.deposit()
-            self._arm(order_id, step.name, attempt)
+            heapq.heappush(self.deadlines, (deadline, order_id, step.name, attempt))
 
     def _arm(self, order_id: str, step: str, attempt: int) -> None:
         heapq.heappush(self.deadlines, (self.now_s + self.timeout_s * _backoff(attempt), order_id, step, attempt))
@@ -171,7 +172,7 @@ class Orchestrator:
     def _retried_until_answered(self, saga: dict, step: Step) -> bool:
         # A compensation (giving up would leave money taken or stock held) and the pivot (it
         # cannot be undone, so an order whose pivot may still happen late must not be cancelled).
-        return saga.get("undo", False) or not step.compensable
+        return "undo" in saga or not step.compensable
 
     def tick(self, now_s: float, out: Outbox) -> None:
         self.now_s = now_s

@@ -58,6 +58,8 @@ def reference(directory: str | Path) -> Reference:
 def workload_of(summary: dict) -> Workload:
     """The workload a run used, rebuilt from its summary (``Workload.to_dict``)."""
     fields = {k: v for k, v in summary["workload"].items() if k != "source"}
+    if "processing_s" in fields:  # written before sagas were defined in the workload
+        fields["processing"] = fields.pop("processing_s")
     fields["faults"] = tuple(Fault(**f) for f in fields.get("faults", ()))
     return Workload(**fields)
 

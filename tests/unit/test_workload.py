@@ -259,3 +259,76 @@ def test_a_workload_that_is_not_utf8_is_one_line(tmp_path):
 def test_inputs_that_would_fail_late_or_hang_are_refused_at_load(changes, says):
     with pytest.raises(WorkloadError, match=re.escape(says)):
         Workload(name="w", **changes)
+
+
+# --- the saga -----------------------------------------------------------------
+
+def test_a_saga_key_defines_the_steps_roles_and_processing(tmp_path):
+    w = load_workload(write(tmp_path, """
+name: mine
+saga:
+  steps:
+    - {name: fraud-check, failure: 0.01, processing: 1ms}
+    - parallel:
+        - {name: payment, failure: 0.02}
+        - {name: stock, processing: {lognormal: {median: 2ms, sigma: 0.5}}}
+    - {name: delivery}
+instances: {stock: 2}
+processing: {orchestrator: 0.5ms}
+faults: [{type: kill, at: 5s}]
+"""))
+    assert w.saga.describe() == "fraud-check -> (payment | stock) -> delivery"
+    assert w.roles == ("order", "orchestrator", "fraud-check", "payment", "stock", "delivery")
+    assert w.instances["stock"] == 2 and w.partitions == 2
+    assert w.processing_of("fraud-check").median_s == pytest.approx(0.001)
+    stock = w.processing_of("stock")
+    assert (stock.median_s, stock.sigma) == (pytest.approx(0.002), 0.5)
+    assert w.processing_of("orchestrator").median_s == pytest.approx(0.0005)
+    assert w.faults[0].role == "fraud-check"  # a fault without a role hits the first step
+    assert w.saga.pivot.name == "delivery" and not w.saga.pivot.compensable
+    assert parse_workload(w.to_source()) == dataclasses.replace(w, source=None)  # what the services are handed
+    assert pickle.loads(pickle.dumps(w)) == w
+
+
+def test_a_lognormal_processing_draws_around_its_median():
+    w = Workload(name="w", saga={"steps": [{"name": "a", "processing": {"lognormal": {"median": "1ms", "sigma": 0.5}}}]})
+    draw = w.processing_of("a").sampler("seed")
+    draws = sorted(draw() for _ in range(4001))
+    assert draws[2000] == pytest.approx(0.001, rel=0.1) and draws[0] > 0 and draws[-1] > 0.002
+    one, two = (w.processing_of("a").sampler("seed") for _ in range(2))
+    assert [one() for _ in range(5)] == [two() for _ in range(5)]  # seeded: a run repeats
+
+
+def test_without_a_saga_the_old_keys_shape_the_default_saga():
+    w = Workload(name="w", failures={"inventory": 0.5}, processing={"payment": "2ms", "order": "1ms"})
+    assert w.saga.names == ("payment", "inventory", "shipping")
+    assert [s.failure for s in w.saga.steps] == [0.02, 0.5, 0.01]
+    assert w.processing_of("payment").median_s == pytest.approx(0.002)
+    assert w.processing_of("order").median_s == pytest.approx(0.001)
+    assert "failures" not in w.to_dict() and w.to_dict()["saga"]["steps"][1]["failure"] == 0.5
+
+
+@pytest.mark.parametrize("yaml_text, says", [
+    ("saga: {steps: [{name: a}]}\nfailures: {payment: 0.1}",
+     "failures cannot be given with saga: give each step its probability in saga.steps"),
+    ("saga: {steps: [{name: a}, {name: b}]}\nprocessing: {a: 2ms}",
+     "processing.a is a step: give its processing in saga.steps"),
+    ("saga: {steps: [{name: a}]}\ninstances: {payment: 2}", "instances.payment is not known (known: order, orchestrator, a)"),
+    ("saga: {steps: []}", "saga.steps must be a non-empty list of steps"),
+    ("saga: [a, b]", "saga must be a mapping with one key, steps"),
+    ("saga: {steps: [{name: a, failure: 2}]}", "saga.steps[0].failure must be a probability in [0, 1], got 2"),
+    ("saga: {steps: [{name: a, processing: fast}]}", "saga.steps[0].processing must be a duration such as '2ms'"),
+    ("saga: {steps: [{name: a, processing: {normal: {median: 1ms}}}]}",
+     "saga.steps[0].processing must be a duration such as '2ms', or {lognormal: {median: 1ms, sigma: 0.5}}"),
+    ("saga: {steps: [{name: a}, {name: a}]}", "saga.steps[1].name: two steps are named 'a'"),
+    ("saga: {steps: [{name: replies}]}", "'order-processor-replies' is already a bench topic"),
+    ("saga: {steps: [{name: order}]}", "'order' is already a bench role"),
+    ("saga: {steps: [{name: Pay}]}", "saga.steps[0].name must be lower-case letters"),
+    ("saga: {steps: [{name: a}, {parallel: [{name: b}, {name: c}]}]}",
+     "saga.steps[1]: the last step is the pivot, which is never undone, so it cannot be a parallel group"),
+    ("saga: {steps: [{parallel: [{name: b}]}, {name: c}]}", "saga.steps[0].parallel must list two or more steps"),
+    ("saga: {steps: [{name: a, retries: 3}]}", "saga.steps[0]: unknown key 'retries'"),
+    ("saga: {steps: [{name: a}]}\nfaults: [{type: kill, at: 1s, role: payment}]", "faults[0].role must be one of order, orchestrator, a"),
+])
+def test_a_bad_saga_is_one_line_naming_the_key(tmp_path, yaml_text, says):
+    assert says in error_of(tmp_path, "name: x\n" + yaml_text + "\n")
