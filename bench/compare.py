@@ -33,6 +33,7 @@ import numpy as np
 import orjson
 from hdrh.histogram import HdrHistogram
 
+from bench import saga as saga_mod
 from bench import series, summary as run_summary
 from bench.recording import read_hlog
 from bench.results import ResultsError
@@ -416,6 +417,15 @@ def _median(values: list[Any]) -> Any:
     return float(np.median(values)) if len(values) > 1 else values[0]
 
 
+def _saga(summary: dict) -> str:
+    """The run's saga, one line (a run from before sagas were defined in the workload ran the default)."""
+    raw = _get(summary, "workload", "saga")
+    try:
+        return (saga_mod.parse(raw) if raw is not None else saga_mod.DEFAULT).describe()
+    except saga_mod.SagaError:
+        return "?"
+
+
 def _validity(side: Side) -> str:
     broken = [r for r in side.runs if not r.summary.get("valid")]
     if not broken:
@@ -431,6 +441,7 @@ def side_by_side(sides: Sequence[Side]) -> list[Row]:
     rows = [
         row("pattern", "", lambda x: x.get("pattern")),
         row("mode", "", lambda x: x.get("mode")),
+        row("saga", "", _saga),
         Row("runs", "", tuple(len(side.runs) for side in sides)),
         Row("valid", "", tuple(_validity(side) for side in sides)),
         row("rate target", "/s", lambda x: x.get("rate_target_per_s")),

@@ -399,7 +399,8 @@ class _Validator:
                 self.fail(f"processing.{role}", f"is a step: give its processing in saga.steps "
                           f"({{name: {role}, processing: 2ms}})")
             if role not in saga_mod.COORDINATORS:
-                self.fail(f"processing.{role}", f"is not known (known: {', '.join(w.roles)})")
+                self.fail(f"processing.{role}", f"is not known (known: {', '.join(saga_mod.COORDINATORS)}; "
+                          "a step's processing is in its saga.steps entry)")
             processing[role] = self.processing_value(f"processing.{role}", value)
         self.set("processing", MappingProxyType({**dict.fromkeys(saga_mod.COORDINATORS, Processing()), **processing}))
 

@@ -61,7 +61,7 @@ from bench.workload import Workload
 Echo = Callable[[str], None]
 # Calibration measures the default saga's services; the model scales their costs to any saga.
 TOPOLOGIES = {name: pattern.topology(SAGA) for name, pattern in PATTERNS.items()}
-PAYMENT = SAGA.step("payment")
+PAYMENT = SAGA.steps[0]  # the step the single-service probes run
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ class Calibration:
             yield figures
             return
         process = subprocess.Popen([sys.executable, "-m", "bench.sim.traffic", str(rate), str(seconds), self.bootstrap,
-                                    str(self.workload_file), SAGA.step("inventory").events_topic],
+                                    str(self.workload_file), SAGA.steps[1].events_topic],  # the probes do not read it
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             time.sleep(0.7)  # connected and up to speed
@@ -311,9 +311,9 @@ class Calibration:
         """Through a real payment service; a second instance joins mid-stream and leaves again."""
         req = self.request
         self.fresh_topics()
-        with self.services("choreography", {"payment": 1}) as supervisor, \
+        with self.services("choreography", {PAYMENT.name: 1}) as supervisor, \
                 _reading(self.consumer_conf, PAYMENT.events_topic, self.workload.partitions) as reader:
-            pid = supervisor.instances["payment-0"].process.pid
+            pid = supervisor.instances[f"{PAYMENT.name}-0"].process.pid
             _warm_up(self.producer, ev.ORDER_CREATED, reader)
             main_before, own_before = main_thread_cpu_s(pid), time.process_time()
             n = int(req.probe_rate_per_s * req.probe_s)
@@ -344,12 +344,12 @@ class Calibration:
         stream.start()
         time.sleep(1.0)
         spawned_us = ev.now_us()
-        supervisor.spawn("payment", 1)
-        supervisor.wait_ready([supervisor.instances["payment-1"]])
+        supervisor.spawn(PAYMENT.name, 1)
+        supervisor.wait_ready([supervisor.instances[f"{PAYMENT.name}-1"]])
         startup_s = (ev.now_us() - spawned_us) / 1e6
         time.sleep(2.0)
         left_us = ev.now_us()
-        supervisor.signal("payment-1", signal.SIGTERM)  # it commits and leaves its group
+        supervisor.signal(f"{PAYMENT.name}-1", signal.SIGTERM)  # it commits and leaves its group
         time.sleep(3.0)
         stop.set()
         stream.join(30)
@@ -418,7 +418,7 @@ class Calibration:
     def costs(self) -> dict[str, dict]:
         n, parts = self.request.backlog, self.workload.partitions
         created = [(i % parts, {"orderId": f"drain-{self.run_id}-{i}", "status": ev.CREATED}) for i in range(n)]
-        one_out = self.drain("choreography", "payment", ev.ORDER_CREATED, created, PAYMENT.events_topic, n)
+        one_out = self.drain("choreography", PAYMENT.name, ev.ORDER_CREATED, created, PAYMENT.events_topic, n)
         ignored = [(i % parts, {"orderId": f"ignored-{self.run_id}-{i}", "status": PAYMENT.ok}) for i in range(n)]
         markers = [(p, {"orderId": f"marker-{self.run_id}-{p}", "status": SAGA.pivot.ok}) for p in range(parts)]
         no_out = self.drain("choreography", "order", PAYMENT.events_topic, ignored + markers, ev.ORDER_EVENTS, parts)

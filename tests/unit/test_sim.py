@@ -25,7 +25,9 @@ from bench.sim.profile import (
     save_profile,
 )
 from bench.sim.service import Costs, Instance, SimOutbox, StepSamples
-from bench.workload import Fault, load_workload
+from bench.workload import DEFAULT_WORKLOAD, Fault, load_workload
+
+WORKLOADS = DEFAULT_WORKLOAD.parent
 
 # A transport that takes 1 ms, so latencies are easy to reason about.
 FLAT = Profile(transport=(LoadPoint(0.0, Distribution.constant(1000.0)),))
@@ -261,3 +263,29 @@ def test_validate_against_a_result_dir_pairs_it_with_a_simulation(tmp_path):
     assert pair.error("p50_ms") == 0.0  # the same model, workload and seed: the same numbers
     assert "choreography" in validation.render_table(outcome)
     assert (tmp_path / "v" / validation.VALIDATION).exists()
+
+
+# --- sagas defined in the workload -------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern, per_order", [("choreography", lambda n: n + 2), ("orchestration", lambda n: 3 * n + 3)])
+def test_the_simulation_runs_the_six_step_workload_as_a_run_does(tmp_path, pattern, per_order):
+    six = load_workload(WORKLOADS / "saga-6-steps.yaml").with_overrides(rate_per_s=200.0, duration_s=4.0, warmup_s=1.0)
+    outcome = simulation.run(simulation.SimRequest(patterns.get(pattern), six, load_profile(), output=tmp_path / "s"),
+                             echo=lambda line: None)
+    s = read_summary(outcome.directory)
+    assert outcome.exit_code == 0 and s["clean"] and s["orders"]["cancelled"] > 0
+    names = six.saga.names
+    coordinator = "order" if pattern == "choreography" else "orchestrator"
+    assert list(s["latency_ms"]["steps"]) == [coordinator, *names, *(f"undo-{n}" for n in names[:-1])]
+    assert set(s["audit"]["compensations"]) == set(names[:-1])
+    happy = simulate(Scenario(patterns.get(pattern), six.with_overrides(
+        saga={"steps": [{"name": n} for n in names]}), FLAT))
+    assert sum(happy.messages.values()) == per_order(6) * len(happy.load.started)
+
+
+def test_the_simulation_runs_a_parallel_group_with_every_order_as_decided():
+    par = load_workload(WORKLOADS / "saga-parallel.yaml").with_overrides(rate_per_s=200.0, duration_s=4.0, warmup_s=1.0)
+    for pattern in ("choreography", "orchestration"):
+        result = simulate(Scenario(patterns.get(pattern), par, FLAT))
+        assert result.load.outcomes == {o: par.saga.expected_outcome(o) for o in result.load.started}
