@@ -67,11 +67,12 @@ def main(rev, rates, pattern_names, duration, warmup):
     try:
         with embedded.embedded(port=PORT) as cluster:
             broker_warmup.warm_up(cluster.bootstrap_servers)
-            for rate in (float(r) for r in rates.split(",")):
+            for i, rate in enumerate(float(r) for r in rates.split(",")):
                 for pattern in pattern_names.split(","):
                     for label, tree in ((rev, before), ("this checkout", ROOT)):
                         click.echo(f"--- {pattern} at {rate:g}/s, {label}", err=True)
-                        out = scratch / f"{pattern}-{rate:g}-{'before' if tree == before else 'after'}"
+                        # A rate may be listed twice (two rounds): each run its own directory.
+                        out = scratch / f"{pattern}-{rate:g}-{i}-{'before' if tree == before else 'after'}"
                         rows.append((pattern, rate, label, _run(tree, pattern, rate, duration, warmup,
                                                                 cluster.bootstrap_servers, out, cluster)))
     finally:

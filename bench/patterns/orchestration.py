@@ -72,6 +72,9 @@ class Orchestrator:
     - ``waiting``: step -> attempt, for each command of that stage not yet answered
     - ``failed``: a step of the stage failed (or was given up on): roll back once all answered
     - ``undo``: rolling back
+
+    ``ok`` and ``waiting`` are replaced, never changed in place, so the state record sent with
+    a command is a shallow copy (the simulation keeps the record objects it is given).
     """
 
     def __init__(self, saga: Saga, workload: Workload) -> None:
@@ -84,6 +87,11 @@ class Orchestrator:
         self.budget = RetryBudget()
         self.now_s = 0.0
         self.absorbed = 0  # repeated order-created and stale or repeated replies, ignored
+        # Per stage, what starting it sends (the forward path, per message): waiting, commands.
+        self.starts = [({s.name: 1 for s in stage}, [(s.commands_topic, s.do, s.name) for s in stage])
+                       for stage in saga.stages]
+        self.last_stage = len(saga.stages) - 1
+        self.replies = {status: (step.name, kind) for status, (step, kind) in saga.fact.items()}
 
     def handle(self, topic: str, partition: int, event: dict, out: Outbox) -> None:
         order_id = event["orderId"]
@@ -94,26 +102,26 @@ class Orchestrator:
             # `p`: the partition this saga lives on (all its topics are keyed and
             # partitioned alike), so a rebalance can hand it to another instance.
             saga = {"orderId": order_id, "t0_us": event.get("t0_us"), "p": partition, "stage": 0,
-                    "ok": [], "waiting": {}}
-            self._send(saga, self.saga.stages[0], out)
+                    "ok": (), "waiting": {}}
+            self._start(saga, 0, out)
             return
         saga = self.sagas.get(order_id)
         if saga is None:
             self.absorbed += 1  # a reply for a saga already finished
             return
-        meaning = self.saga.fact.get(event.get("status"))
+        meaning = self.replies.get(event.get("status"))
         waiting = saga["waiting"]
-        if meaning is None or meaning[0].name not in waiting or (meaning[1] == UNDONE) != ("undo" in saga):
+        if meaning is None or meaning[0] not in waiting or (meaning[1] == UNDONE) != ("undo" in saga):
             self.absorbed += 1  # a stale or repeated reply to an earlier command
             return
-        step, kind = meaning
-        del waiting[step.name]
+        name, kind = meaning
+        saga["waiting"] = waiting = {} if len(waiting) == 1 else {k: a for k, a in waiting.items() if k != name}
         if kind == OK:
-            saga["ok"].append(step.name)
+            saga["ok"] = (*saga["ok"], name)
         elif kind == FAILED:
             saga["failed"] = True
         else:
-            saga["ok"].remove(step.name)
+            saga["ok"] = tuple(n for n in saga["ok"] if n != name)
         if not waiting:
             self._next(saga, out)
 
@@ -125,11 +133,26 @@ class Orchestrator:
         elif saga.pop("failed", False):
             saga["undo"] = True
             self._undo(saga, stage, out)
-        elif stage + 1 < len(self.saga.stages):
-            saga["stage"] = stage + 1
-            self._send(saga, self.saga.stages[stage + 1], out)
+        elif stage < self.last_stage:
+            self._start(saga, stage + 1, out)
         else:
             self._end(saga, ev.COMPLETED, out)
+
+    def _start(self, saga: dict, stage: int, out: Outbox) -> None:
+        """Send a stage's commands, first attempts, with the state record they cause (``_send``
+        unrolled for the path every order takes)."""
+        waiting, commands = self.starts[stage]
+        order_id = saga["orderId"]
+        saga["stage"], saga["waiting"] = stage, waiting.copy()
+        self.sagas[order_id] = saga
+        out.emit(ev.SAGA_STATE, dict(saga))
+        t0_us = saga["t0_us"]
+        deadline = self.now_s + self.timeout_s
+        budget = self.budget
+        for topic, command, name in commands:
+            out.emit(topic, {"orderId": order_id, "t0_us": t0_us, "command": command, "attempt": 1})
+            budget.deposit()
+            heapq.heappush(self.deadlines, (deadline, order_id, name, 1))
 
     def _undo(self, saga: dict, stage: int, out: Outbox) -> None:
         """Undo the latest stage at or before ``stage`` that holds a success; cancelled once none does."""
@@ -147,17 +170,18 @@ class Orchestrator:
         order_id = saga["orderId"]
         self.sagas.pop(order_id, None)
         self.finished.put(order_id, outcome)
-        out.emit(ev.SAGA_STATE, {**saga, "waiting": {}, "outcome": outcome})
+        out.emit(ev.SAGA_STATE, {**saga, "outcome": outcome})
         out.emit(ev.ORDER_EVENTS, ev.follow(saga, status=outcome))
 
     def _send(self, saga: dict, steps: tuple[Step, ...] | list[Step], out: Outbox, attempt: int = 1) -> None:
         """Send the commands for ``steps`` (of one stage) with the state record they cause."""
         order_id = saga["orderId"]
-        waiting = saga["waiting"]
+        waiting = saga["waiting"].copy()
         for step in steps:
             waiting[step.name] = attempt
+        saga["waiting"] = waiting
         self.sagas[order_id] = saga
-        out.emit(ev.SAGA_STATE, {**saga, "ok": saga["ok"][:], "waiting": waiting.copy()})
+        out.emit(ev.SAGA_STATE, dict(saga))
         undo = "undo" in saga
         deadline = self.now_s + self.timeout_s * _backoff(attempt)
         for step in steps:
@@ -190,8 +214,8 @@ class Orchestrator:
             else:
                 # The step may still happen late; undo it as if it had (its ledger then turns
                 # the late request into a no-op).
-                del saga["waiting"][name]
-                saga["ok"].append(name)
+                saga["waiting"] = {k: a for k, a in saga["waiting"].items() if k != name}
+                saga["ok"] = (*saga["ok"], name)
                 saga["failed"] = True
                 saga["timed_out"] = name
                 if not saga["waiting"]:
@@ -219,7 +243,7 @@ class Orchestrator:
                 saga = {k: v for k, v in saga.items() if k != "ts_us"}
                 pending = saga["waiting"]
                 attempt = max(pending.values()) + 1
-                saga["waiting"] = {}
+                saga["ok"], saga["waiting"] = tuple(saga.get("ok", ())), {}
                 self._send(saga, [self.saga.step(name) for name in pending], out, attempt)
 
     def revoke(self, partitions: set[int]) -> None:
