@@ -135,6 +135,9 @@ class Workload:
         a step) rebuild the default saga, as in a workload without ``saga:``."""
         if self.partitions_auto and "partitions" not in changes:
             changes["partitions"] = "auto"
+        if "saga" in changes and "instances" not in changes:
+            # Counts filled in for the old saga's steps are not the new one's; counts set stay.
+            changes["instances"] = {r: n for r, n in self.instances.items() if n != 1 or r in saga_mod.COORDINATORS}
         names = self.saga.names
         legacy = "failures" in changes or any(k in names for k in changes.get("processing", {}))
         if legacy and "saga" not in changes:

@@ -82,8 +82,9 @@ def test_the_stall_guard_hands_back_fetched_input_rejoins_and_applies_nothing_tw
     from bench.runtime import Service, ServiceSpec
 
     pattern, w = patterns.get("choreography"), Workload(name="stall")
+    topology = pattern.topology(w.saga)
     conf = clients.admin_config(bootstrap_servers)
-    topics.recreate(topics.admin(conf), pattern.topics, w, pattern.compacted, registry=topics.registry(conf, "stall-test"))
+    topics.recreate(topics.admin(conf), topology.topics, w, topology.compacted, registry=topics.registry(conf, "stall-test"))
     service = Service(ServiceSpec(pattern, "payment", 0, bootstrap_servers, w, group_prefix=f"stall-{uuid.uuid4().hex}"))
     producer = Producer({"bootstrap.servers": bootstrap_servers})
 

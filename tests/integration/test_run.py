@@ -59,6 +59,23 @@ def test_every_order_finishes_with_compensations_and_a_clean_audit(bootstrap_ser
         assert cost["batching"][name]["messages_per_fetch"] > 0, name
     assert s["services"][next(iter(roles))]["produce_requests"] > 0
 
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["schema_version"] == 1 and on_disk["pattern"] == pattern
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert "hunter2" not in path.read_text(errors="replace"), path
+
+    # The interval log reads back with HdrHistogram's own reader and holds every measured order.
+    reader = HistogramLogReader(str(out / "e2e.hlog"), HdrHistogram(1, 3_600_000_000, 3))
+    intervals = []
+    while (h := reader.get_next_interval_histogram()) is not None:
+        intervals.append(h)
+    assert len(intervals) >= 4
+    assert sum(h.get_total_count() for h in intervals) == s["latency_ms"]["e2e"]["count"] > 0
+    assert "#[Max" in (out / "e2e.hgrm").read_text()
+    rows = (out / "timeseries.csv").read_text().splitlines()
+    assert rows[0] == "t_s,offered,finished,in_flight,lag,p99_ms" and len(rows) >= 5
+
 
 def six_steps(failure: float):
     return load_workload(WORKLOADS / "saga-6-steps.yaml").with_overrides(
@@ -87,24 +104,6 @@ def test_messages_per_order_follow_the_step_count_on_the_happy_path(bootstrap_se
     s = outcome.summary
     assert outcome.exit_code == 0 and s["orders"]["completed"] == s["orders"]["started"]
     assert s["messages_per_order"] == per_order
-
-
-    on_disk = json.loads((out / "summary.json").read_text())
-    assert on_disk["schema_version"] == 1 and on_disk["pattern"] == pattern
-    for path in out.rglob("*"):
-        if path.is_file():
-            assert "hunter2" not in path.read_text(errors="replace"), path
-
-    # The interval log reads back with HdrHistogram's own reader and holds every measured order.
-    reader = HistogramLogReader(str(out / "e2e.hlog"), HdrHistogram(1, 3_600_000_000, 3))
-    intervals = []
-    while (h := reader.get_next_interval_histogram()) is not None:
-        intervals.append(h)
-    assert len(intervals) >= 4
-    assert sum(h.get_total_count() for h in intervals) == s["latency_ms"]["e2e"]["count"] > 0
-    assert "#[Max" in (out / "e2e.hgrm").read_text()
-    rows = (out / "timeseries.csv").read_text().splitlines()
-    assert rows[0] == "t_s,offered,finished,in_flight,lag,p99_ms" and len(rows) >= 5
 
 
 def test_malformed_workload_is_one_line_and_exit_2(tmp_path):

@@ -277,7 +277,7 @@ def test_the_simulation_runs_the_six_step_workload_as_a_run_does(tmp_path, patte
     assert outcome.exit_code == 0 and s["clean"] and s["orders"]["cancelled"] > 0
     names = six.saga.names
     coordinator = "order" if pattern == "choreography" else "orchestrator"
-    assert list(s["latency_ms"]["steps"]) == [coordinator, *names, *(f"undo-{n}" for n in names[:-1])]
+    assert list(s["latency_ms"]["steps"]) == [coordinator, *names, *(x.undo_span for x in six.saga.steps[:-1])]
     assert set(s["audit"]["compensations"]) == set(names[:-1])
     happy = simulate(Scenario(patterns.get(pattern), six.with_overrides(
         saga={"steps": [{"name": n} for n in names]}), FLAT))
