@@ -15,11 +15,11 @@ Words used below:
   never as a business fact.
 - *effect*: a fact that changes the world: a step's success (charged, reserved,
   shipped, ...) or a compensation (refunded, released, ...).
+- *production*: one message as its producer stamped it (its ``ts_us``). The same
+  status with the same ``ts_us`` twice is one production delivered twice.
 
 Every step name, status and topic comes from the run's :class:`bench.saga.Saga`
 through the pattern's :class:`bench.patterns.base.Topology`.
-- *production*: one message as its producer stamped it (its ``ts_us``). The same
-  status with the same ``ts_us`` twice is one production delivered twice.
 """
 from __future__ import annotations
 
@@ -353,7 +353,7 @@ def _latest(times) -> int | None:
     return latest
 
 
-def _choreography_steps(saga: Saga, steps: StepLog, t0_us: int | None, out: Latencies) -> None:
+def _choreography_steps(saga: Saga, coordinator: str, steps: StepLog, t0_us: int | None, out: Latencies) -> None:
     first = {key: min(seen) for key, seen in steps.items()}
     get = first.get
 
@@ -377,11 +377,11 @@ def _choreography_steps(saga: Saga, steps: StepLog, t0_us: int | None, out: Late
     if terminal is not None:
         outcome, end = terminal
         ender = get(saga.pivot.ok) if outcome == ev.COMPLETED else rolled_back(saga.stages[0])
-        _span(out, "order", ender, end)
+        _span(out, coordinator, ender, end)
         _span(out, E2E, t0_us, end)
 
 
-def _orchestration_steps(saga: Saga, steps: StepLog, t0_us: int | None, out: Latencies) -> None:
+def _orchestration_steps(saga: Saga, coordinator: str, steps: StepLog, t0_us: int | None, out: Latencies) -> None:
     for step in saga.steps:
         for command, span, answers in ((step.do, step.name, (step.ok, step.failed)),
                                        (step.undo, step.undo_span, (step.undone,))):
@@ -398,14 +398,14 @@ def _orchestration_steps(saga: Saga, steps: StepLog, t0_us: int | None, out: Lat
     for sent in outputs:
         while i < len(inputs) and inputs[i] <= sent:
             pending, i = inputs[i], i + 1
-        _span(out, "orchestrator", pending, sent)
+        _span(out, coordinator, pending, sent)
         pending = None
     terminal = _first_terminal(steps)
     if terminal is not None:
         _span(out, E2E, t0_us, terminal[1])
 
 
-StepFunction = Callable[[Saga, StepLog, "int | None", Latencies], None]
+StepFunction = Callable[[Saga, str, StepLog, "int | None", Latencies], None]
 _STEP_FUNCTIONS: dict[str, StepFunction] = {"choreography": _choreography_steps, "orchestration": _orchestration_steps}
 
 
@@ -442,7 +442,7 @@ def step_latencies(records: Iterable[Record], topology: Topology) -> Latencies:
     steps_of = _STEP_FUNCTIONS[topology.pattern]
     log = _collect(records, _topics(topology), {})
     out: Latencies = {name: [] for name in step_names(topology)}
-    saga = topology.saga
+    saga, coordinator = topology.saga, topology.coordinator
     for order_id, steps in log.orders.items():
-        steps_of(saga, steps, log.t0_us.get(order_id), out)
+        steps_of(saga, coordinator, steps, log.t0_us.get(order_id), out)
     return out

@@ -148,7 +148,8 @@ class Step:
 
     @property
     def undo_span(self) -> str:
-        """The name of this step's compensation among the step latencies (refund, release, ...)."""
+        """The name of this step's compensation among the step latencies: its undo command's
+        (refund, release, ``undo-<name>``), so the default saga keeps the names results have."""
         return self.undo
 
     @property
@@ -246,7 +247,7 @@ class Saga:
                            for stage in self.stages)
 
 
-def _vocabulary(name: str, compensable: bool) -> dict[str, str]:
+def _vocabulary(name: str) -> dict[str, str]:
     ok, failed, undone, do, undo = _KNOWN_VOCABULARY.get(
         name, (f"{name}-done", f"{name}-failed", f"{name}-undone", name, f"undo-{name}"))
     return {"ok": ok, "failed": failed, "undone": undone, "do": do, "undo": undo}
@@ -297,7 +298,7 @@ def _step(key: str, entry: Any, stage: int, compensable: bool) -> Step:
     if not (isinstance(failure, (int, float)) and not isinstance(failure, bool) and 0 <= failure <= 1):
         raise SagaError(f"{key}.failure must be a probability in [0, 1], got {failure!r}")
     processing = parse_processing(entry.get("processing", 0.0), f"{key}.processing")
-    return Step(name, float(failure), processing, stage, compensable, **_vocabulary(name, compensable))
+    return Step(name, float(failure), processing, stage, compensable, **_vocabulary(name))
 
 
 def _check_names(saga: Saga, keys: list[str], where: str) -> None:
@@ -308,12 +309,16 @@ def _check_names(saga: Saga, keys: list[str], where: str) -> None:
     fixed_topics = {ev.ORDER_CREATED, ev.ORDER_EVENTS, ev.REPLIES, ev.SAGA_STATE, ev.DEAD_LETTER}
     taken: dict[str, str] = {name: "a bench role" for name in COORDINATORS}
     taken[E2E] = "the end-to-end latency"
+    # Names the cost accounting gives its own processes and totals (summary.json's cost).
+    taken.update(dict.fromkeys(("load_generator", "harness", "broker", "total", "all"), "a name bench reports under"))
     taken.update({status: "an order status" for status in (ev.CREATED, *ev.TERMINAL)})
     taken.update({topic: "a bench topic" for topic in fixed_topics})
+    names: set[str] = set()
     for key, step in zip(keys, saga.steps):
         derived = [step.name, step.events_topic, step.commands_topic, *step.facts, *step.commands]
-        if step.name in taken and taken[step.name].startswith("used by step"):
+        if step.name in names:
             raise SagaError(f"{key}.name: two steps are named {step.name!r}; give each step its own name")
+        names.add(step.name)
         for word in dict.fromkeys(derived):
             if word in taken:
                 raise SagaError(f"{key}.name {step.name!r}: {word!r} is already {taken[word]}; rename the step")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from bench.load import LoadResult
 from bench.recording import HIGHEST_US, merged, new_histogram, summary_ms, write_intervals
+from bench.saga import E2E
 
 
 def write_step_logs(out: Path, latencies: dict[str, list[tuple[float, int]]], load: LoadResult) -> dict[str, dict]:
@@ -14,7 +15,7 @@ def write_step_logs(out: Path, latencies: dict[str, list[tuple[float, int]]], lo
     """
     summaries = {}
     for step, samples in latencies.items():
-        if step == "e2e":
+        if step == E2E:
             continue  # the load generator measures end-to-end itself, on one clock
         intervals: dict[int, object] = {}
         for end_s, latency_us in samples:

@@ -136,8 +136,16 @@ class Workload:
         if self.partitions_auto and "partitions" not in changes:
             changes["partitions"] = "auto"
         if "saga" in changes and "instances" not in changes:
-            # Counts filled in for the old saga's steps are not the new one's; counts set stay.
-            changes["instances"] = {r: n for r, n in self.instances.items() if n != 1 or r in saga_mod.COORDINATORS}
+            # The old saga's steps are not the new one's: keep the counts of the roles both have.
+            new = changes["saga"]
+            if not isinstance(new, Saga):
+                try:
+                    new = saga_mod.parse(new) if new is not None else saga_mod.DEFAULT
+                except SagaError:
+                    new = None  # the validator names the problem
+            if new is not None:
+                keep = set(saga_mod.COORDINATORS) | set(new.names)
+                changes["instances"] = {r: n for r, n in self.instances.items() if r in keep}
         names = self.saga.names
         legacy = "failures" in changes or any(k in names for k in changes.get("processing", {}))
         if legacy and "saga" not in changes:

@@ -40,7 +40,8 @@ def _processing_workload(directory: Path, text: str) -> Path:
     source = yaml.safe_load((ROOT / "workloads" / "processing-2ms.yaml").read_text())
     source["name"] = f"processing-{text}"
     source["description"] = f"{text} of processing per message in payment, inventory and shipping."
-    source["processing"] = {role: text for role in source["processing"]}
+    for step in source["saga"]["steps"]:
+        step["processing"] = text
     path = directory / f"processing-{text}.yaml"
     path.write_text(yaml.safe_dump(source, sort_keys=False))
     return path

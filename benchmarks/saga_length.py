@@ -13,7 +13,7 @@ machine over the run touches both patterns alike. Each run is a real
 Prints, per pattern and n: messages and bytes per order (with what the happy
 path predicts: choreography n+2, orchestration 3n+3), p50 and p99 end-to-end,
 and CPU per order (harness = load generator + services, broker, total), and
-writes ``saga-length.png`` (the same four figures against n) and
+writes ``saga-length.png`` (messages, bytes, p50, p99 and CPU against n) and
 ``saga-length.json`` beside the runs. With ``--failure`` above 0, orders that
 fail take fewer or more messages than the happy path, so the prediction is a
 guide, not a check. Compare as ratios within one run of this script.

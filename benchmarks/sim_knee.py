@@ -24,7 +24,7 @@ from bench.sim.histograms import histogram_of  # noqa: E402
 from bench.sim.model import Scenario, simulate  # noqa: E402
 from bench.sim.profile import load_profile  # noqa: E402
 from bench.sweep import Point, knee, rate_text  # noqa: E402
-from bench.workload import ROLES, load_workload, parse_duration  # noqa: E402
+from bench.workload import load_workload, parse_duration  # noqa: E402
 
 
 @click.command()
@@ -42,7 +42,7 @@ def main(rates, pattern_names, workload_path, duration, warmup, placement, netwo
     workload = load_workload(workload_path).with_overrides(duration_s=parse_duration(duration),
                                                           warmup_s=parse_duration(warmup))
     if instances is not None:
-        workload = workload.with_overrides(instances=dict.fromkeys(ROLES, instances))
+        workload = workload.with_overrides(instances=dict.fromkeys(workload.roles, instances))
     profile = load_profile(profile_path)
     if network_rtt is not None:
         profile = dataclasses.replace(profile, network_rtt_us=parse_duration(network_rtt) * 1e6)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from bench import events as ev
 from bench.ledger import Ledger, StepLedger
 from bench.patterns.base import Outbox, Pattern, Topology
-from bench.saga import FAILED, OK, UNDONE, Saga, Step
+from bench.saga import Saga, Step
 from bench.workload import Workload
 
 COORDINATOR = "order"
@@ -34,6 +34,16 @@ class _Joins:
     def __init__(self, awaited: tuple[Step, ...]) -> None:
         self.count = len(awaited)
         self.seen = Ledger()
+
+    def note(self, order_id: str, step: str) -> None:
+        """Count ``step`` as reported without deciding (state restore: the fact that completes
+        the join is consumed again, and then decides)."""
+        if self.count > 1:
+            seen = self.seen.get(order_id)
+            if seen is None:
+                seen = set()
+                self.seen.put(order_id, seen)
+            seen.add(step)
 
     def complete(self, order_id: str, step: str) -> bool:
         """Note that ``step`` reported; True once every awaited step has (then the entry is gone)."""
@@ -64,7 +74,9 @@ class StepHandler:
         for s in before:
             self.reacts[s.ok] = (_APPLY, s.name)
         for s in saga.after(step):
-            self.reacts[s.failed] = self.reacts[s.undone] = (_UNDO_AFTER, s.name)
+            self.reacts[s.failed] = (_UNDO_AFTER, s.name)
+            if s.compensable:
+                self.reacts[s.undone] = (_UNDO_AFTER, s.name)
         for s in saga.siblings(step):
             self.reacts[s.failed] = (_UNDO_BESIDE, s.name)
         self.applies = _Joins(before or (step,))
@@ -89,7 +101,7 @@ class StepHandler:
             status, fresh = self.ledger.apply(order_id)
             if fresh:
                 out.emit(self.step.events_topic, ev.follow(event, status=status))
-                if self.undo_on_apply and status == self.step.ok and self.undo_on_apply.pop(order_id):
+                if self.undo_on_apply and self.undo_on_apply.pop(order_id) and status == self.step.ok:
                     self._undo(event, out)
             return
         done = self.ledger.get(order_id)
@@ -132,11 +144,11 @@ class StepHandler:
         order_id = event["orderId"]
         done = self.ledger.get(order_id)
         if kind == _APPLY and done is None:
-            self.applies.complete(order_id, reporter)
+            self.applies.note(order_id, reporter)
         elif kind == _UNDO_BESIDE and done is None:
             self.undo_on_apply.put(order_id, True)
         elif kind == _UNDO_AFTER and done == self.step.ok:
-            self.undoes.complete(order_id, reporter)
+            self.undoes.note(order_id, reporter)
 
     def revoke(self, partitions: set[int]) -> None:
         pass
@@ -189,7 +201,7 @@ class OrderHandler:
         for event in replay:  # rollbacks of a parallel first stage, counted again
             ending = self.endings.get(event.get("status"))
             if ending and ending[0] == ev.CANCELLED and self.ended.get(event["orderId"]) is None:
-                self.rollbacks.complete(event["orderId"], ending[1])
+                self.rollbacks.note(event["orderId"], ending[1])
 
     def revoke(self, partitions: set[int]) -> None:
         pass

@@ -83,7 +83,7 @@ class Orchestrator:
         self.retries = workload.step_retries
         self.sagas: dict[str, dict] = {}
         self.finished = Ledger()
-        self.deadlines: list[tuple[float, str, str, int]] = []  # (deadline, orderId, step, attempt)
+        self.deadlines: list[tuple[float, str, str, int, bool]] = []  # (deadline, orderId, step, attempt, undo)
         self.budget = RetryBudget()
         self.now_s = 0.0
         self.absorbed = 0  # repeated order-created and stale or repeated replies, ignored
@@ -140,7 +140,7 @@ class Orchestrator:
 
     def _start(self, saga: dict, stage: int, out: Outbox) -> None:
         """Send a stage's commands, first attempts, with the state record they cause (``_send``
-        unrolled for the path every order takes)."""
+        unrolled for the path every order takes: its stage's waiting and commands precomputed)."""
         waiting, commands = self.starts[stage]
         order_id = saga["orderId"]
         saga["stage"], saga["waiting"] = stage, waiting.copy()
@@ -152,7 +152,7 @@ class Orchestrator:
         for topic, command, name in commands:
             out.emit(topic, {"orderId": order_id, "t0_us": t0_us, "command": command, "attempt": 1})
             budget.deposit()
-            heapq.heappush(self.deadlines, (deadline, order_id, name, 1))
+            heapq.heappush(self.deadlines, (deadline, order_id, name, 1, False))
 
     def _undo(self, saga: dict, stage: int, out: Outbox) -> None:
         """Undo the latest stage at or before ``stage`` that holds a success; cancelled once none does."""
@@ -161,7 +161,7 @@ class Orchestrator:
             todo = [s for s in self.saga.stages[stage] if s.name in ok]
             if todo:
                 saga["stage"] = stage
-                self._send(saga, todo, out)
+                self._send(saga, {s.name: 1 for s in todo}, out)
                 return
             stage -= 1
         self._end(saga, ev.CANCELLED, out)
@@ -173,25 +173,25 @@ class Orchestrator:
         out.emit(ev.SAGA_STATE, {**saga, "outcome": outcome})
         out.emit(ev.ORDER_EVENTS, ev.follow(saga, status=outcome))
 
-    def _send(self, saga: dict, steps: tuple[Step, ...] | list[Step], out: Outbox, attempt: int = 1) -> None:
-        """Send the commands for ``steps`` (of one stage) with the state record they cause."""
+    def _send(self, saga: dict, attempts: dict[str, int], out: Outbox) -> None:
+        """Send the commands for ``attempts`` (step -> attempt, steps of the one stage now out)
+        with the state record they cause."""
         order_id = saga["orderId"]
-        waiting = saga["waiting"].copy()
-        for step in steps:
-            waiting[step.name] = attempt
-        saga["waiting"] = waiting
+        saga["waiting"] = {**saga["waiting"], **attempts}
         self.sagas[order_id] = saga
         out.emit(ev.SAGA_STATE, dict(saga))
         undo = "undo" in saga
-        deadline = self.now_s + self.timeout_s * _backoff(attempt)
-        for step in steps:
+        for name, attempt in attempts.items():
+            step = self.saga.step(name)
             out.emit(step.commands_topic, ev.follow(saga, command=step.undo if undo else step.do, attempt=attempt))
             if attempt == 1:
                 self.budget.deposit()
-            heapq.heappush(self.deadlines, (deadline, order_id, step.name, attempt))
+            self._arm(order_id, name, attempt, undo)
 
-    def _arm(self, order_id: str, step: str, attempt: int) -> None:
-        heapq.heappush(self.deadlines, (self.now_s + self.timeout_s * _backoff(attempt), order_id, step, attempt))
+    def _arm(self, order_id: str, step: str, attempt: int, undo: bool) -> None:
+        # The phase is part of the key: an undo's first attempt must not meet the forward
+        # command's deadline still in the heap.
+        heapq.heappush(self.deadlines, (self.now_s + self.timeout_s * _backoff(attempt), order_id, step, attempt, undo))
 
     def _retried_until_answered(self, saga: dict, step: Step) -> bool:
         # A compensation (giving up would leave money taken or stock held) and the pivot (it
@@ -201,24 +201,26 @@ class Orchestrator:
     def tick(self, now_s: float, out: Outbox) -> None:
         self.now_s = now_s
         while self.deadlines and self.deadlines[0][0] <= now_s:
-            _, order_id, name, attempt = heapq.heappop(self.deadlines)
+            _, order_id, name, attempt, undo = heapq.heappop(self.deadlines)
             saga = self.sagas.get(order_id)
-            if saga is None or saga["waiting"].get(name) != attempt:
+            if saga is None or saga["waiting"].get(name) != attempt or ("undo" in saga) != undo:
                 continue  # answered in time, or already retried
             step = self.saga.step(name)
             if attempt <= self.retries or self._retried_until_answered(saga, step):
                 if self.budget.withdraw(now_s):
-                    self._send(saga, [step], out, attempt + 1)
+                    self._send(saga, {name: attempt + 1}, out)
                 else:
-                    self._arm(order_id, name, attempt)  # over budget: keep waiting for the answer
+                    self._arm(order_id, name, attempt, undo)  # over budget: keep waiting for the answer
             else:
                 # The step may still happen late; undo it as if it had (its ledger then turns
-                # the late request into a no-op).
+                # the late request into a no-op). `timed_out` tells a reader of saga state why.
                 saga["waiting"] = {k: a for k, a in saga["waiting"].items() if k != name}
                 saga["ok"] = (*saga["ok"], name)
                 saga["failed"] = True
                 saga["timed_out"] = name
-                if not saga["waiting"]:
+                if saga["waiting"]:
+                    out.emit(ev.SAGA_STATE, dict(saga))  # so a restarted orchestrator does not ask again
+                else:
                     self._next(saga, out)
 
     def restore(self, records, out: Outbox) -> None:
@@ -242,9 +244,8 @@ class Orchestrator:
             elif order_id not in self.sagas and saga.get("waiting"):
                 saga = {k: v for k, v in saga.items() if k != "ts_us"}
                 pending = saga["waiting"]
-                attempt = max(pending.values()) + 1
                 saga["ok"], saga["waiting"] = tuple(saga.get("ok", ())), {}
-                self._send(saga, [self.saga.step(name) for name in pending], out, attempt)
+                self._send(saga, {name: attempt + 1 for name, attempt in pending.items()}, out)
 
     def revoke(self, partitions: set[int]) -> None:
         for order_id in [o for o, saga in self.sagas.items() if saga.get("p") in partitions]:

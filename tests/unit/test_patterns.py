@@ -218,9 +218,26 @@ def test_an_earlier_steps_deadline_does_not_time_out_the_next_step():
     [order] = bus.start(1)
     bus.run(now_s=0.0)  # charge answered at once; reserve sent at 0.0 too
     orchestrator = bus.handlers["orchestrator"]
-    orchestrator.deadlines[:] = [(1.0, order, PAY.do, 1), (1.9, order, INV.do, 1)]  # a heap
+    orchestrator.deadlines[:] = [(1.0, order, PAY.name, 1, False), (1.9, order, INV.name, 1, False)]  # a heap
     bus.run(now_s=1.2)  # the charge's deadline passes; the reserve's has not
     assert [e["command"] for t, e in bus.log if "command" in e] == [PAY.do, INV.do]
+
+
+def test_a_forward_commands_deadline_does_not_retry_the_undo_of_the_same_step():
+    workload = WORKLOAD.with_overrides(failures={})
+    bus = Bus(topo("orchestration", workload), workload)
+    bus.dropped.add(INV.commands_topic)
+    [order] = bus.start(1)
+    commands = lambda: [e["command"] for t, e in bus.log if "command" in e]
+    bus.run(now_s=0.0)  # charged at once (its deadline, 1.0, stays in the heap); reserve unanswered
+    bus.dropped.add(PAY.commands_topic)
+    bus.run(now_s=0.5)  # the orchestrator's clock reads 0.5
+    bus.emit(ev.REPLIES, {"orderId": order, "status": INV.failed, "step": INV.name, "t0_us": 0})
+    bus.run(now_s=0.5)  # out of stock: refund, attempt 1, due at 1.5
+    bus.run(now_s=1.2)  # the charge's old deadline passes: nothing to retry
+    assert commands() == [PAY.do, INV.do, PAY.undo]
+    bus.run(now_s=1.6)
+    assert commands() == [PAY.do, INV.do, PAY.undo, PAY.undo]
 
 
 # --- sagas defined in the workload ------------------------------------------
@@ -324,3 +341,30 @@ def test_choreography_a_restarted_step_rebuilds_its_join_from_the_facts_it_consu
     restarted.restore(before, bus)  # left's success was consumed (and committed) before the crash
     restarted.handle(right.events_topic, 0, {"orderId": order, "status": right.ok, "t0_us": 0}, bus)
     assert [e["status"] for _, e in bus.log] == [last.ok]
+
+
+def test_choreography_a_join_completed_by_uncommitted_facts_still_decides_when_they_come_again():
+    """Restore reads to the end of the log, past the committed offset: the facts it reads that
+    complete a join are consumed again, and that second reading must decide."""
+    saga = PARALLEL.saga
+    first, left, right, last = saga.steps
+    order = _failing(saga, fails={"left"}, succeeds={"first", "right"})
+    topology = topo("choreography", PARALLEL)
+    bus = Bus(topology, PARALLEL)
+    facts = [(first.events_topic, {"orderId": order, "status": first.ok, "t0_us": 0, "ts_us": 1}),
+             (left.events_topic, {"orderId": order, "status": left.ok, "t0_us": 0, "ts_us": 2}),
+             (right.events_topic, {"orderId": order, "status": right.ok, "t0_us": 0, "ts_us": 3})]
+    restarted = topology.handler("last", PARALLEL)
+    restarted.restore(facts, bus)
+    restarted.handle(right.events_topic, 0, dict(facts[2][1]), bus)  # consumed again after the restore
+    assert [e["status"] for _, e in bus.log] == [last.ok]
+
+    rollback = [(left.events_topic, {"orderId": order, "status": left.failed, "t0_us": 0, "ts_us": 4}),
+                (right.events_topic, {"orderId": order, "status": right.undone, "t0_us": 0, "ts_us": 5})]
+    cancelling = Workload(name="par0", saga={"steps": [
+        {"parallel": [{"name": "left"}, {"name": "right"}]}, {"name": "last"}]})
+    order_role = topo("choreography", cancelling).handler("order", cancelling)
+    ends = Bus(topo("choreography", cancelling), cancelling)
+    order_role.restore(rollback, ends)
+    order_role.handle(right.events_topic, 0, dict(rollback[1][1]), ends)
+    assert [(t, e["status"]) for t, e in ends.log] == [(ev.ORDER_EVENTS, ev.CANCELLED)]

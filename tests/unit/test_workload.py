@@ -334,9 +334,7 @@ def test_a_bad_saga_is_one_line_naming_the_key(tmp_path, yaml_text, says):
     assert says in error_of(tmp_path, "name: x\n" + yaml_text + "\n")
 
 
-def test_overriding_the_saga_keeps_the_instances_set_and_drops_the_old_steps():
-    w = Workload(name="w", instances={"orchestrator": 2})
-    two = w.with_overrides(saga={"steps": [{"name": "a"}, {"name": "b"}]})
-    assert dict(two.instances) == {"order": 1, "orchestrator": 2, "a": 1, "b": 1}
-    with pytest.raises(WorkloadError, match=r"instances\.payment is not known"):
-        Workload(name="w", instances={"payment": 3}).with_overrides(saga={"steps": [{"name": "a"}]})
+def test_overriding_the_saga_keeps_the_instances_of_roles_both_sagas_have():
+    w = Workload(name="w", instances={"orchestrator": 2, "payment": 3, "shipping": 2})
+    two = w.with_overrides(saga={"steps": [{"name": "a"}, {"name": "shipping"}]})
+    assert dict(two.instances) == {"order": 1, "orchestrator": 2, "a": 1, "shipping": 2}
