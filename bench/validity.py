@@ -1,6 +1,8 @@
 """Whether a run held its rate: a run that could not is marked invalid, with the reason."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from bench.load import LoadResult
@@ -35,7 +37,11 @@ def judge(load: LoadResult, rate_per_s: float, slip_p99_ms: float | None,
     if slip_p99_ms is not None and slip_p99_ms > MAX_SLIP_S * 1000:
         return False, f"the load generator fell behind its schedule (p99 send slip {slip_p99_ms:.0f} ms)"
     expected = _scheduled_shifted(load, (e2e_p50_ms or 0.0) / 1000)
-    if expected and load.finished_in_window < MIN_FRACTION * expected:
+    # Orders sent just before the window's end and finished just after it are arrival noise at
+    # the edge, not a backlog: a shortfall within one Poisson standard deviation of the count is
+    # allowed. Only runs under 10,000 orders feel it (above, the 1% rule is the looser); a
+    # 4 s run at 50/s kept up and was marked invalid 6 orders short of 216.
+    if expected and expected - load.finished_in_window > max((1 - MIN_FRACTION) * expected, math.sqrt(expected)):
         return False, (f"finished {load.finished_in_window / window_s:.0f} orders/s, below 99% of the "
                        f"{expected / window_s:.0f}/s offered")
     growth = _backlog_growth(load)

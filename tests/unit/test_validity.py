@@ -30,6 +30,19 @@ def test_finishing_too_few_orders_is_invalid_with_the_rates_named():
     assert not valid and "finished 900 orders/s" in reason
 
 
+def test_a_short_run_a_few_orders_short_at_the_edge_is_valid_and_a_real_shortfall_is_not():
+    def short(finished):
+        start, rate, window = 1_000_000.0, 54, 4
+        started = {f"o{i}": int((start + 1 + i / rate) * 1e6) for i in range(rate * window)}
+        return LoadResult(started=started, outcomes={}, start_wall_s=start, measure_start_s=start + 1,
+                          measure_end_s=start + 1 + window, offered_in_window=rate * window,
+                          scheduled_in_window=rate * window, finished_in_window=finished, send_failures=0,
+                          seconds=[], interrupted=False)
+    assert judge(short(210), 50, 0.5, 6) == (True, None)  # 6 short of 216: within sqrt(216) = 14.7
+    valid, reason = judge(short(190), 50, 0.5, 6)
+    assert not valid and "finished 48 orders/s" in reason
+
+
 def test_a_growing_backlog_is_invalid():
     valid, reason = judge(load_result(in_flight=lambda t: 50 + 40 * t), RATE, 0.5, 20)
     assert not valid and "backlog kept growing" in reason
