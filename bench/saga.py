@@ -72,10 +72,6 @@ class Processing:
     def __bool__(self) -> bool:
         return self.median_s > 0
 
-    @property
-    def mean_s(self) -> float:
-        return self.median_s * math.exp(self.sigma ** 2 / 2)
-
     def sampler(self, seed: Any) -> Callable[[], float]:
         """A function drawing one message's processing time in seconds; seeded, so a run repeats."""
         if not self.sigma:
@@ -89,11 +85,6 @@ class Processing:
         if not self.sigma:
             return self.median_s
         return {"lognormal": {"median": self.median_s, "sigma": self.sigma}}
-
-    def __str__(self) -> str:
-        if not self.sigma:
-            return f"{self.median_s * 1000:g}ms"
-        return f"lognormal(median {self.median_s * 1000:g}ms, sigma {self.sigma:g})"
 
 
 def parse_processing(value: Any, key: str) -> Processing:
@@ -202,15 +193,8 @@ class Saga:
     def pivot(self) -> Step:
         return self.stages[-1][0]
 
-    @property
-    def parallel(self) -> bool:
-        return any(len(stage) > 1 for stage in self.stages)
-
     def step(self, name: str) -> Step:
         return self.by_name[name]
-
-    def roles(self, coordinator: str) -> tuple[str, ...]:
-        return (coordinator, *self.names)
 
     def before(self, step: Step) -> tuple[Step, ...]:
         """The stage a step waits for (empty for the first stage: it reacts to order-created)."""

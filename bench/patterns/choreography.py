@@ -49,12 +49,8 @@ class _Joins:
         """Note that ``step`` reported; True once every awaited step has (then the entry is gone)."""
         if self.count == 1:
             return True
-        seen = self.seen.get(order_id)
-        if seen is None:
-            seen = set()
-            self.seen.put(order_id, seen)
-        seen.add(step)
-        if len(seen) < self.count:
+        self.note(order_id, step)
+        if len(self.seen.get(order_id)) < self.count:
             return False
         self.seen.pop(order_id)
         return True
