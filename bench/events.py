@@ -7,10 +7,16 @@ order land on the same partition, in order). Fields every event carries:
 
 - ``orderId``: str
 - ``status``: what happened (an event) or, for commands, ``command``: what to do
-- ``t0_us``: the order's *intended* start, wall clock in microseconds; carried
-  along unchanged so any reader can compute end-to-end latency on one clock
-- ``ts_us``: wall clock in microseconds when this message was produced; the
-  audit derives per-step latency from consecutive ``ts_us`` of one order
+- ``t0_us``: the order's *intended* start, in microseconds of the monotonic
+  clock of the process that started it (:func:`now_us`); carried along unchanged
+  so that process computes end-to-end latency on one clock
+- ``ts_us``: :func:`now_us` when this message was produced; the audit derives
+  per-step latency from consecutive ``ts_us`` of one order
+
+Both stamps are CLOCK_MONOTONIC, never the wall clock: nothing steps or slews it
+mid-run, and every process on one machine reads the same one, so a span between
+two processes of one host is exact. Monotonic clocks of different hosts start at
+different times (boot): a span between hosts needs their measured offset.
 
 Business outcomes are decided by :func:`decide`, a hash of the order id, so a
 redelivered or retried step takes the same decision and the audit can predict
@@ -47,7 +53,8 @@ TERMINAL = (COMPLETED, CANCELLED)
 
 
 def now_us() -> int:
-    return time.time_ns() // 1000
+    """Microseconds on CLOCK_MONOTONIC: shared by every process of this machine, never stepped."""
+    return time.monotonic_ns() // 1000
 
 
 def encode(event: dict) -> bytes:

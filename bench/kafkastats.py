@@ -39,6 +39,29 @@ class Batching:
         return totals
 
 
+def backlog(raw: str | None) -> int | None:
+    """Messages on a consumer's assigned partitions that its application has not taken yet
+    (fetched into librdkafka's queue or not fetched at all): the partitions' end offsets (last
+    stable under read_committed) minus the application's position. Unlike log-end minus the
+    committed offset, it does not count what was handled since the last commit. None before
+    the consumer has reported statistics."""
+    if raw is None:
+        return None
+    stats = json.loads(raw)
+    total = 0
+    for topic in stats.get("topics", {}).values():
+        for part in topic.get("partitions", {}).values():
+            if part.get("partition", -1) < 0 or not part.get("desired"):
+                continue
+            end = part.get("ls_offset", -1) if part.get("ls_offset", -1) >= 0 else part.get("hi_offset", -1)
+            position = part.get("app_offset", -1)
+            if position < 0:
+                position = part.get("committed_offset", -1)
+            if end >= 0 and position >= 0:
+                total += max(0, end - position)
+    return total
+
+
 def ratios(counts: dict[str, int]) -> dict[str, float | None]:
     """Messages per produce request and per fetch request (None where no request was sent)."""
     per = lambda n, d: round(n / d, 2) if d else None

@@ -3,9 +3,11 @@
 Orders start at intended times from :mod:`bench.arrivals`, whether or not the
 system keeps up. Each order carries its intended start (``t0_us``); the
 generator's own consumer of ``order-events`` records end-to-end latency as
-``now - t0_us`` on this process's clock (one clock), so a stall shows up in the
-latency of every order scheduled during it (no coordinated omission). How late
-each order was actually sent is recorded separately as schedule slip.
+``now - t0_us`` on this process's monotonic clock (one clock, which nothing
+steps), so a stall shows up in the latency of every order scheduled during it (no
+coordinated omission). How late each order was actually sent is recorded
+separately as schedule slip. The wall clock is read only for labels, and watched
+(:mod:`bench.clock`) so a run can say whether it moved.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench import arrivals, clients, kafkastats
+from bench.clock import WallClockWatch
 from bench import events as ev
 from bench.recording import IntervalRecorder, summary_ms
 from bench.workload import Workload
@@ -36,17 +39,18 @@ class Second:
     offered: int
     finished: int
     in_flight: int
-    lag: int | None
+    backlog: int | None  # messages the services have not handled yet (fetched or not)
     p99_ms: float | None  # of orders finished in this second (measurement window only)
     p99_so_far_ms: float | None  # of everything measured so far
 
 
 @dataclass
 class LoadResult:
-    started: dict[str, int]  # orderId -> intended start, wall us (every order, warm-up included)
+    started: dict[str, int]  # orderId -> intended start, monotonic us (every order, warm-up included)
     outcomes: dict[str, str]  # orderId -> first terminal status seen
-    start_wall_s: float
-    measure_start_s: float  # wall clock
+    start_s: float  # monotonic seconds (ev.now_us's clock) when the load began
+    start_wall_s: float  # the wall clock then: a label only
+    measure_start_s: float  # monotonic, as start_s
     measure_end_s: float
     offered_in_window: int  # sent during the measurement window (by send time)
     scheduled_in_window: int  # intended starts inside the window
@@ -55,10 +59,15 @@ class LoadResult:
     seconds: list[Second] = field(default_factory=list)
     interrupted: bool = False
     histograms: dict = field(default_factory=dict)  # name -> total HdrHistogram
+    clock: dict = field(default_factory=dict)  # how the wall clock moved (bench.clock)
 
     @property
     def in_flight(self) -> int:
         return len(self.started) - len(self.outcomes)
+
+    def wall_s(self, mono_s: float) -> float:
+        """The wall-clock label of a monotonic instant, counted from the run's start."""
+        return self.start_wall_s + (mono_s - self.start_s)
 
 
 class _Terminals(threading.Thread):
@@ -117,13 +126,13 @@ class _Terminals(threading.Thread):
 
 class LoadGenerator:
     def __init__(self, bootstrap_servers: str, workload: Workload, out_dir: Path, run_id: str,
-                 client_extra: dict | None = None, lag: Callable[[], int | None] = lambda: None,
+                 client_extra: dict | None = None, backlog: Callable[[], int | None] = lambda: None,
                  on_second: Callable[[Second], None] = lambda s: None,
                  on_start: Callable[[float], None] = lambda start_mono: None) -> None:
         self.workload = workload
         self.out_dir = out_dir
         self.run_id = run_id
-        self.lag = lag
+        self.backlog = backlog
         self.on_second = on_second
         self.on_start = on_start
         extra = {**(client_extra or {}), "client.id": "bench-load"}
@@ -147,9 +156,11 @@ class LoadGenerator:
     def run(self) -> LoadResult:
         w = self.workload
         self.lock = threading.Lock()
+        # Every stamp below is on the monotonic clock; the wall clock only labels the intervals.
+        self.clock = WallClockWatch.start()
         self.start_wall_s = time.time()
-        self.start_mono = time.monotonic()
-        start_us = int(self.start_wall_s * 1e6)
+        start_us = ev.now_us()
+        self.start_mono = start_us / 1e6
         measure_from_us = start_us + int(w.warmup_s * 1e6)
         measure_until_us = measure_from_us + int(w.duration_s * 1e6)
         # Written to under `lock` by the terminal thread, rolled once a second here.
@@ -187,13 +198,15 @@ class LoadGenerator:
             with self.lock:
                 for rec in self.recorders.values():
                     rec.close()
+        self.clock.read()
         return LoadResult(
-            started=self.started, outcomes=dict(self.terminals.outcomes), start_wall_s=self.start_wall_s,
-            measure_start_s=measure_from_us / 1e6, measure_end_s=measure_until_us / 1e6,
+            started=self.started, outcomes=dict(self.terminals.outcomes), start_s=self.start_mono,
+            start_wall_s=self.start_wall_s, measure_start_s=measure_from_us / 1e6, measure_end_s=measure_until_us / 1e6,
             offered_in_window=self.offered_in_window, scheduled_in_window=self.scheduled_in_window,
             finished_in_window=self.terminals.finished_in_window, send_failures=self.send_failures,
             seconds=self.seconds, interrupted=self.stop_requested.is_set(),
             histograms={name: rec.total for name, rec in self.recorders.items()},
+            clock=self.clock.summary(self.start_mono),
         )
 
     def _burst(self, offsets, next_offset: float, now_s: float, load_s: float, start_us: int,
@@ -246,6 +259,7 @@ class LoadGenerator:
             now = time.monotonic()
 
     def _tick(self) -> None:
+        self.clock.read()
         with self.lock:
             finished = self.terminals.finished_total
             in_flight = len(self.started) - len(self.terminals.outcomes)
@@ -253,7 +267,7 @@ class LoadGenerator:
             rolled = {name: rec.roll(now_wall) for name, rec in self.recorders.items()}
             total = self.recorders["e2e"].total
         second = Second(round(self.next_tick - self.start_mono), self.sent_this_second,
-                        finished - self.finished_before, in_flight, self.lag(),
+                        finished - self.finished_before, in_flight, self.backlog(),
                         summary_ms(rolled["e2e"])["p99"], summary_ms(total)["p99"])
         self.seconds.append(second)
         self.on_second(second)

@@ -162,11 +162,12 @@ class TimeseriesWriter:
 
     Columns: ``t_s`` seconds since the start of load; ``offered`` and ``finished``
     orders started / finished (completed or cancelled) in the interval ending at
-    ``t_s``; ``in_flight`` orders started but not finished; ``lag`` consumer lag in
-    messages; ``p99_ms`` the interval's p99 latency (empty when nothing finished).
+    ``t_s``; ``in_flight`` orders started but not finished; ``backlog`` messages on the
+    services' input partitions they have not handled yet, as they last reported
+    (empty when unknown, e.g. simulated); ``p99_ms`` the interval's p99 latency (empty when nothing finished).
     """
 
-    COLUMNS = ("t_s", "offered", "finished", "in_flight", "lag", "p99_ms")
+    COLUMNS = ("t_s", "offered", "finished", "in_flight", "backlog", "p99_ms")
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -176,10 +177,10 @@ class TimeseriesWriter:
         self._file.flush()
 
     def write_row(
-        self, t_s: float, offered: int, finished: int, in_flight: int, lag: int | None, p99_ms: float | None
+        self, t_s: float, offered: int, finished: int, in_flight: int, backlog: int | None, p99_ms: float | None
     ) -> None:
         self._csv.writerow(
-            (round(t_s, 3), offered, finished, in_flight, "" if lag is None else lag, "" if p99_ms is None else p99_ms)
+            (round(t_s, 3), offered, finished, in_flight, "" if backlog is None else backlog, "" if p99_ms is None else p99_ms)
         )
         self._file.flush()
 

@@ -26,7 +26,6 @@ from bench.broker import dist, embedded
 from bench.broker.warmup import warm_up
 from bench.broker.errors import BrokerError
 from bench.faults import FaultContext, FaultInjector
-from bench.lag import LagProbe
 from bench.load import LoadGenerator, LoadResult, Second
 from bench.patterns.base import Pattern
 from bench.recording import read_hlog, summary_ms, write_hgrm
@@ -159,12 +158,12 @@ def _jvm_cpu_s(pids: list[int]) -> float | None:
 
 def _progress(echo: Callable[[str], None], warmup_s: float, timeseries: results.TimeseriesWriter) -> Callable[[Second], None]:
     def show(s: Second) -> None:
-        timeseries.write_row(s.t_s, s.offered, s.finished, s.in_flight, s.lag, s.p99_ms)
+        timeseries.write_row(s.t_s, s.offered, s.finished, s.in_flight, s.backlog, s.p99_ms)
         phase = " (warm-up)" if s.t_s <= warmup_s else ""
         p99 = f"{s.p99_so_far_ms:.1f} ms" if s.p99_so_far_ms is not None else "-"
-        lag = s.lag if s.lag is not None else "-"
+        backlog = s.backlog if s.backlog is not None else "-"
         echo(f"{s.t_s:>5.0f}s  offered {s.offered:>6}/s  finished {s.finished:>6}/s  in flight {s.in_flight:>6}"
-             f"  p99 {p99:>10}  lag {lag}{phase}")
+             f"  p99 {p99:>10}  backlog {backlog} msgs{phase}")
     return show
 
 
@@ -223,13 +222,9 @@ def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, count
     try:
         echo(f"starting {sum(counts.values())} service processes for {pattern.name}")
         supervisor.start(counts)
-        groups = {f"bench-{run_id}-{pattern.name}-{role}": pattern.subscriptions[role] for role in pattern.roles}
-        lag = LagProbe(clients.consumer_config(broker.bootstrap_servers, workload, "lag", client_extra),
-                       groups, workload.partitions)
-        lag.start()
         timeseries = results.TimeseriesWriter(out / "timeseries.csv")
         load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,
-                             lag=lambda: lag.latest, on_second=_progress(echo, workload.warmup_s, timeseries))
+                             backlog=supervisor.backlog, on_second=_progress(echo, workload.warmup_s, timeseries))
         echo(f"load: {workload.arrival} {workload.rate_per_s:g} orders/s for {workload.duration_s:g}s "
              f"after {workload.warmup_s:g}s warm-up -> {out}")
         injector = FaultInjector(workload.faults, FaultContext(
@@ -241,7 +236,6 @@ def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, count
             load_result = load.run()
         finally:
             injector.finish()
-        lag.stop()
         timeseries.close()
         used = _Usage.now(supervisor, broker) - before
     finally:
@@ -273,6 +267,7 @@ def _start_injector(injector: FaultInjector, start_mono: float) -> None:
 def _fault_summaries(injector: FaultInjector, load: LoadResult, report, service_stats: dict, out: Path) -> list[dict]:
     if not injector.records:
         return []
+    # Interval timestamps are wall-clock labels counted from the run's start on the monotonic clock.
     intervals = [(h.get_start_time_stamp() / 1000 - load.start_wall_s, h.get_end_time_stamp() / 1000 - load.start_wall_s, h)
                  for h in read_hlog(out / "e2e.hlog")]
     absorbed = sum(s["absorbed"] for s in service_stats.values()) + report.replayed_replies
@@ -323,8 +318,9 @@ def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, ste
         },
         messages_per_order=audit.get("messages_per_order"), bytes_per_order=audit.get("bytes_per_order"),
         audit=audit, cpu_s=cpu,
-        timeline={"start_wall_s": load.start_wall_s, "measure_start_s": load.measure_start_s,
-                  "measure_end_s": load.measure_end_s},
+        timeline={"start_wall_s": load.start_wall_s, "measure_start_s": load.wall_s(load.measure_start_s),
+                  "measure_end_s": load.wall_s(load.measure_end_s)},
+        clock=load.clock,
         environment={**results.environment(broker.kafka_version), "bootstrap_servers": broker.bootstrap_servers,
                      # A broker started by the run gets a discarded pre-load first; one already
                      # running is used as it is (warm, or not, as earlier runs left it).

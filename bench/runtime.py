@@ -41,7 +41,7 @@ import signal
 from collections import deque
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -58,6 +58,8 @@ COMMIT_INTERVAL_MS = clients.COMMIT_INTERVAL_MS
 TX_INTERVAL_S = 0.1
 RESTORE_TIMEOUT_S = 120.0
 STATS_PREFIX = "STATS "
+# A supervised instance's stdout: READY once, then its backlog (kafkastats.backlog) each second.
+BACKLOG_PREFIX = "BACKLOG "
 # What a service reports when it stops; the supervisor sums each over a role's instances.
 STATS_KEYS = ("processed", "dead_letters", "absorbed", "rejoins", *kafkastats.COUNTS)
 
@@ -164,6 +166,7 @@ class Service:
         self.alive_at = time.monotonic()
         self.in_transaction = False
         self.tx_started = 0.0
+        self.report_backlog: Callable[[int | None], None] | None = None
 
     def _alive(self) -> None:
         self.alive_at = time.monotonic()
@@ -254,6 +257,8 @@ class Service:
                         # that died with the harness: end now.
                         print(f"{self.spec.client_id}: the harness is gone; exiting", file=sys.stderr, flush=True)
                         os._exit(0)
+                    if self.report_backlog is not None:
+                        self.report_backlog(kafkastats.backlog(self.batching.latest.get("consumer")))
                 first = self.consumer.poll(POLL_S)
                 if self.ready and not announced:
                     announced = True
@@ -381,8 +386,9 @@ class Service:
             self.consumer.close()
 
 
-def serve(spec: ServiceSpec, parent_alive=lambda: True, announce=print) -> None:
-    """Run one service instance until SIGTERM; print READY once it has joined its group."""
+def serve(spec: ServiceSpec, parent_alive=lambda: True, announce=print, supervised: bool = False) -> None:
+    """Run one service instance until SIGTERM; print READY once it has joined its group and,
+    when ``supervised`` by a run, its backlog each second after."""
     # Long-lived ledgers and saga tables make every full collection slower as a run
     # goes on; messages are short-lived, so collect the young generation only, rarely.
     gc.freeze()
@@ -392,6 +398,8 @@ def serve(spec: ServiceSpec, parent_alive=lambda: True, announce=print) -> None:
     signal.signal(signal.SIGINT, service.stop)
     signal.signal(signal.SIGUSR1, service.slow_on)
     signal.signal(signal.SIGUSR2, service.slow_off)
+    if supervised:
+        service.report_backlog = lambda n: announce(f"{BACKLOG_PREFIX}{'' if n is None else n}", flush=True)
     try:
         service.run(on_ready=lambda: announce("READY", flush=True), parent_alive=parent_alive)
     finally:

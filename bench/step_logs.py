@@ -21,7 +21,7 @@ def write_step_logs(out: Path, latencies: dict[str, list[tuple[float, int]]], lo
         for end_s, latency_us in samples:
             if not load.measure_start_s <= end_s < load.measure_end_s:
                 continue
-            second = int(end_s - load.start_wall_s)
+            second = int(end_s - load.start_s)
             hist = intervals.get(second)
             if hist is None:
                 hist = intervals[second] = new_histogram()

@@ -12,6 +12,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,11 @@ from bench.broker.errors import BrokerError
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 PARENT_ENV = "BENCH_PARENT_PID"
+
+
+def supervised() -> bool:
+    """For a service: whether a run's supervisor spawned it (and reads its stdout)."""
+    return bool(os.environ.get(PARENT_ENV))
 
 
 def parent_watch() -> Callable[[], bool]:
@@ -45,6 +51,7 @@ class Instance:
     process: subprocess.Popen
     log_path: Path
     used_before: procstat.Usage = procstat.Usage()  # CPU of earlier incarnations of this instance (after restarts)
+    backlog: int | None = None  # as it last reported (each second once ready)
 
     @property
     def name(self) -> str:
@@ -58,6 +65,20 @@ class Instance:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def _follow(inst: Instance) -> None:
+    """Keep the instance's latest backlog report, until it exits (one line a second)."""
+    from bench.runtime import BACKLOG_PREFIX
+
+    prefix = BACKLOG_PREFIX.encode()
+    try:
+        for line in inst.process.stdout:
+            if line.startswith(prefix):
+                value = line[len(prefix):].strip()
+                inst.backlog = int(value) if value else None
+    except (OSError, ValueError):
+        pass  # stdout closed by stop(): the instance is gone
 
 
 class Supervisor:
@@ -106,6 +127,7 @@ class Supervisor:
                     if line.strip() == b"READY":
                         waiting.discard(inst.name)
                         selector.unregister(inst.process.stdout)
+                        threading.Thread(target=_follow, args=(inst,), name=f"reports-{inst.name}", daemon=True).start()
                     elif not line:
                         raise BrokerError(f"service {inst.name} exited during start (code {inst.process.wait()}); "
                                           f"log {inst.log_path}:\n{inst.log_tail()}")
@@ -129,6 +151,11 @@ class Supervisor:
         new = self.spawn(inst.role, inst.index)
         self.wait_ready([new])
         return new
+
+    def backlog(self) -> int | None:
+        """Messages the live instances have not handled yet, as each last reported (None before any did)."""
+        reported = [inst.backlog for inst in self.instances.values() if inst.alive() and inst.backlog is not None]
+        return sum(reported) if reported else None
 
     def usage(self) -> dict[str, procstat.Usage]:
         """CPU and context switches per role, summed over instances and their incarnations."""

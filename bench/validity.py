@@ -59,7 +59,7 @@ def _scheduled_shifted(load: LoadResult, shift_s: float) -> float:
     the warm-up, and counting the empty time before the start would excuse it. When less than
     half a window is left, the unshifted window is used."""
     window_s = load.measure_end_s - load.measure_start_s
-    lo, hi = max(load.measure_start_s - shift_s, load.start_wall_s), load.measure_end_s - shift_s
+    lo, hi = max(load.measure_start_s - shift_s, load.start_s), load.measure_end_s - shift_s
     if hi - lo < window_s / 2:
         lo, hi = load.measure_start_s, load.measure_end_s
     t0 = np.fromiter(load.started.values(), dtype=np.int64, count=len(load.started))
@@ -68,8 +68,8 @@ def _scheduled_shifted(load: LoadResult, shift_s: float) -> float:
 
 
 def _backlog_growth(load: LoadResult) -> tuple[float, float] | None:
-    start = load.measure_start_s - load.start_wall_s
-    end = load.measure_end_s - load.start_wall_s
+    start = load.measure_start_s - load.start_s
+    end = load.measure_end_s - load.start_s
     in_window = [s.in_flight for s in load.seconds if start < s.t_s <= end]
     if len(in_window) < 2 * EDGE_S:
         return None

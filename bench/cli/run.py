@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bench import patterns, series
+from bench import clock, patterns, series
 from bench import summary as run_summary
 from bench.cli.options import (bootstrap_option, check_fresh_output, duration_option, kafka_config_option,
                                with_overrides, workload_option)
@@ -72,7 +72,12 @@ def headline(s: dict) -> str:
             f"lost {orders['lost']}  stuck {orders['stuck']}  duplicates {orders['duplicates']}  inconsistent {orders['inconsistent']}"
             + _foreign(orders) + "\n"
             f"  messages/order {s['messages_per_order']}  bytes/order {s['bytes_per_order']}  harness CPU {s['cpu_s']['harness_total']}s  broker CPU {fmt(s['cpu_s']['broker'])}s"
-            + _cost_line(s.get("cost")))
+            + _cost_line(s.get("cost")) + _clock_line(s.get("clock")))
+
+
+def _clock_line(moved: dict | None) -> str:
+    line = clock.describe(moved)
+    return f"\n  clock   {line}" if line else ""
 
 
 def _foreign(orders: dict) -> str:

@@ -28,4 +28,4 @@ def serve(pattern, role, instance, group_prefix, bootstrap_servers, kafka_config
         raise click.BadParameter(f"{pattern} has roles {', '.join(roles)} for this workload's saga", param_hint="--role")
     spec = runtime.ServiceSpec(chosen, role, instance, bootstrap_servers, workload, group_prefix,
                                clients.read_properties(kafka_config) if kafka_config else {})
-    runtime.serve(spec, parent_alive)
+    runtime.serve(spec, parent_alive, supervised=supervisor.supervised())

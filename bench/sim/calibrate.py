@@ -138,7 +138,7 @@ class _Reader(threading.Thread):
                 self.ready.set()  # the first poll has resolved the end offsets
                 if first is None:
                     continue
-                now = time.time_ns()
+                now = time.monotonic_ns()  # ev.now_us's clock, which stamped ts_us
                 for msg in [first, *self.consumer.consume(BATCH_MAX - 1, 0)]:
                     if msg.error() is None:
                         self.received.append((now, orjson.loads(msg.value())))

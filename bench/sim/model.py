@@ -206,7 +206,7 @@ def _result(world: World) -> SimResult:
     unexpected = sum(1 for order_id, status in terminals.outcomes.items()
                      if status != w.saga.expected_outcome(order_id)) if w.faults else 0
     load_result = LoadResult(
-        started=load.started, outcomes=terminals.outcomes, start_wall_s=0.0,
+        started=load.started, outcomes=terminals.outcomes, start_s=0.0, start_wall_s=0.0,
         measure_start_s=w.warmup_s, measure_end_s=w.warmup_s + w.duration_s,
         offered_in_window=load.offered_in_window, scheduled_in_window=load.scheduled_in_window,
         finished_in_window=terminals.finished_in_window, send_failures=0, seconds=load.seconds,

@@ -68,7 +68,7 @@ def _write_timeseries(directory: Path, result: SimResult, e2e: list[HdrHistogram
         for second in result.load.seconds:
             k = int(second.t_s)
             p99 = summary_ms(e2e[k - 1])["p99"] if 0 < k <= len(e2e) else None
-            out.write_row(second.t_s, second.offered, second.finished, second.in_flight, second.lag, p99)
+            out.write_row(second.t_s, second.offered, second.finished, second.in_flight, second.backlog, p99)
 
 
 def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogram], steps: dict,

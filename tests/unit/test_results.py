@@ -155,7 +155,7 @@ def test_timeseries_rows_are_on_disk_before_close(tmp_path):
     with path.open(newline="") as f:  # read while the writer is still open, as after a crash
         rows = list(csv.reader(f))
     assert rows == [
-        ["t_s", "offered", "finished", "in_flight", "lag", "p99_ms"],
+        ["t_s", "offered", "finished", "in_flight", "backlog", "p99_ms"],
         ["1.0", "1000", "990", "10", "5", "12.5"],
         ["2.0", "1000", "1001", "9", "", ""],
     ]

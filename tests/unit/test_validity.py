@@ -14,7 +14,7 @@ def load_result(finished_per_s=RATE, in_flight=lambda t: 50, seconds=40, warmup=
     started = {f"o{i}": int((start + i / RATE) * 1e6) for i in range(RATE * seconds)}
     window = seconds - warmup
     return LoadResult(
-        started=started, outcomes={}, start_wall_s=start, measure_start_s=start + warmup, measure_end_s=start + seconds,
+        started=started, outcomes={}, start_s=start, start_wall_s=start, measure_start_s=start + warmup, measure_end_s=start + seconds,
         offered_in_window=RATE * window, scheduled_in_window=RATE * window,
         finished_in_window=finished_per_s * window, send_failures=0,
         seconds=[Second(t, RATE, finished_per_s, in_flight(t), 0, 10.0, 10.0) for t in range(1, seconds + 1)],
@@ -34,7 +34,7 @@ def test_a_short_run_a_few_orders_short_at_the_edge_is_valid_and_a_real_shortfal
     def short(finished):
         start, rate, window = 1_000_000.0, 54, 4
         started = {f"o{i}": int((start + 1 + i / rate) * 1e6) for i in range(rate * window)}
-        return LoadResult(started=started, outcomes={}, start_wall_s=start, measure_start_s=start + 1,
+        return LoadResult(started=started, outcomes={}, start_s=start, start_wall_s=start, measure_start_s=start + 1,
                           measure_end_s=start + 1 + window, offered_in_window=rate * window,
                           scheduled_in_window=rate * window, finished_in_window=finished, send_failures=0,
                           seconds=[], interrupted=False)
