@@ -18,13 +18,14 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import patterns, validity  # noqa: E402
-from bench.recording import summary_ms  # noqa: E402
+from bench import patterns
+from bench.results import validity
+from bench.results.recording import summary_ms  # noqa: E402
 from bench.sim.histograms import histogram_of  # noqa: E402
 from bench.sim.model import Scenario, simulate  # noqa: E402
 from bench.sim.profile import load_profile  # noqa: E402
-from bench.sweep import Point, knee, rate_text  # noqa: E402
-from bench.workload import load_workload, parse_duration  # noqa: E402
+from bench.run.sweep import Point, knee, rate_text  # noqa: E402
+from bench.flow.workload import load_workload, parse_duration  # noqa: E402
 
 
 @click.command()

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from bench.cli.errors import InputError
-from bench.compare import ALPHA, FORMATS, RuleError, compare as compare_results, parse_rules, render
-from bench.results import ResultsError
+from bench.compare.compare import ALPHA, FORMATS, RuleError, compare as compare_results, parse_rules, render
+from bench.results.files import ResultsError
 
 
 @click.command()

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import click
 
-from bench import clock, patterns, series
-from bench import summary as run_summary
+from bench.run import clock
+from bench import patterns
+from bench.results import series
+from bench.results import summary as run_summary
 from bench.cli.options import (bootstrap_option, check_fresh_output, duration_option, kafka_config_option,
                                with_overrides, workload_option)
-from bench.run import RunRequest, run as run_benchmark
+from bench.run.run import RunRequest, run as run_benchmark
 
 
 @click.command()

@@ -33,10 +33,10 @@ import numpy as np
 import orjson
 from hdrh.histogram import HdrHistogram
 
-from bench import saga as saga_mod
-from bench import series, summary as run_summary
-from bench.recording import read_hlog
-from bench.results import ResultsError
+from bench.flow import saga as saga_mod
+from bench.results import series, summary as run_summary
+from bench.results.recording import read_hlog
+from bench.results.files import ResultsError
 
 ALPHA = 0.05  # one-sided significance level of the Mann-Whitney U test
 EXACT_MAX_N = 50  # exact U distribution up to this many runs per side (without ties)

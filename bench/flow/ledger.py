@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from bench.events import decide
-from bench.saga import Step
+from bench.flow.events import decide
+from bench.flow.saga import Step
 
 # A bounded ledger: redeliveries arrive within seconds, not hours.
 LEDGER_SIZE = 500_000

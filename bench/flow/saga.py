@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import events as ev
-from bench.durations import parse_duration
+from bench.flow import events as ev
+from bench.flow.durations import parse_duration
 
 # Roles that coordinate and are not steps: choreography's order service ends each saga,
 # orchestration's orchestrator drives it.

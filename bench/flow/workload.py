@@ -14,12 +14,12 @@ from typing import Any
 
 import yaml
 
-from bench import saga as saga_mod
-from bench.arrivals import ARRIVALS
-from bench.durations import parse_duration
-from bench.saga import Processing, Saga, SagaError
+from bench.flow import saga as saga_mod
+from bench.flow.arrivals import ARRIVALS
+from bench.flow.durations import parse_duration
+from bench.flow.saga import Processing, Saga, SagaError
 
-DEFAULT_WORKLOAD = Path(__file__).resolve().parent.parent / "workloads" / "default.yaml"
+DEFAULT_WORKLOAD = Path(__file__).resolve().parents[2] / "workloads" / "default.yaml"
 
 FAULT_TYPES = ("kill", "pause", "broker-kill", "poison", "duplicate", "slow")
 ROLE_FAULTS = ("kill", "pause", "slow")  # the faults that hit a role's processes

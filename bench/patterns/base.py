@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bench import events as ev
-from bench.saga import Saga
-from bench.workload import Workload
+from bench.flow import events as ev
+from bench.flow.saga import Saga
+from bench.flow.workload import Workload
 
 
 class Outbox(Protocol):

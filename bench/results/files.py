@@ -21,13 +21,13 @@ import confluent_kafka
 import orjson
 
 import bench
-from bench import secrets
+from bench.kafka import secrets
 
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
 TIMESERIES = "timeseries.csv"
 
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parents[2]
 
 
 class ResultsError(ValueError):

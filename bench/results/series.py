@@ -13,8 +13,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import results, summary
-from bench.run import RunOutcome, RunRequest, check, one_broker, run
+from bench.results import files as results, summary
+from bench.run.run import RunOutcome, RunRequest, check, one_broker, run
 
 # Runs of one series must agree on these: otherwise they are not repeats of one configuration.
 SAME = ("mode", "pattern", "rate_target_per_s")

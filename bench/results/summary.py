@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from bench import results, validity
+from bench.results import files as results, validity
 
 EXIT_OK, EXIT_AUDIT, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 3, 130
 

@@ -26,11 +26,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from bench import events as ev
+from bench.flow import events as ev
 from bench.patterns.base import Topology
-from bench.records import Record
-from bench.saga import E2E, Saga
-from bench.summary import Orders
+from bench.kafka.records import Record
+from bench.flow.saga import E2E, Saga
+from bench.results.summary import Orders
 
 EXAMPLES_PER_CATEGORY = 5
 _ENTRY_EXIT = frozenset({ev.ORDER_CREATED, ev.ORDER_EVENTS})

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from bench import arrivals, clients, kafkastats
-from bench.clock import WallClockWatch
-from bench import events as ev
-from bench.recording import IntervalRecorder, summary_ms
-from bench.workload import Workload
+from bench.flow import arrivals
+from bench.kafka import clients, kafkastats
+from bench.run.clock import WallClockWatch
+from bench.flow import events as ev
+from bench.results.recording import IntervalRecorder, summary_ms
+from bench.flow.workload import Workload
 
 TERMINAL_POLL_S = 0.05
 TICK_S = 0.0005  # shortest sleep between bursts of sends

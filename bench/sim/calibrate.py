@@ -47,16 +47,17 @@ import orjson
 import yaml
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
-from bench import clients, results, secrets, topics
-from bench import events as ev
+from bench.kafka import clients, secrets, topics
+from bench.results import files as results
+from bench.flow import events as ev
 from bench.broker import dist, embedded
-from bench.load import LoadGenerator
+from bench.run.load import LoadGenerator
 from bench.patterns import PATTERNS
-from bench.runtime import BATCH_MAX, POLL_S
-from bench.saga import DEFAULT as SAGA
+from bench.run.runtime import BATCH_MAX, POLL_S
+from bench.flow.saga import DEFAULT as SAGA
 from bench.sim.profile import Distribution, LoadPoint, Profile
-from bench.supervisor import Supervisor
-from bench.workload import Workload
+from bench.run.supervisor import Supervisor
+from bench.flow.workload import Workload
 
 Echo = Callable[[str], None]
 # Calibration measures the default saga's services; the model scales their costs to any saga.
@@ -455,7 +456,7 @@ def terminal_us(samples: int = 2000) -> float:
     """What the load generator's reader spends on one terminal event: decode, record latency twice."""
     import tempfile as _tempfile
 
-    from bench.recording import IntervalRecorder
+    from bench.results.recording import IntervalRecorder
 
     value = orjson.dumps({"orderId": "x-1", "status": ev.COMPLETED, "t0_us": 1, "ts_us": 2})
     with _tempfile.TemporaryDirectory() as scratch:

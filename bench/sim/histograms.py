@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from bench.recording import HIGHEST_US, new_histogram
+from bench.results.recording import HIGHEST_US, new_histogram
 
 
 def counts_index(histogram: HdrHistogram, values_us: np.ndarray) -> np.ndarray:

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 import simpy
 
-from bench import arrivals
-from bench import events as ev
-from bench.load import FLUSH_MIN_S, Second
+from bench.flow import arrivals
+from bench.flow import events as ev
+from bench.run.load import FLUSH_MIN_S, Second
 from bench.sim.kafka import Producer, partition_of
-from bench.workload import Workload
+from bench.flow.workload import Workload
 
 CHUNKS_PER_TICK = 10  # a timeseries row per second, arrivals handled per 100 ms
 

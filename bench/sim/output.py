@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from bench import results, summary
-from bench.audit import step_names
-from bench.saga import E2E
-from bench.recording import merged, new_histogram, summary_ms, write_hgrm, write_intervals
+from bench.results import files as results, summary
+from bench.run.audit import step_names
+from bench.flow.saga import E2E
+from bench.results.recording import merged, new_histogram, summary_ms, write_hgrm, write_intervals
 from bench.sim.histograms import per_second
 from bench.sim.model import Scenario, SimResult
 

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 
 import simpy
 
-from bench import events as ev
+from bench.flow import events as ev
 from bench.patterns.base import Handler, Topology
-from bench.runtime import BATCH_MAX, COMMIT_INTERVAL_MS, POLL_S
+from bench.run.runtime import BATCH_MAX, COMMIT_INTERVAL_MS, POLL_S
 from bench.sim.hosts import Host
 from bench.sim.kafka import Cluster, Producer, partition_of
 

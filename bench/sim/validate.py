@@ -17,16 +17,17 @@ from pathlib import Path
 
 import orjson
 
-from bench import results, secrets
+from bench.results import files as results
+from bench.kafka import secrets
 from bench.patterns import PATTERNS
 from bench.patterns.base import Pattern
-from bench.run import RunRequest
-from bench.run import run as real_run
+from bench.run.run import RunRequest
+from bench.run.run import run as real_run
 from bench.sim import simulation
 from bench.sim.fit import workload_of
 from bench.sim.profile import Profile
-from bench.sweep import Point, knee, rate_text, sweep_dir
-from bench.workload import Workload
+from bench.run.sweep import Point, knee, rate_text, sweep_dir
+from bench.flow.workload import Workload
 
 TARGETS = {"p50": 0.15, "p99": 0.30, "knee": 0.20}
 VALIDATION = "validation.json"

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.compare import (
+from bench.compare.compare import (
     METRICS,
     Rule,
     RuleError,
@@ -20,8 +20,8 @@ from bench.compare import (
     render,
     shift_interval,
 )
-from bench.recording import merged, new_histogram, read_hlog, summary_ms, write_intervals
-from bench.results import SCHEMA_VERSION, write_summary
+from bench.results.recording import merged, new_histogram, read_hlog, summary_ms, write_intervals
+from bench.results.files import SCHEMA_VERSION, write_summary
 
 T0 = 1_700_000_000.25
 WARMUP_S, DURATION_S, RATE = 2, 10, 300
