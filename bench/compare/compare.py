@@ -464,7 +464,7 @@ def side_by_side(sides: Sequence[Side]) -> list[Row]:
 
 def step_names(results: Sequence[Result]) -> list[str]:
     """Every step of any result, in the order the results list them (each run writes its steps
-    in its saga's order: bench.audit.step_names)."""
+    in its saga's order: bench.patterns.base.Topology.step_names)."""
     found: dict[str, None] = {}
     for r in results:
         found.update(dict.fromkeys(_get(r.summary, "latency_ms", "steps") or {}))

@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import confluent_kafka
 import orjson
 
 import bench
@@ -57,6 +56,10 @@ def result_dir(pattern: str, rate: float, *, base: str | Path = "results", now: 
 def environment(kafka_version: str | None = None) -> dict[str, Any]:
     """What produced a result: versions, commit, machine. ``kafka_version`` is the
     broker's, which only the caller knows."""
+    # Imported here: only writing a result asks for librdkafka's version; reading results
+    # (bench compare, bench report) must not load the Kafka client.
+    import confluent_kafka
+
     return {
         "bench_version": bench.__version__,
         "python": platform.python_version(),

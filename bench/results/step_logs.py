@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.run.load import LoadResult
+from bench.results.measurement import LoadResult
 from bench.results.recording import HIGHEST_US, merged, new_histogram, summary_ms, write_intervals
 from bench.flow.saga import E2E
 

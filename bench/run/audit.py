@@ -427,11 +427,6 @@ def _topics(topology: Topology) -> dict[str, tuple[str, frozenset[str]]]:
     return topics
 
 
-def step_names(topology: Topology) -> tuple[str, ...]:
-    """The step latency names of a run of ``topology``, in display order, e2e last."""
-    return (*topology.saga.spans(topology.coordinator), E2E)
-
-
 def step_latencies(records: Iterable[Record], topology: Topology) -> Latencies:
     """Per step name, one ``(ts_s, latency_us)`` per order that took the step:
     ``ts_s`` is the wall-clock second the step ended, ``latency_us`` the
@@ -441,7 +436,7 @@ def step_latencies(records: Iterable[Record], topology: Topology) -> Latencies:
     intended start ``t0_us`` to its first terminal event's ``ts_us``."""
     steps_of = _STEP_FUNCTIONS[topology.pattern]
     log = _collect(records, _topics(topology), {})
-    out: Latencies = {name: [] for name in step_names(topology)}
+    out: Latencies = {name: [] for name in topology.step_names()}
     saga, coordinator = topology.saga, topology.coordinator
     for order_id, steps in log.orders.items():
         steps_of(saga, coordinator, steps, log.t0_us.get(order_id), out)

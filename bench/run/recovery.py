@@ -16,7 +16,7 @@ For a fault starting at ``at`` and ending at ``end`` (seconds from the start of 
 """
 from __future__ import annotations
 
-from bench.run.load import Second
+from bench.results.measurement import Second
 from bench.results.recording import merged, summary_ms
 
 BASELINE_S = 5

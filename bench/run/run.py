@@ -28,7 +28,8 @@ from bench.broker import dist, embedded
 from bench.broker.warmup import warm_up
 from bench.kafka.errors import BrokerError
 from bench.run.faults import FaultContext, FaultInjector
-from bench.run.load import LoadGenerator, LoadResult, Second
+from bench.results.measurement import LoadResult, Second
+from bench.run.load import LoadGenerator
 from bench.patterns.base import Pattern
 from bench.results.recording import read_hlog, summary_ms, write_hgrm
 from bench.kafka.records import read_topics

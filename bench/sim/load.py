@@ -14,7 +14,8 @@ import simpy
 
 from bench.flow import arrivals
 from bench.flow import events as ev
-from bench.run.load import FLUSH_MIN_S, Second
+from bench.results.measurement import Second
+from bench.run.load import FLUSH_MIN_S
 from bench.sim.kafka import Producer, partition_of
 from bench.flow.workload import Workload
 

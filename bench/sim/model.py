@@ -16,7 +16,7 @@ import orjson
 import simpy
 
 from bench.flow import events as ev
-from bench.run.load import LoadResult
+from bench.results.measurement import LoadResult
 from bench.patterns.base import Pattern, Stateless, Topology
 from bench.sim import faults as faults_mod
 from bench.sim.hosts import PLACEMENTS, Host, mean_utilisation, placement

@@ -1,7 +1,7 @@
 """Run validity and per-fault recovery figures from synthetic per-second series."""
 from __future__ import annotations
 
-from bench.run.load import LoadResult, Second
+from bench.results.measurement import LoadResult, Second
 from bench.results.recording import new_histogram
 from bench.run.recovery import fault_figures
 from bench.results.validity import judge
