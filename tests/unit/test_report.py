@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.compare.compare import Result
+from bench.compare.sides import Result
 from bench.results.recording import merged, new_histogram
 from bench.compare.report import CHARTS, spectrum_points, write_report
 from bench.results.files import ResultsError
