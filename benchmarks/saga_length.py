@@ -4,7 +4,7 @@
                                      [--failure 0] [--results results/saga-length] [--table-only]
 
 For each step count n, a sequential saga of n generic steps (``step-1`` ...
-``step-n``, bench.saga.of_length) runs in both patterns at one rate, on one
+``step-n``, bench.flow.saga.of_length) runs in both patterns at one rate, on one
 embedded broker started on port 29692 and warmed up first. The order is
 interleaved (n=1 choreography, n=1 orchestration, n=3 ...) so a drift of the
 machine over the run touches both patterns alike. Each run is a real

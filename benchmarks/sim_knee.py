@@ -3,7 +3,7 @@
     python benchmarks/sim_knee.py --rates 4000,6000,8000 [--patterns orchestration] [--workload W]
                                   [--duration 20s] [--placement spread] [--network-rtt 200us] [--instances 1]
 
-The knee is :func:`bench.sweep.knee`'s: the highest rate whose (simulated) run
+The knee is :func:`bench.run.sweep.knee`'s: the highest rate whose (simulated) run
 is valid with p99 under the workload's bound. Nothing is written to disk.
 """
 from __future__ import annotations

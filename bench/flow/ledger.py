@@ -2,7 +2,7 @@
 
 A step's ledger answers a redelivered or retried request with the original
 outcome and applies it once (no double charge, no double reservation).
-Outcomes come from :meth:`bench.saga.Step.succeeds`, so every instance decides
+Outcomes come from :meth:`bench.flow.saga.Step.succeeds`, so every instance decides
 the same way.
 """
 from __future__ import annotations

@@ -96,7 +96,7 @@ class Workload:
     replication_factor: int = 1
     min_insync_replicas: int = 1
     acks: str = "all"
-    # The saga's steps (bench.saga); None: the default saga, payment -> inventory -> shipping.
+    # The saga's steps (bench.flow.saga); None: the default saga, payment -> inventory -> shipping.
     saga: Saga | Mapping | None = None
     instances: Mapping[str, int] = dataclasses.field(default_factory=dict)
     # The default saga's failure probabilities by step, as workloads wrote them before `saga:`.

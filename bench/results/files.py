@@ -99,7 +99,7 @@ def _memory_total_bytes() -> int | None:
 
 def write_summary(directory: str | Path, summary: Mapping[str, Any]) -> Path:
     """Write ``summary.json`` atomically, with ``schema_version`` set and credentials redacted
-    (:func:`bench.secrets.redact`: client settings by the allow-list, wherever they sit)."""
+    (:func:`bench.kafka.secrets.redact`: client settings by the allow-list, wherever they sit)."""
     document = secrets.redact(summary)
     document.pop("schema_version", None)
     document = {"schema_version": SCHEMA_VERSION, **document}  # first, for people reading the file

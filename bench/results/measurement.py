@@ -38,7 +38,7 @@ class LoadResult:
     seconds: list[Second] = field(default_factory=list)
     interrupted: bool = False
     histograms: dict = field(default_factory=dict)  # name -> total HdrHistogram
-    clock: dict = field(default_factory=dict)  # how the wall clock moved (bench.clock)
+    clock: dict = field(default_factory=dict)  # how the wall clock moved (bench.run.clock)
 
     @property
     def in_flight(self) -> int:

@@ -1,6 +1,6 @@
 """A run's summary: the one definition of its keys and of its verdict.
 
-A real run (:mod:`bench.run`) and a simulated one (:mod:`bench.sim.output`) both build
+A real run (:mod:`bench.run.run`) and a simulated one (:mod:`bench.sim.output`) both build
 their summary.json with :func:`build`, so they have the same keys, and every reader
 (run, simulate, sweep, compare, report) judges one with the same functions:
 :func:`clean` (the audit found nothing wrong), :func:`problems` (why a run cannot be

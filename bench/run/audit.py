@@ -1,6 +1,6 @@
 """Correctness audit: did every order end exactly once, and consistently?
 
-After a run, :func:`bench.records.read_topics` reads the saga topics from the
+After a run, :func:`bench.kafka.records.read_topics` reads the saga topics from the
 beginning to their high watermarks; :func:`audit` folds the records into an
 :class:`AuditReport` and :func:`step_latencies` derives per-step latency from
 consecutive ``ts_us`` of one order. Both are pure functions over an iterable of
@@ -18,7 +18,7 @@ Words used below:
 - *production*: one message as its producer stamped it (its ``ts_us``). The same
   status with the same ``ts_us`` twice is one production delivered twice.
 
-Every step name, status and topic comes from the run's :class:`bench.saga.Saga`
+Every step name, status and topic comes from the run's :class:`bench.flow.saga.Saga`
 through the pattern's :class:`bench.patterns.base.Topology`.
 """
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The open-loop load generator: starts orders on schedule and times their endings.
 
-Orders start at intended times from :mod:`bench.arrivals`, whether or not the
+Orders start at intended times from :mod:`bench.flow.arrivals`, whether or not the
 system keeps up. Each order carries its intended start (``t0_us``); the
 generator's own consumer of ``order-events`` records end-to-end latency as
 ``now - t0_us`` on this process's monotonic clock (one clock, which nothing
 steps), so a stall shows up in the latency of every order scheduled during it (no
 coordinated omission). How late each order was actually sent is recorded
 separately as schedule slip. The wall clock is read only for labels, and watched
-(:mod:`bench.clock`) so a run can say whether it moved.
+(:mod:`bench.run.clock`) so a run can say whether it moved.
 """
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ class Point:
     p50_ms: float | None
     p99_ms: float | None
     p999_ms: float | None
-    clean: bool  # bench.summary.clean: the audit found no faulty order
+    clean: bool  # bench.results.summary.clean: the audit found no faulty order
     directory: str
 
     @classmethod

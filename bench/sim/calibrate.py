@@ -18,7 +18,7 @@ Phases, each on freshly created topics (as ``bench run`` makes them):
    (what competes for the host's cores) read from /proc: payment (one output per
    input), the order service on events it ignores (no output), the orchestrator
    beside its three services (so its sagas finish, as in a run).
-4. the real load generator (:class:`bench.load.LoadGenerator`) for two seconds:
+4. the real load generator (:class:`bench.run.load.LoadGenerator`) for two seconds:
    its CPU per order.
 
 The broker's CPU at each traffic level is read from the JVM when the broker is
@@ -394,7 +394,7 @@ class Calibration:
         return figures
 
     def load_generator(self) -> dict:
-        """The real open-loop load generator (bench.load) sending for a few seconds, no service
+        """The real open-loop load generator (bench.run.load) sending for a few seconds, no service
         answering: its CPU per order sent (the reader's share is added from terminal_us)."""
         self.fresh_topics()
         rate = 1000.0 if self.request.quick else 2000.0

@@ -1,9 +1,9 @@
 """The simulated open-loop load generator and the consumer of terminal events.
 
-Orders start at the same intended times as in a real run (:func:`bench.arrivals.schedule`
+Orders start at the same intended times as in a real run (:func:`bench.flow.arrivals.schedule`
 with the workload's seed), whatever the system does. Each is sent after a small
 schedule slip and, when its terminal event reaches the generator's consumer,
-its latency from the intended start is recorded, as :mod:`bench.load` does.
+its latency from the intended start is recorded, as :mod:`bench.run.load` does.
 """
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ class Scenario:
 
 @dataclasses.dataclass
 class SimResult:
-    """What a simulated run measured, shaped like a real run's :class:`bench.load.LoadResult`
+    """What a simulated run measured, shaped like a real run's :class:`bench.results.measurement.LoadResult`
     plus what the real run learns from its audit and the processes' CPU."""
 
     load: LoadResult

@@ -1,10 +1,10 @@
 """`bench validate`: the model against the real broker, side by side.
 
-For every pattern and rate, a real run (:func:`bench.run.run`) and a simulation
+For every pattern and rate, a real run (:func:`bench.run.run.run`) and a simulation
 of the same workload; or, with ``against``, simulations of real result
 directories measured before. The error of p50, p99 and finished throughput is
 the simulated value's relative difference from the real one; each pattern's
-knee (:func:`bench.sweep.knee`) is found in both and compared. Targets: p50
+knee (:func:`bench.run.sweep.knee`) is found in both and compared. Targets: p50
 within 15% and p99 within 30% where the real run held its rate, knee within 20%.
 """
 from __future__ import annotations
