@@ -31,7 +31,7 @@ def _children_cpu_s() -> float:
 
 
 def _run(tree: Path, pattern: str, rate: float, duration: str, warmup: str, bootstrap: str, out: Path, cluster) -> dict:
-    from bench import procstat
+    from bench.run import procstat
 
     env = {**os.environ, "PYTHONPATH": str(tree)}  # services are spawned with the same interpreter and path
     broker_before = sum(procstat.cpu_seconds(n.pid) or 0.0 for n in cluster.alive_nodes())

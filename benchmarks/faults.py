@@ -38,8 +38,8 @@ def main(rate, only, pattern_names, results, table_only):
         os.environ["BENCH_BROKER_DIR"] = tempfile.mkdtemp(prefix="bench-faults-broker-")
     from bench import patterns
     from bench.broker import embedded
-    from bench.run import RunRequest, _nodes_needed, run
-    from bench.workload import load_workload
+    from bench.run.run import RunRequest, _nodes_needed, run
+    from bench.flow.workload import load_workload
 
     wanted = set(only.split(",")) if only else None
     failed = False

@@ -76,7 +76,9 @@ def _measure(results: Path, gates: int, runs: int, processing: list[str], proces
 
 
 def _table(results: Path) -> bool:
-    from bench.compare import compare, parse_rules, spread
+    from bench.compare.comparison import compare
+    from bench.compare.rules import parse_rules
+    from bench.compare.stats import spread
 
     rules = parse_rules(RULES)
     gates = sorted((p for p in results.glob("gate-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))

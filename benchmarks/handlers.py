@@ -27,13 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(pattern: str, steps: int | None, orders: int, rounds: int) -> float:
-    from bench import events as ev
+    from bench.flow import events as ev
     from bench import patterns
-    from bench.workload import Workload
+    from bench.flow.workload import Workload
 
     chosen = patterns.get(pattern)
     if hasattr(chosen, "topology"):
-        from bench import saga
+        from bench.flow import saga
 
         workload = Workload(name="handlers", saga=saga.of_length(steps, 0.02) if steps else None)
         topology = chosen.topology(workload.saga)

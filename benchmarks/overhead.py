@@ -37,15 +37,15 @@ RECORD = b'{"orderId":"0123456789-1","status":"created","t0_us":1764000000000000
 
 def _broker_cpu(cluster) -> float:
     """The broker's CPU seconds; NaN for a cluster that is not ours (its figures print as nan)."""
-    from bench import procstat
+    from bench.run import procstat
 
     nodes = cluster.alive_nodes()
     return sum(procstat.cpu_seconds(n.pid) or 0.0 for n in nodes) if nodes else float("nan")
 
 
 def _topics(bootstrap: str, names: list[str]) -> None:
-    from bench import clients, topics
-    from bench.workload import Workload
+    from bench.kafka import clients, topics
+    from bench.flow.workload import Workload
 
     conf = clients.admin_config(bootstrap)
     topics.recreate(topics.admin(conf), names, Workload(name="overhead", partitions=1),
@@ -121,8 +121,8 @@ def pattern_runs(bootstrap: str, names: list[str], workloads: list[str], rates: 
                  warmup_s: float, results: Path) -> list[dict]:
     """Each pattern on each workload at each rate, the workloads interleaved at every rate."""
     from bench import patterns
-    from bench.run import RunRequest, run
-    from bench.workload import load_workload
+    from bench.run.run import RunRequest, run
+    from bench.flow.workload import load_workload
 
     rows = []
     for rate in rates:
@@ -139,11 +139,12 @@ def pattern_runs(bootstrap: str, names: list[str], workloads: list[str], rates: 
 
 
 def run_load_only(bootstrap: str, cluster, rates: list[float], duration_s: float) -> None:
-    from bench import clients, procstat, topics
-    from bench import events as ev
-    from bench.load import LoadGenerator
-    from bench.recording import summary_ms
-    from bench.workload import load_workload
+    from bench.kafka import clients, topics
+    from bench.run import procstat
+    from bench.flow import events as ev
+    from bench.run.load import LoadGenerator
+    from bench.results.recording import summary_ms
+    from bench.flow.workload import load_workload
 
     click.echo("rate/s  sent/s    slip p50 ms  p99 ms  max ms  load generator us/order (main, library)  broker us/order")
     for rate in rates:
@@ -221,7 +222,7 @@ def main(rates, pattern_names, workload_names, duration, warmup, relay_rates, re
     if not bootstrap_servers:
         os.environ["BENCH_BROKER_DIR"] = tempfile.mkdtemp(prefix="bench-overhead-broker-")
     from bench.broker import embedded
-    from bench.workload import parse_duration
+    from bench.flow.workload import parse_duration
 
     rate_list = [float(r) for r in rates.split(",")]
     with embedded.embedded(port=PORT) if not bootstrap_servers else _external(bootstrap_servers) as cluster:

@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from bench import patterns
-from bench.run import RunRequest, run
-from bench.workload import load_workload, parse_duration
+from bench.run.run import RunRequest, run
+from bench.flow.workload import load_workload, parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@
                                      [--failure 0] [--results results/saga-length] [--table-only]
 
 For each step count n, a sequential saga of n generic steps (``step-1`` ...
-``step-n``, bench.saga.of_length) runs in both patterns at one rate, on one
+``step-n``, bench.flow.saga.of_length) runs in both patterns at one rate, on one
 embedded broker started on port 29692 and warmed up first. The order is
 interleaved (n=1 choreography, n=1 orchestration, n=3 ...) so a drift of the
 machine over the run touches both patterns alike. Each run is a real
@@ -35,8 +35,8 @@ PREDICTED = {"choreography": lambda n: n + 2, "orchestration": lambda n: 3 * n +
 
 
 def _workload(n: int, rate: float, duration: str, warmup: str, failure: float):
-    from bench import saga
-    from bench.workload import Workload, parse_duration
+    from bench.flow import saga
+    from bench.flow.workload import Workload, parse_duration
 
     return Workload(name=f"saga-{n}-steps", rate_per_s=rate, duration_s=parse_duration(duration),
                     warmup_s=parse_duration(warmup), saga=saga.of_length(n, failure))
@@ -47,7 +47,7 @@ def _measure(results: Path, steps: list[int], rate: float, duration: str, warmup
     from bench import patterns
     from bench.broker import embedded
     from bench.broker.warmup import warm_up
-    from bench.run import RunRequest, run
+    from bench.run.run import RunRequest, run
 
     with embedded.embedded(port=PORT) as cluster:
         warm_up(cluster.bootstrap_servers)

@@ -3,7 +3,7 @@
     python benchmarks/sim_knee.py --rates 4000,6000,8000 [--patterns orchestration] [--workload W]
                                   [--duration 20s] [--placement spread] [--network-rtt 200us] [--instances 1]
 
-The knee is :func:`bench.sweep.knee`'s: the highest rate whose (simulated) run
+The knee is :func:`bench.run.sweep.knee`'s: the highest rate whose (simulated) run
 is valid with p99 under the workload's bound. Nothing is written to disk.
 """
 from __future__ import annotations
@@ -18,13 +18,14 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import patterns, validity  # noqa: E402
-from bench.recording import summary_ms  # noqa: E402
+from bench import patterns
+from bench.results import validity
+from bench.results.recording import summary_ms  # noqa: E402
 from bench.sim.histograms import histogram_of  # noqa: E402
 from bench.sim.model import Scenario, simulate  # noqa: E402
 from bench.sim.profile import load_profile  # noqa: E402
-from bench.sweep import Point, knee, rate_text  # noqa: E402
-from bench.workload import load_workload, parse_duration  # noqa: E402
+from bench.run.sweep import Point, knee, rate_text  # noqa: E402
+from bench.flow.workload import load_workload, parse_duration  # noqa: E402
 
 
 @click.command()

@@ -20,11 +20,11 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import patterns  # noqa: E402
+from bench import patterns
 from bench.sim import output  # noqa: E402
 from bench.sim.model import Scenario, simulate  # noqa: E402
 from bench.sim.profile import load_profile  # noqa: E402
-from bench.workload import load_workload  # noqa: E402
+from bench.flow.workload import load_workload  # noqa: E402
 
 
 @click.command()

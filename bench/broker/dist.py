@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.broker.errors import BrokerError
+from bench.kafka.errors import BrokerError
 
 KAFKA_VERSION = "4.1.1"
 POM = Path(__file__).with_name("pom.xml")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from bench.broker import dist
-from bench.broker.errors import BrokerError
+from bench.kafka.errors import BrokerError
 
 CONTROLLER_PORT_OFFSET = 100
 START_TIMEOUT_S = 90.0
@@ -220,7 +220,7 @@ def _last_lines(path: Path, n: int = 12) -> str:
 def _serving(bootstrap: str, expected_brokers: int) -> bool:
     from confluent_kafka.admin import AdminClient
 
-    from bench.clients import silent_logger
+    from bench.kafka.clients import silent_logger
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0,
                          "logger": silent_logger("probe")})

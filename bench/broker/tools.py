@@ -10,7 +10,7 @@ import os
 import sys
 
 from bench.broker import dist
-from bench.broker.errors import BrokerError
+from bench.kafka.errors import BrokerError
 
 TOOLS_LOG4J2 = """\
 Configuration:

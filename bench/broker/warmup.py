@@ -14,7 +14,7 @@ import time
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.clients import silent_logger
+from bench.kafka.clients import silent_logger
 
 TOPIC = "bench-broker-warm-up"
 DURATION_S = 6.0

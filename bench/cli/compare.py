@@ -7,8 +7,12 @@ from pathlib import Path
 import click
 
 from bench.cli.errors import InputError
-from bench.compare import ALPHA, FORMATS, RuleError, compare as compare_results, parse_rules, render
-from bench.results import ResultsError
+from bench.compare.comparison import compare as compare_results
+from bench.compare.judge import ALPHA
+from bench.compare.metrics import RuleError
+from bench.compare.render import FORMATS, render
+from bench.compare.rules import parse_rules
+from bench.results.files import ResultsError
 
 
 @click.command()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from bench.broker.errors import BrokerError
+from bench.kafka.errors import BrokerError
 
 
 class InputError(click.ClickException):
@@ -13,17 +13,17 @@ class InputError(click.ClickException):
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from bench.clients import ConfigError
+    from bench.kafka.clients import ConfigError
 
     errors: list[type[BaseException]] = [ConfigError]
     try:
-        from bench.workload import WorkloadError
+        from bench.flow.workload import WorkloadError
 
         errors.append(WorkloadError)
     except ImportError:
         pass
     try:
-        from bench.results import ResultsError
+        from bench.results.files import ResultsError
 
         errors.append(ResultsError)
     except ImportError:

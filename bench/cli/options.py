@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from bench.cli.errors import InputError
-from bench.workload import Workload, WorkloadError, load_workload, parse_duration
+from bench.flow.workload import Workload, WorkloadError, load_workload, parse_duration
 
 
 def _load(ctx, param, value):

@@ -6,8 +6,8 @@ from pathlib import Path
 import click
 
 from bench.cli.errors import InputError
-from bench.report import write_report
-from bench.results import ResultsError
+from bench.compare.report import write_report
+from bench.results.files import ResultsError
 
 
 @click.command()

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import click
 
-from bench import clock, patterns, series
-from bench import summary as run_summary
+from bench.run import clock
+from bench import patterns
+from bench.results import series
+from bench.run import series as run_series
+from bench.results import summary as run_summary
 from bench.cli.options import (bootstrap_option, check_fresh_output, duration_option, kafka_config_option,
                                with_overrides, workload_option)
-from bench.run import RunRequest, run as run_benchmark
+from bench.run.run import RunRequest, run as run_benchmark
 
 
 @click.command()
@@ -44,7 +47,7 @@ def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_conf
         click.echo(headline(outcome.summary))
         click.echo(f"results: {outcome.directory}")
         sys.exit(outcome.exit_code)
-    base, outcomes = series.repeat(request, repeat, echo)
+    base, outcomes = run_series.repeat(request, repeat, echo)
     for outcome in outcomes:
         click.echo(f"{outcome.directory}: {headline(outcome.summary)}")
     click.echo(series_line(outcomes))

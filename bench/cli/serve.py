@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import click
 
-from bench import clients, patterns, runtime, supervisor
+from bench.kafka import clients
+from bench import patterns
+from bench.run import runtime, supervisor
 from bench.cli.options import bootstrap_option, kafka_config_option, workload_option
 
 

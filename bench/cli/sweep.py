@@ -10,7 +10,7 @@ from bench import patterns
 from bench.cli.errors import InputError
 from bench.cli.options import (bootstrap_option, check_fresh_output, duration_option, kafka_config_option,
                                with_overrides, workload_option)
-from bench.sweep import PLOT, SWEEP, SweepRequest, render_table, sweep as run_sweep
+from bench.run.sweep import PLOT, SWEEP, SweepRequest, render_table, sweep as run_sweep
 
 
 def _patterns(ctx, param, value):

@@ -10,7 +10,7 @@ from bench.cli.errors import InputError
 from bench.cli.options import bootstrap_option, check_fresh_output, duration_option, kafka_config_option, workload_option
 from bench.sim import validate as validation
 from bench.sim.profile import ProfileError, load_profile
-from bench.workload import WorkloadError
+from bench.flow.workload import WorkloadError
 
 
 @click.command()

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bench import events as ev
-from bench.saga import Saga
-from bench.workload import Workload
+from bench.flow import events as ev
+from bench.flow.saga import E2E, Saga
+from bench.flow.workload import Workload
 
 
 class Outbox(Protocol):
@@ -76,6 +76,10 @@ class Topology:
 
     def restored_topics(self) -> set[str]:
         return {t for topics in self.restore_from.values() for t in topics}
+
+    def step_names(self) -> tuple[str, ...]:
+        """The step latency names of a run of this topology, in display order, e2e last."""
+        return (*self.saga.spans(self.coordinator), E2E)
 
 
 @dataclass(frozen=True)

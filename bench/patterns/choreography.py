@@ -18,11 +18,11 @@ count.
 """
 from __future__ import annotations
 
-from bench import events as ev
-from bench.ledger import Ledger, StepLedger
+from bench.flow import events as ev
+from bench.flow.ledger import Ledger, StepLedger
 from bench.patterns.base import Outbox, Pattern, Topology
-from bench.saga import Saga, Step
-from bench.workload import Workload
+from bench.flow.saga import Saga, Step
+from bench.flow.workload import Workload
 
 COORDINATOR = "order"
 _APPLY, _UNDO_AFTER, _UNDO_BESIDE = "apply", "undo-after", "undo-beside"

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import heapq
 
-from bench import events as ev
-from bench.ledger import Ledger, StepLedger
+from bench.flow import events as ev
+from bench.flow.ledger import Ledger, StepLedger
 from bench.patterns.base import Outbox, Pattern, Stateless, Topology
-from bench.saga import FAILED, OK, UNDONE, Saga, Step
-from bench.workload import Workload
+from bench.flow.saga import FAILED, OK, UNDONE, Saga, Step
+from bench.flow.workload import Workload
 
 COORDINATOR = "orchestrator"
 MAX_BACKOFF = 8  # a step's timeout grows 1x, 2x, 4x, 8x, 8x ... the workload's step_timeout

@@ -18,7 +18,7 @@ Phases, each on freshly created topics (as ``bench run`` makes them):
    (what competes for the host's cores) read from /proc: payment (one output per
    input), the order service on events it ignores (no output), the orchestrator
    beside its three services (so its sagas finish, as in a run).
-4. the real load generator (:class:`bench.load.LoadGenerator`) for two seconds:
+4. the real load generator (:class:`bench.run.load.LoadGenerator`) for two seconds:
    its CPU per order.
 
 The broker's CPU at each traffic level is read from the JVM when the broker is
@@ -47,16 +47,17 @@ import orjson
 import yaml
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
-from bench import clients, results, secrets, topics
-from bench import events as ev
+from bench.kafka import clients, secrets, topics
+from bench.results import files as results
+from bench.flow import events as ev
 from bench.broker import dist, embedded
-from bench.load import LoadGenerator
+from bench.run.load import LoadGenerator
 from bench.patterns import PATTERNS
-from bench.runtime import BATCH_MAX, POLL_S
-from bench.saga import DEFAULT as SAGA
+from bench.run.runtime import BATCH_MAX, POLL_S
+from bench.flow.saga import DEFAULT as SAGA
 from bench.sim.profile import Distribution, LoadPoint, Profile
-from bench.supervisor import Supervisor
-from bench.workload import Workload
+from bench.run.supervisor import Supervisor
+from bench.flow.workload import Workload
 
 Echo = Callable[[str], None]
 # Calibration measures the default saga's services; the model scales their costs to any saga.
@@ -393,7 +394,7 @@ class Calibration:
         return figures
 
     def load_generator(self) -> dict:
-        """The real open-loop load generator (bench.load) sending for a few seconds, no service
+        """The real open-loop load generator (bench.run.load) sending for a few seconds, no service
         answering: its CPU per order sent (the reader's share is added from terminal_us)."""
         self.fresh_topics()
         rate = 1000.0 if self.request.quick else 2000.0
@@ -455,7 +456,7 @@ def terminal_us(samples: int = 2000) -> float:
     """What the load generator's reader spends on one terminal event: decode, record latency twice."""
     import tempfile as _tempfile
 
-    from bench.recording import IntervalRecorder
+    from bench.results.recording import IntervalRecorder
 
     value = orjson.dumps({"orderId": "x-1", "status": ev.COMPLETED, "t0_us": 1, "ts_us": 2})
     with _tempfile.TemporaryDirectory() as scratch:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Generator
 
-from bench import events as ev
-from bench.workload import Fault
+from bench.flow import events as ev
+from bench.flow.workload import Fault
 
 DEFAULT_POISON = 10
 DEFAULT_DUPLICATES = 100

@@ -18,13 +18,13 @@ import numpy as np
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import results
+from bench.results import files as results
 from bench.patterns import PATTERNS
-from bench.recording import summary_ms
+from bench.results.recording import summary_ms
 from bench.sim.histograms import histogram_of
 from bench.sim.model import Scenario, simulate
 from bench.sim.profile import Profile
-from bench.workload import Fault, Workload
+from bench.flow.workload import Fault, Workload
 
 MAX_CONTENTION_US = 20_000.0
 STEPS = 12

@@ -3,7 +3,7 @@
 A simulation records millions of latencies; recording them one at a time with
 hdrh costs microseconds each. Here the counts index of every value is computed
 as hdrh's ``_counts_index_for`` does, vectorised, and the counts are added in one
-``bincount``. The histograms are :func:`bench.recording.new_histogram`'s, so
+``bincount``. The histograms are :func:`bench.results.recording.new_histogram`'s, so
 they encode, merge and summarise like the real run's.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from bench.recording import HIGHEST_US, new_histogram
+from bench.results.recording import HIGHEST_US, new_histogram
 
 
 def counts_index(histogram: HdrHistogram, values_us: np.ndarray) -> np.ndarray:
@@ -26,7 +26,7 @@ def counts_index(histogram: HdrHistogram, values_us: np.ndarray) -> np.ndarray:
 
 def histogram_of(values_us: np.ndarray) -> HdrHistogram:
     """A histogram of ``values_us`` (microseconds, rounded; out-of-range values at the nearest bound,
-    as :class:`bench.recording.IntervalRecorder` keeps them)."""
+    as :class:`bench.results.recording.IntervalRecorder` keeps them)."""
     histogram = new_histogram()
     if len(values_us) == 0:
         return histogram

@@ -1,9 +1,9 @@
 """The simulated open-loop load generator and the consumer of terminal events.
 
-Orders start at the same intended times as in a real run (:func:`bench.arrivals.schedule`
+Orders start at the same intended times as in a real run (:func:`bench.flow.arrivals.schedule`
 with the workload's seed), whatever the system does. Each is sent after a small
 schedule slip and, when its terminal event reaches the generator's consumer,
-its latency from the intended start is recorded, as :mod:`bench.load` does.
+its latency from the intended start is recorded, as :mod:`bench.run.load` does.
 """
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from collections.abc import Iterator
 
 import simpy
 
-from bench import arrivals
-from bench import events as ev
-from bench.load import FLUSH_MIN_S, Second
+from bench.flow import arrivals
+from bench.flow import events as ev
+from bench.results.measurement import Second
+from bench.run.load import FLUSH_MIN_S
 from bench.sim.kafka import Producer, partition_of
-from bench.workload import Workload
+from bench.flow.workload import Workload
 
 CHUNKS_PER_TICK = 10  # a timeseries row per second, arrivals handled per 100 ms
 

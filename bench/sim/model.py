@@ -15,17 +15,17 @@ import numpy as np
 import orjson
 import simpy
 
-from bench import events as ev
-from bench.load import LoadResult
+from bench.flow import events as ev
+from bench.results.measurement import LoadResult
 from bench.patterns.base import Pattern, Stateless, Topology
 from bench.sim import faults as faults_mod
 from bench.sim.hosts import PLACEMENTS, Host, mean_utilisation, placement
 from bench.sim.kafka import Cluster, Group, Producer, Transport
 from bench.sim.load import LoadGenerator, Terminals
 from bench.sim.profile import Profile
-from bench.saga import Processing
+from bench.flow.saga import Processing
 from bench.sim.service import Costs, Instance, SimOutbox, StepSamples, span_finder
-from bench.workload import Workload
+from bench.flow.workload import Workload
 
 LOAD_GROUP = "load"
 
@@ -59,7 +59,7 @@ class Scenario:
 
 @dataclasses.dataclass
 class SimResult:
-    """What a simulated run measured, shaped like a real run's :class:`bench.load.LoadResult`
+    """What a simulated run measured, shaped like a real run's :class:`bench.results.measurement.LoadResult`
     plus what the real run learns from its audit and the processes' CPU."""
 
     load: LoadResult

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from bench import results, summary
-from bench.audit import step_names
-from bench.saga import E2E
-from bench.recording import merged, new_histogram, summary_ms, write_hgrm, write_intervals
+from bench.results import files as results, summary
+from bench.flow.saga import E2E
+from bench.results.recording import merged, new_histogram, summary_ms, write_hgrm, write_intervals
 from bench.sim.histograms import per_second
 from bench.sim.model import Scenario, SimResult
 
@@ -48,7 +47,7 @@ def write(directory: Path, scenario: Scenario, result: SimResult, start_wall_s: 
 
 def _write_steps(directory: Path, scenario: Scenario, result: SimResult, start_wall_s: float) -> dict[str, dict]:
     w = scenario.workload
-    names = [s for s in step_names(scenario.topology) if s != E2E]
+    names = [s for s in scenario.topology.step_names() if s != E2E]
     summaries = {}
     for step in names:
         ends = np.frombuffer(result.steps.ends[step]) if step in result.steps.ends else np.empty(0)

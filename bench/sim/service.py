@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 
 import simpy
 
-from bench import events as ev
+from bench.flow import events as ev
 from bench.patterns.base import Handler, Topology
-from bench.runtime import BATCH_MAX, COMMIT_INTERVAL_MS, POLL_S
+from bench.run.runtime import BATCH_MAX, COMMIT_INTERVAL_MS, POLL_S
 from bench.sim.hosts import Host
 from bench.sim.kafka import Cluster, Producer, partition_of
 
@@ -34,7 +34,7 @@ SpanFinder = Callable[[str, dict, dict], "str | None"]
 
 def span_finder(topology: Topology) -> SpanFinder:
     """Which step latency producing ``event`` on ``topic`` in reaction to ``source`` ends, if any:
-    the names the audit derives from ``ts_us`` stamps (bench.audit.step_latencies), each the time
+    the names the audit derives from ``ts_us`` stamps (bench.run.audit.step_latencies), each the time
     from the message a handler reacted to until the message it produced."""
     saga = topology.saga
     if topology.pattern == "choreography":

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import results, summary as summary_mod
+from bench.results import files as results, summary as summary_mod
 from bench.patterns.base import Pattern
 from bench.sim import output
 from bench.sim.model import Scenario, simulate
 from bench.sim.profile import Profile
-from bench.workload import Workload
+from bench.flow.workload import Workload
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ import time
 import orjson
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
-from bench import clients
-from bench.runtime import BATCH_MAX, POLL_S
-from bench.workload import load_workload
+from bench.kafka import clients
+from bench.run.runtime import BATCH_MAX, POLL_S
+from bench.flow.workload import load_workload
 
 TICK_S = 0.005
 

@@ -1,10 +1,10 @@
 """`bench validate`: the model against the real broker, side by side.
 
-For every pattern and rate, a real run (:func:`bench.run.run`) and a simulation
+For every pattern and rate, a real run (:func:`bench.run.run.run`) and a simulation
 of the same workload; or, with ``against``, simulations of real result
 directories measured before. The error of p50, p99 and finished throughput is
 the simulated value's relative difference from the real one; each pattern's
-knee (:func:`bench.sweep.knee`) is found in both and compared. Targets: p50
+knee (:func:`bench.run.sweep.knee`) is found in both and compared. Targets: p50
 within 15% and p99 within 30% where the real run held its rate, knee within 20%.
 """
 from __future__ import annotations
@@ -17,16 +17,17 @@ from pathlib import Path
 
 import orjson
 
-from bench import results, secrets
+from bench.results import files as results
+from bench.kafka import secrets
 from bench.patterns import PATTERNS
 from bench.patterns.base import Pattern
-from bench.run import RunRequest
-from bench.run import run as real_run
+from bench.run.run import RunRequest
+from bench.run.run import run as real_run
 from bench.sim import simulation
 from bench.sim.fit import workload_of
 from bench.sim.profile import Profile
-from bench.sweep import Point, knee, rate_text, sweep_dir
-from bench.workload import Workload
+from bench.run.sweep import Point, knee, rate_text, sweep_dir
+from bench.flow.workload import Workload
 
 TARGETS = {"p50": 0.15, "p99": 0.30, "knee": 0.20}
 VALIDATION = "validation.json"

@@ -7,7 +7,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.broker import dist, embedded
-from bench.broker.errors import BrokerError
+from bench.kafka.errors import BrokerError
 
 pytestmark = pytest.mark.broker
 

@@ -8,7 +8,7 @@ from bench import patterns
 from bench.cli import cli
 from bench.sim.model import Scenario, simulate
 from bench.sim.profile import load_profile
-from bench.workload import load_workload
+from bench.flow.workload import load_workload
 
 pytestmark = pytest.mark.broker
 

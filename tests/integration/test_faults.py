@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench import events as ev
+from bench.flow import events as ev
 from bench import patterns
 from bench.broker import embedded
-from bench.run import RunRequest, run
-from bench.workload import Workload
-from bench.saga import DEFAULT as SAGA
+from bench.run.run import RunRequest, run
+from bench.flow.workload import Workload
+from bench.flow.saga import DEFAULT as SAGA
 
 PAY, INV, SHP = SAGA.steps
 
@@ -22,7 +22,7 @@ def workload(*faults, **changes):
 
 
 def fault(**spec):
-    from bench.workload import parse_workload
+    from bench.flow.workload import parse_workload
 
     return parse_workload({"name": "f", "duration": "16s", "warmup": "2s", "faults": [spec]}).faults[0]
 
@@ -77,9 +77,9 @@ def test_the_stall_guard_hands_back_fetched_input_rejoins_and_applies_nothing_tw
 
     from confluent_kafka import Producer
 
-    from bench import clients, topics
-    from bench.records import read_topics
-    from bench.runtime import Service, ServiceSpec
+    from bench.kafka import clients, topics
+    from bench.kafka.records import read_topics
+    from bench.run.runtime import Service, ServiceSpec
 
     pattern, w = patterns.get("choreography"), Workload(name="stall")
     topology = pattern.topology(w.saga)

@@ -16,8 +16,8 @@ from hdrh.log import HistogramLogReader
 
 from bench import patterns
 from bench.cli import cli
-from bench.run import RunRequest, run
-from bench.workload import load_workload
+from bench.run.run import RunRequest, run
+from bench.flow.workload import load_workload
 
 pytestmark = pytest.mark.broker
 WORKLOADS = Path(__file__).parents[2] / "workloads"

@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.results import read_summary
-from bench.sweep import PLOT, SWEEP, Point, knee
+from bench.results.files import read_summary
+from bench.run.sweep import PLOT, SWEEP, Point, knee
 
 
 def point(rate, valid=True, p99=10.0):

@@ -8,10 +8,11 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from bench import clients, patterns, topics
-from bench.broker.errors import BrokerError
-from bench.run import RunRequest, run
-from bench.workload import Workload
+from bench.kafka import clients, topics
+from bench import patterns
+from bench.kafka.errors import BrokerError
+from bench.run.run import RunRequest, run
+from bench.flow.workload import Workload
 
 pytestmark = pytest.mark.broker
 

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bench.arrivals import ARRIVALS, constant, poisson, schedule
+from bench.flow.arrivals import ARRIVALS, constant, poisson, schedule
 
 
 def take(iterator, n):

@@ -7,12 +7,12 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError
 
-from bench import events as ev
-from bench.audit import AuditReport, audit, step_latencies
-from bench.records import Record, _read_assigned
+from bench.flow import events as ev
+from bench.run.audit import AuditReport, audit, step_latencies
+from bench.kafka.records import Record, _read_assigned
 from bench import patterns
-from bench.saga import DEFAULT as SAGA
-from bench.workload import Workload
+from bench.flow.saga import DEFAULT as SAGA
+from bench.flow.workload import Workload
 
 PAY, INV, SHP = SAGA.steps
 

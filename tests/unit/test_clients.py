@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench import clients, secrets
-from bench.workload import Workload
+from bench.kafka import clients, secrets
+from bench.flow.workload import Workload
 
 
 def test_properties_file_is_read_java_style(tmp_path):

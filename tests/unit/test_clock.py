@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from bench import clock, kafkastats
+from bench.run import clock
+from bench.kafka import kafkastats
 
 
 class LyingWall:

@@ -6,22 +6,13 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.compare import (
-    METRICS,
-    Rule,
-    RuleError,
-    _u_distribution,
-    compare,
-    hodges_lehmann,
-    mann_whitney_p,
-    metric,
-    min_p_value,
-    parse_rules,
-    render,
-    shift_interval,
-)
-from bench.recording import merged, new_histogram, read_hlog, summary_ms, write_intervals
-from bench.results import SCHEMA_VERSION, write_summary
+from bench.compare.comparison import compare
+from bench.compare.metrics import METRICS, RuleError, metric
+from bench.compare.render import render
+from bench.compare.rules import Rule, parse_rules
+from bench.compare.stats import _u_distribution, hodges_lehmann, mann_whitney_p, min_p_value, shift_interval
+from bench.results.recording import merged, new_histogram, read_hlog, summary_ms, write_intervals
+from bench.results.files import SCHEMA_VERSION, write_summary
 
 T0 = 1_700_000_000.25
 WARMUP_S, DURATION_S, RATE = 2, 10, 300

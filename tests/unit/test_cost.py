@@ -6,8 +6,9 @@ import os
 import threading
 import time
 
-from bench import kafkastats, procstat
-from bench.cost import cost
+from bench.kafka import kafkastats
+from bench.run import procstat
+from bench.run.cost import cost
 
 
 def test_usage_tells_the_main_thread_from_the_others():

@@ -12,7 +12,7 @@ def test_cluster_ids_never_start_with_a_dash():
 def test_a_corrupt_state_file_is_one_line(tmp_path):
     import pytest
 
-    from bench.broker.errors import BrokerError
+    from bench.kafka.errors import BrokerError
 
     (tmp_path / "state.json").write_text("{not json")
     with pytest.raises(BrokerError) as err:

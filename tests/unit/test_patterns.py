@@ -7,12 +7,12 @@ from collections import deque
 
 import pytest
 
-from bench import events as ev
-from bench.audit import audit
-from bench.records import Record
+from bench.flow import events as ev
+from bench.run.audit import audit
+from bench.kafka.records import Record
 from bench.patterns import PATTERNS
-from bench.workload import Workload
-from bench.saga import DEFAULT as SAGA
+from bench.flow.workload import Workload
+from bench.flow.saga import DEFAULT as SAGA
 
 PAY, INV, SHP = SAGA.steps
 

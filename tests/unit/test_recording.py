@@ -5,7 +5,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
-from bench.recording import (
+from bench.results.recording import (
     HIGHEST_US,
     _add,
     _bucket_values,

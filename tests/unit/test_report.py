@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.compare import Result
-from bench.recording import merged, new_histogram
-from bench.report import CHARTS, spectrum_points, write_report
-from bench.results import ResultsError
+from bench.compare.sides import Result
+from bench.results.recording import merged, new_histogram
+from bench.compare.report import CHARTS, spectrum_points, write_report
+from bench.results.files import ResultsError
 
 BASELINES = Path(__file__).parents[2] / "results" / "baselines"
 RUNS = [BASELINES / "choreography-300", BASELINES / "orchestration-300"]

@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from bench import results
-from bench.results import (
+from bench.results import files as results
+from bench.results.files import (
     SCHEMA_VERSION,
     ResultsError,
     TimeseriesWriter,
@@ -17,7 +17,7 @@ from bench.results import (
     write_summary,
 )
 
-from bench.secrets import REDACTED, redact  # noqa: E402
+from bench.kafka.secrets import REDACTED, redact  # noqa: E402
 
 NOW = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from confluent_kafka import KafkaException
 
-from bench.runtime import OutputNotDelivered, Service, _Batch
+from bench.run.runtime import OutputNotDelivered, Service, _Batch
 
 
 class _Consumer:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench import series, summary
-from bench.results import ResultsError, write_summary
+from bench.results import series, summary
+from bench.results.files import ResultsError, write_summary
 
 
 def run_dir(path, pattern="orchestration", rate=300, **fields):
@@ -95,7 +95,7 @@ def test_one_verdict_for_every_reader():
 
 
 def test_sweep_points_use_the_same_verdict():
-    from bench.sweep import Point
+    from bench.run.sweep import Point
 
     s = {"pattern": "p", "rate_target_per_s": 1, "rate_achieved_per_s": 1, "valid": True,
          "latency_ms": {"e2e": {"p50": 1, "p99": 2, "p999": 3}},

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import simpy
 
-from bench import arrivals, patterns
-from bench.recording import new_histogram, read_hlog, summary_ms
-from bench.results import TIMESERIES, TimeseriesWriter, read_summary
+from bench.flow import arrivals
+from bench import patterns
+from bench.results.recording import new_histogram, read_hlog, summary_ms
+from bench.results.files import TIMESERIES, TimeseriesWriter, read_summary
 from bench.sim import simulation
 from bench.sim.histograms import histogram_of, per_second
 from bench.sim.hosts import Host, erlang_c, slowdown
@@ -25,7 +26,7 @@ from bench.sim.profile import (
     save_profile,
 )
 from bench.sim.service import Costs, Instance, SimOutbox, StepSamples
-from bench.workload import DEFAULT_WORKLOAD, Fault, load_workload
+from bench.flow.workload import DEFAULT_WORKLOAD, Fault, load_workload
 
 WORKLOADS = DEFAULT_WORKLOAD.parent
 

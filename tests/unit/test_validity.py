@@ -1,10 +1,10 @@
 """Run validity and per-fault recovery figures from synthetic per-second series."""
 from __future__ import annotations
 
-from bench.load import LoadResult, Second
-from bench.recording import new_histogram
-from bench.recovery import fault_figures
-from bench.validity import judge
+from bench.results.measurement import LoadResult, Second
+from bench.results.recording import new_histogram
+from bench.run.recovery import fault_figures
+from bench.results.validity import judge
 
 RATE = 1000
 

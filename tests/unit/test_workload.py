@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.workload import (
+from bench.flow.workload import (
     DEFAULT_CLIENT,
     DEFAULT_WORKLOAD,
     KNOWN_KEYS,

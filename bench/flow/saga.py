@@ -16,7 +16,7 @@ three steps of the default saga keep the names the project has always used
 read; any other step gets ``<name>-done``, ``<name>-failed``, ``<name>-undone``
 and the commands ``<name>``, ``undo-<name>``.
 
-Outcomes are decided per order and step by :func:`bench.events.decide`, so a
+Outcomes are decided per order and step by :func:`bench.flow.events.decide`, so a
 redelivered or retried step decides the same way and the audit can predict how
 every order must end (:meth:`Saga.expected_outcome`).
 """
@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import events as ev
-from bench.durations import parse_duration
+from bench.flow import events as ev
+from bench.flow.durations import parse_duration
 
 # Roles that coordinate and are not steps: choreography's order service ends each saga,
 # orchestration's orchestrator drives it.

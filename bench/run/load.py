@@ -1,73 +1,35 @@
 """The open-loop load generator: starts orders on schedule and times their endings.
 
-Orders start at intended times from :mod:`bench.arrivals`, whether or not the
+Orders start at intended times from :mod:`bench.flow.arrivals`, whether or not the
 system keeps up. Each order carries its intended start (``t0_us``); the
 generator's own consumer of ``order-events`` records end-to-end latency as
 ``now - t0_us`` on this process's monotonic clock (one clock, which nothing
 steps), so a stall shows up in the latency of every order scheduled during it (no
 coordinated omission). How late each order was actually sent is recorded
 separately as schedule slip. The wall clock is read only for labels, and watched
-(:mod:`bench.clock`) so a run can say whether it moved.
+(:mod:`bench.run.clock`) so a run can say whether it moved.
 """
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from bench import arrivals, clients, kafkastats
-from bench.clock import WallClockWatch
-from bench import events as ev
-from bench.recording import IntervalRecorder, summary_ms
-from bench.workload import Workload
+from bench.flow import arrivals
+from bench.kafka import clients, kafkastats
+from bench.run.clock import WallClockWatch
+from bench.flow import events as ev
+from bench.results.measurement import LoadResult, Second
+from bench.results.recording import IntervalRecorder, summary_ms
+from bench.flow.workload import Workload
 
 TERMINAL_POLL_S = 0.05
 TICK_S = 0.0005  # shortest sleep between bursts of sends
 FLUSH_MIN_S = 0.001  # librdkafka's flush timeout is in whole milliseconds
 BURST_MAX = 1000  # orders per burst, so a generator that fell behind still ticks each second
-
-
-@dataclass
-class Second:
-    """One row of the live timeseries."""
-
-    t_s: float
-    offered: int
-    finished: int
-    in_flight: int
-    backlog: int | None  # messages the services have not handled yet (fetched or not)
-    p99_ms: float | None  # of orders finished in this second (measurement window only)
-    p99_so_far_ms: float | None  # of everything measured so far
-
-
-@dataclass
-class LoadResult:
-    started: dict[str, int]  # orderId -> intended start, monotonic us (every order, warm-up included)
-    outcomes: dict[str, str]  # orderId -> first terminal status seen
-    start_s: float  # monotonic seconds (ev.now_us's clock) when the load began
-    start_wall_s: float  # the wall clock then: a label only
-    measure_start_s: float  # monotonic, as start_s
-    measure_end_s: float
-    offered_in_window: int  # sent during the measurement window (by send time)
-    scheduled_in_window: int  # intended starts inside the window
-    finished_in_window: int  # terminal events received inside the window
-    send_failures: int
-    seconds: list[Second] = field(default_factory=list)
-    interrupted: bool = False
-    histograms: dict = field(default_factory=dict)  # name -> total HdrHistogram
-    clock: dict = field(default_factory=dict)  # how the wall clock moved (bench.clock)
-
-    @property
-    def in_flight(self) -> int:
-        return len(self.started) - len(self.outcomes)
-
-    def wall_s(self, mono_s: float) -> float:
-        """The wall-clock label of a monotonic instant, counted from the run's start."""
-        return self.start_wall_s + (mono_s - self.start_s)
 
 
 class _Terminals(threading.Thread):

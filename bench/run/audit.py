@@ -1,6 +1,6 @@
 """Correctness audit: did every order end exactly once, and consistently?
 
-After a run, :func:`bench.records.read_topics` reads the saga topics from the
+After a run, :func:`bench.kafka.records.read_topics` reads the saga topics from the
 beginning to their high watermarks; :func:`audit` folds the records into an
 :class:`AuditReport` and :func:`step_latencies` derives per-step latency from
 consecutive ``ts_us`` of one order. Both are pure functions over an iterable of
@@ -18,7 +18,7 @@ Words used below:
 - *production*: one message as its producer stamped it (its ``ts_us``). The same
   status with the same ``ts_us`` twice is one production delivered twice.
 
-Every step name, status and topic comes from the run's :class:`bench.saga.Saga`
+Every step name, status and topic comes from the run's :class:`bench.flow.saga.Saga`
 through the pattern's :class:`bench.patterns.base.Topology`.
 """
 from __future__ import annotations
@@ -26,11 +26,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from bench import events as ev
+from bench.flow import events as ev
 from bench.patterns.base import Topology
-from bench.records import Record
-from bench.saga import E2E, Saga
-from bench.summary import Orders
+from bench.kafka.records import Record
+from bench.flow.saga import E2E, Saga
+from bench.results.summary import Orders
 
 EXAMPLES_PER_CATEGORY = 5
 _ENTRY_EXIT = frozenset({ev.ORDER_CREATED, ev.ORDER_EVENTS})
@@ -427,11 +427,6 @@ def _topics(topology: Topology) -> dict[str, tuple[str, frozenset[str]]]:
     return topics
 
 
-def step_names(topology: Topology) -> tuple[str, ...]:
-    """The step latency names of a run of ``topology``, in display order, e2e last."""
-    return (*topology.saga.spans(topology.coordinator), E2E)
-
-
 def step_latencies(records: Iterable[Record], topology: Topology) -> Latencies:
     """Per step name, one ``(ts_s, latency_us)`` per order that took the step:
     ``ts_s`` is the wall-clock second the step ended, ``latency_us`` the
@@ -441,7 +436,7 @@ def step_latencies(records: Iterable[Record], topology: Topology) -> Latencies:
     intended start ``t0_us`` to its first terminal event's ``ts_us``."""
     steps_of = _STEP_FUNCTIONS[topology.pattern]
     log = _collect(records, _topics(topology), {})
-    out: Latencies = {name: [] for name in step_names(topology)}
+    out: Latencies = {name: [] for name in topology.step_names()}
     saga, coordinator = topology.saga, topology.coordinator
     for order_id, steps in log.orders.items():
         steps_of(saga, coordinator, steps, log.t0_us.get(order_id), out)

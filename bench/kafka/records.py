@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from bench import events as ev
+from bench.flow import events as ev
 
 # Answers that mean "ask again shortly" while partition leadership moves between brokers.
 _MOVING_LEADERSHIP = frozenset({

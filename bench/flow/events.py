@@ -1,6 +1,6 @@
 """The wire format and the names every saga shares: entry and exit topics, order statuses.
 
-Each step's own statuses, commands and topics are derived in :mod:`bench.saga`.
+Each step's own statuses, commands and topics are derived in :mod:`bench.flow.saga`.
 
 Every message is a JSON object keyed by its ``orderId`` (so all events of one
 order land on the same partition, in order). Fields every event carries:
@@ -34,7 +34,7 @@ ORDER_CREATED = "order-created"
 ORDER_EVENTS = "order-events"  # terminal: completed | cancelled; read by the load generator
 
 # Each step's own topics (choreography's <step>-events, orchestration's
-# order-processor-<step>) are named by bench.saga.
+# order-processor-<step>) are named by bench.flow.saga.
 
 # Orchestration: command topics are named from the tutorial's `order-processor`.
 COMMAND_TOPIC_PREFIX = "order-processor"
@@ -47,7 +47,7 @@ DEAD_LETTER = "bench-dead-letter"
 # apart, so what a fault put on purpose is not taken for what the run broke.
 POISON_KEY_PREFIX = "bench-poison-"
 
-# Order statuses; each step's statuses come from bench.saga.
+# Order statuses; each step's statuses come from bench.flow.saga.
 CREATED, COMPLETED, CANCELLED = "created", "completed", "cancelled"
 TERMINAL = (COMPLETED, CANCELLED)
 

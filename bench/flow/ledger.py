@@ -2,15 +2,15 @@
 
 A step's ledger answers a redelivered or retried request with the original
 outcome and applies it once (no double charge, no double reservation).
-Outcomes come from :meth:`bench.saga.Step.succeeds`, so every instance decides
+Outcomes come from :meth:`bench.flow.saga.Step.succeeds`, so every instance decides
 the same way.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 
-from bench.events import decide
-from bench.saga import Step
+from bench.flow.events import decide
+from bench.flow.saga import Step
 
 # A bounded ledger: redeliveries arrive within seconds, not hours.
 LEDGER_SIZE = 500_000

@@ -46,10 +46,10 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from bench import clients, kafkastats
-from bench import events as ev
+from bench.kafka import clients, kafkastats
+from bench.flow import events as ev
 from bench.patterns.base import Handler, Pattern
-from bench.workload import Workload
+from bench.flow.workload import Workload
 
 BATCH_MAX = 500
 POLL_S = 0.05
@@ -219,7 +219,7 @@ class Service:
         self._pending_restore.clear()
         if not wanted:
             return
-        from bench.records import read_topics
+        from bench.kafka.records import read_topics
 
         # Every topic of a run is keyed by orderId with the same partition count, so an
         # order's own past output lives on the same partition number as its input.

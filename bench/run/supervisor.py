@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import procstat
-from bench.broker.errors import BrokerError
+from bench.run import procstat
+from bench.kafka.errors import BrokerError
 
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
@@ -69,7 +69,7 @@ class Instance:
 
 def _follow(inst: Instance) -> None:
     """Keep the instance's latest backlog report, until it exits (one line a second)."""
-    from bench.runtime import BACKLOG_PREFIX
+    from bench.run.runtime import BACKLOG_PREFIX
 
     prefix = BACKLOG_PREFIX.encode()
     try:
@@ -170,7 +170,7 @@ class Supervisor:
         STATS lines of every incarnation that exited cleanly (a SIGKILLed one writes none)."""
         import json
 
-        from bench.runtime import STATS_KEYS, STATS_PREFIX
+        from bench.run.runtime import STATS_KEYS, STATS_PREFIX
 
         totals: dict[str, dict] = {}
         for inst in self.instances.values():

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bench import kafkastats, procstat
+from bench.kafka import kafkastats
+from bench.run import procstat
 
 LOAD_GENERATOR = "load_generator"
 

@@ -7,14 +7,12 @@ A single run directory is a series of one.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from bench import results, summary
-from bench.run import RunOutcome, RunRequest, check, one_broker, run
+from bench.results import files as results, summary
 
 # Runs of one series must agree on these: otherwise they are not repeats of one configuration.
 SAME = ("mode", "pattern", "rate_target_per_s")
@@ -65,24 +63,6 @@ def read(path: str | Path) -> list[tuple[Path, dict]]:
 def members(base: Path, count: int) -> list[Path]:
     """The run directories ``base/1`` .. ``base/count`` that ``bench run --repeat`` writes."""
     return [base / str(k) for k in range(1, count + 1)]
-
-
-def repeat(request: RunRequest, count: int, echo: Callable[[str], None] = print) -> tuple[Path, list[RunOutcome]]:
-    """``count`` runs of one request into ``OUT/1`` .. ``OUT/count`` on one broker; an
-    interrupted run ends the series (the runs before it are kept, the interrupted one is marked)."""
-    w = request.workload
-    check(request)  # bad input is one line, and no series directory
-    base = request.output or results.result_dir(request.pattern.name, w.rate_per_s, base=request.results_base)
-    base.mkdir(parents=True, exist_ok=True)
-    outcomes: list[RunOutcome] = []
-    with one_broker(request, echo):
-        for k, out in enumerate(members(base, count), start=1):
-            echo(f"series run {k}/{count} -> {out}")
-            outcome = run(dataclasses.replace(request, output=out), echo)
-            outcomes.append(outcome)
-            if outcome.summary["interrupted"]:
-                break
-    return base, outcomes
 
 
 def describe(values: Sequence[float | None]) -> str:

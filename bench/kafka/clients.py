@@ -12,8 +12,8 @@ from pathlib import Path
 
 import javaproperties
 
-from bench import secrets
-from bench.workload import Workload
+from bench.kafka import secrets
+from bench.flow.workload import Workload
 
 # librdkafka warns when a consumer is given producer-only properties and vice
 # versa; the workload's `client:` section is one mapping for both, so split it.

@@ -24,9 +24,9 @@ from typing import Iterator
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.broker.errors import BrokerError
-from bench.records import watermarks
-from bench.workload import Workload
+from bench.kafka.errors import BrokerError
+from bench.kafka.records import watermarks
+from bench.flow.workload import Workload
 
 TIMEOUT_S = 60.0
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import yaml
 
-from bench import saga as saga_mod
-from bench.arrivals import ARRIVALS
-from bench.durations import parse_duration
-from bench.saga import Processing, Saga, SagaError
+from bench.flow import saga as saga_mod
+from bench.flow.arrivals import ARRIVALS
+from bench.flow.durations import parse_duration
+from bench.flow.saga import Processing, Saga, SagaError
 
-DEFAULT_WORKLOAD = Path(__file__).resolve().parent.parent / "workloads" / "default.yaml"
+DEFAULT_WORKLOAD = Path(__file__).resolve().parents[2] / "workloads" / "default.yaml"
 
 FAULT_TYPES = ("kill", "pause", "broker-kill", "poison", "duplicate", "slow")
 ROLE_FAULTS = ("kill", "pause", "slow")  # the faults that hit a role's processes
@@ -96,7 +96,7 @@ class Workload:
     replication_factor: int = 1
     min_insync_replicas: int = 1
     acks: str = "all"
-    # The saga's steps (bench.saga); None: the default saga, payment -> inventory -> shipping.
+    # The saga's steps (bench.flow.saga); None: the default saga, payment -> inventory -> shipping.
     saga: Saga | Mapping | None = None
     instances: Mapping[str, int] = dataclasses.field(default_factory=dict)
     # The default saga's failure probabilities by step, as workloads wrote them before `saga:`.

@@ -18,22 +18,25 @@ from pathlib import Path
 
 import yaml
 
-from bench import audit as audit_mod
-from bench import clients, procstat, results, runtime, topics
-from bench import summary as summary_mod
-from bench.cost import LOAD_GENERATOR, cost
+from bench.run import audit as audit_mod
+from bench.kafka import clients, topics
+from bench.run import procstat, runtime
+from bench.results import files as results
+from bench.results import summary as summary_mod
+from bench.run.cost import LOAD_GENERATOR, cost
 from bench.broker import dist, embedded
 from bench.broker.warmup import warm_up
-from bench.broker.errors import BrokerError
-from bench.faults import FaultContext, FaultInjector
-from bench.load import LoadGenerator, LoadResult, Second
+from bench.kafka.errors import BrokerError
+from bench.run.faults import FaultContext, FaultInjector
+from bench.results.measurement import LoadResult, Second
+from bench.run.load import LoadGenerator
 from bench.patterns.base import Pattern
-from bench.recording import read_hlog, summary_ms, write_hgrm
-from bench.records import read_topics
-from bench.recovery import fault_figures
-from bench.step_logs import write_step_logs
-from bench.supervisor import Supervisor
-from bench.workload import ROLE_FAULTS, Workload, WorkloadError
+from bench.results.recording import read_hlog, summary_ms, write_hgrm
+from bench.kafka.records import read_topics
+from bench.run.recovery import fault_figures
+from bench.results.step_logs import write_step_logs
+from bench.run.supervisor import Supervisor
+from bench.flow.workload import ROLE_FAULTS, Workload, WorkloadError
 
 AUDIT_TIMEOUT_S = 300.0
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.load import LoadResult
-from bench.recording import HIGHEST_US, merged, new_histogram, summary_ms, write_intervals
-from bench.saga import E2E
+from bench.results.measurement import LoadResult
+from bench.results.recording import HIGHEST_US, merged, new_histogram, summary_ms, write_intervals
+from bench.flow.saga import E2E
 
 
 def write_step_logs(out: Path, latencies: dict[str, list[tuple[float, int]]], load: LoadResult) -> dict[str, dict]:

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bench import events as ev
+from bench.flow import events as ev
 from bench.broker import embedded
-from bench.broker.errors import BrokerError
-from bench.supervisor import Supervisor
-from bench.workload import Fault
+from bench.kafka.errors import BrokerError
+from bench.run.supervisor import Supervisor
+from bench.flow.workload import Fault
 
 DEFAULT_POISON = 10
 DEFAULT_DUPLICATES = 100

@@ -16,8 +16,8 @@ For a fault starting at ``at`` and ending at ``end`` (seconds from the start of 
 """
 from __future__ import annotations
 
-from bench.load import Second
-from bench.recording import merged, summary_ms
+from bench.results.measurement import Second
+from bench.results.recording import merged, summary_ms
 
 BASELINE_S = 5
 STABLE_S = 3

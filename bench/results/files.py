@@ -17,17 +17,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import confluent_kafka
 import orjson
 
 import bench
-from bench import secrets
+from bench.kafka import secrets
 
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
 TIMESERIES = "timeseries.csv"
 
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parents[2]
 
 
 class ResultsError(ValueError):
@@ -57,6 +56,10 @@ def result_dir(pattern: str, rate: float, *, base: str | Path = "results", now: 
 def environment(kafka_version: str | None = None) -> dict[str, Any]:
     """What produced a result: versions, commit, machine. ``kafka_version`` is the
     broker's, which only the caller knows."""
+    # Imported here: only writing a result asks for librdkafka's version; reading results
+    # (bench compare, bench report) must not load the Kafka client.
+    import confluent_kafka
+
     return {
         "bench_version": bench.__version__,
         "python": platform.python_version(),
@@ -96,7 +99,7 @@ def _memory_total_bytes() -> int | None:
 
 def write_summary(directory: str | Path, summary: Mapping[str, Any]) -> Path:
     """Write ``summary.json`` atomically, with ``schema_version`` set and credentials redacted
-    (:func:`bench.secrets.redact`: client settings by the allow-list, wherever they sit)."""
+    (:func:`bench.kafka.secrets.redact`: client settings by the allow-list, wherever they sit)."""
     document = secrets.redact(summary)
     document.pop("schema_version", None)
     document = {"schema_version": SCHEMA_VERSION, **document}  # first, for people reading the file

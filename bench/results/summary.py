@@ -1,6 +1,6 @@
 """A run's summary: the one definition of its keys and of its verdict.
 
-A real run (:mod:`bench.run`) and a simulated one (:mod:`bench.sim.output`) both build
+A real run (:mod:`bench.run.run`) and a simulated one (:mod:`bench.sim.output`) both build
 their summary.json with :func:`build`, so they have the same keys, and every reader
 (run, simulate, sweep, compare, report) judges one with the same functions:
 :func:`clean` (the audit found nothing wrong), :func:`problems` (why a run cannot be
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from bench import results, validity
+from bench.results import files as results, validity
 
 EXIT_OK, EXIT_AUDIT, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 3, 130
 

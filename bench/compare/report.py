@@ -20,10 +20,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
-from bench.compare import Result, Side, fmt_change, fmt_value, label, side_by_side, step_names
-from bench.recording import merged, summary_ms
-from bench.summary import Orders
-from bench.results import TIMESERIES, ResultsError
+from bench.compare.render import fmt_change, fmt_value, label
+from bench.compare.sides import Result, Side
+from bench.compare.table import side_by_side, step_names
+from bench.results.recording import merged, summary_ms
+from bench.results.summary import Orders
+from bench.results.files import TIMESERIES, ResultsError
 
 NINES = 6  # the spectrum's x axis runs to 99.9999%
 DPI = 100

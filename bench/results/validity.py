@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from bench.load import LoadResult
+from bench.results.measurement import LoadResult
 
 MIN_FRACTION = 0.99  # achieved / offered below this: the system did not keep up
 # The backlog "grew" when in-flight orders rose by more than this many seconds of arrivals

@@ -22,11 +22,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from bench import results, secrets
+from bench.results import files as results
+from bench.kafka import secrets
 from bench.patterns.base import Pattern
-from bench.run import RunRequest, check, one_broker, run
-from bench import summary as run_summary
-from bench.workload import Workload
+from bench.run.run import RunRequest, check, one_broker, run
+from bench.results import summary as run_summary
+from bench.flow.workload import Workload
 
 SWEEP = "sweep.json"
 PLOT = "sweep.png"
@@ -57,7 +58,7 @@ class Point:
     p50_ms: float | None
     p99_ms: float | None
     p999_ms: float | None
-    clean: bool  # bench.summary.clean: the audit found no faulty order
+    clean: bool  # bench.results.summary.clean: the audit found no faulty order
     directory: str
 
     @classmethod
