@@ -33,9 +33,11 @@ import numpy as np
 import orjson
 from hdrh.histogram import HdrHistogram
 
+from bench import inputs
 from bench import saga as saga_mod
 from bench import series, summary as run_summary
 from bench.recording import read_hlog
+from bench.errors import BadInput
 from bench.results import ResultsError
 
 ALPHA = 0.05  # one-sided significance level of the Mann-Whitney U test
@@ -45,7 +47,7 @@ STATS = ("p50", "p90", "p99", "p999", "max", "mean")
 TABLE_STATS = ("p50", "p90", "p99", "p999", "max")
 
 
-class RuleError(ValueError):
+class RuleError(BadInput):
     """A --fail-on rule that cannot be used; the message is one line."""
 
 
@@ -72,11 +74,12 @@ class Result:
         path = self.path / hlog
         if not path.exists():
             raise ResultsError(f"{path}: missing")
+        inputs.check_regular(path, "HdrHistogram log", ResultsError, inputs.MAX_HLOG_BYTES)
         try:
             intervals = read_hlog(path)
         except Exception as err:  # hdrh raises whatever its decoder trips on; name the file, exit 2
             kind = f"{type(err).__module__}.{type(err).__name__}".removeprefix("builtins.")
-            raise ResultsError(f"{path}: not a readable HdrHistogram log: {kind}: {err}") from None
+            raise ResultsError(f"{path}: not a readable HdrHistogram log: {kind}") from None
         if not intervals:  # a run writes one interval a second, empty or not
             raise ResultsError(f"{path}: holds no intervals (truncated?)")
         return intervals

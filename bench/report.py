@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
+from bench import inputs
 from bench.compare import Result, Side, fmt_change, fmt_value, label, side_by_side, step_names
 from bench.recording import merged, summary_ms
 from bench.summary import Orders
@@ -120,13 +121,25 @@ def timeline(r: Result) -> list[Second]:
         start = (r.summary.get("timeline") or {}).get("start_wall_s", 0.0)
         return [Second(round(h.get_end_time_stamp() / 1000.0 - start), None, float(h.get_total_count()),
                        summary_ms(h)["p99"]) for h in r.histograms("e2e.hlog")]
-    number = lambda text: float(text) if text not in ("", None) else None
-    try:
-        with path.open(newline="", encoding="utf-8") as rows:
-            return [Second(float(row["t_s"]), number(row["offered"]), float(row["finished"]), number(row["p99_ms"]))
-                    for row in csv.DictReader(rows)]
-    except (OSError, KeyError, ValueError, TypeError) as err:
-        raise ResultsError(f"{path}: cannot read: {err}") from None
+    text = inputs.read_text(path, "timeseries", ResultsError)
+
+    def number(row: dict, key: str, required: bool = False) -> float | None:
+        value = row.get(key)
+        if value in ("", None) and not required:
+            return None
+        parsed = float(value)  # ValueError, TypeError: named below
+        if not math.isfinite(parsed):
+            raise ValueError(key)
+        return parsed
+
+    seconds = []
+    for line, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+        try:
+            seconds.append(Second(number(row, "t_s", True), number(row, "offered"), number(row, "finished", True),
+                                  number(row, "p99_ms")))
+        except (KeyError, ValueError, TypeError):
+            raise ResultsError(f"{path}:{line}: expected finite numbers in t_s, offered, finished, p99_ms") from None
+    return seconds
 
 
 def _shade_faults(ax, results: Sequence[Result]) -> None:

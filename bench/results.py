@@ -21,7 +21,8 @@ import confluent_kafka
 import orjson
 
 import bench
-from bench import secrets
+from bench import inputs, secrets
+from bench.errors import BadInput
 
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
@@ -30,7 +31,7 @@ TIMESERIES = "timeseries.csv"
 _REPO = Path(__file__).resolve().parent.parent
 
 
-class ResultsError(ValueError):
+class ResultsError(BadInput):
     """A result directory that cannot be read; the message is one line."""
 
 
@@ -126,14 +127,9 @@ def read_summary(directory: str | Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise ResultsError(f"{directory}: no such result directory")
     path = directory / SUMMARY
-    try:
-        summary = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: missing (not a finished run?)") from None
-    except OSError as err:
-        raise ResultsError(f"{path}: cannot read: {err.strerror or err}") from None
-    except orjson.JSONDecodeError as err:
-        raise ResultsError(f"{path}: not valid JSON: {str(err).splitlines()[0]}") from None
+    if not path.exists() and not path.is_symlink():
+        raise ResultsError(f"{path}: missing (not a finished run?)")
+    summary = inputs.read_json(path, "summary", ResultsError)
     if not isinstance(summary, dict):
         raise ResultsError(f"{path}: expected a JSON object, got {type(summary).__name__}")
     return _upgrade(summary, path)

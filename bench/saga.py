@@ -31,6 +31,7 @@ from typing import Any
 
 from bench import events as ev
 from bench.durations import parse_duration
+from bench.errors import BadInput
 
 # Roles that coordinate and are not steps: choreography's order service ends each saga,
 # orchestration's orchestrator drives it.
@@ -58,7 +59,7 @@ STEP_KEYS = ("name", "failure", "processing")
 PROCESSING_FORMS = "a duration such as '2ms', or {lognormal: {median: 1ms, sigma: 0.5}}"
 
 
-class SagaError(ValueError):
+class SagaError(BadInput):
     """A saga definition that cannot be used; the message names the key (``saga.steps[1].name``)."""
 
 

@@ -17,6 +17,8 @@ import yaml
 from bench import saga as saga_mod
 from bench.arrivals import ARRIVALS
 from bench.durations import parse_duration
+from bench import inputs
+from bench.errors import BadInput
 from bench.saga import Processing, Saga, SagaError
 
 DEFAULT_WORKLOAD = Path(__file__).resolve().parent.parent / "workloads" / "default.yaml"
@@ -58,7 +60,7 @@ MAX_PAYLOAD_BYTES = 900_000  # padding, leaving room for the event's other field
 MAX_RATE_PER_S = 1_000_000.0  # beyond, the arrival gaps fall below the clock's resolution
 FAULT_KEYS = ("type", "at", "duration", "role", "instance", "count", "topic", "delay")
 
-class WorkloadError(ValueError):
+class WorkloadError(BadInput):
     """A workload that cannot be used; the message is one line naming file and key."""
 
 
@@ -204,19 +206,9 @@ def load_workload(path: str | Path | None = None) -> Workload:
             return Workload(name="default")
         path = DEFAULT_WORKLOAD
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise WorkloadError(f"{path}: cannot read workload: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise WorkloadError(f"{path}: not UTF-8 text (byte {err.start}): save the workload as UTF-8") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).replace("\n", " ")
-        raise WorkloadError(f"{path}: invalid YAML{at}: {problem}") from None
+    # The one reader: a regular file or a pipe, bounded, strict UTF-8, YAML safe-loaded within
+    # bounds of nesting and alias expansion; its errors never quote the line (it may be a secret).
+    raw = inputs.read_yaml(path, "workload", WorkloadError)
     return parse_workload(raw, source=path)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import click
 
 from bench import clients, patterns, runtime, supervisor
-from bench.cli.options import bootstrap_option, kafka_config_option, workload_option
+from bench.cli.options import Ranged, bootstrap_option, kafka_config_option, workload_option
 
 
 @click.command()
 @click.option("--pattern", type=click.Choice(sorted(patterns.PATTERNS)), required=True)
 @click.option("--role", required=True, help="A step of the workload's saga, or the coordinator: order (choreography) or orchestrator (orchestration).")
-@click.option("--instance", type=click.IntRange(0), default=0, show_default=True, help="Instance number (names the client).")
+@click.option("--instance", type=Ranged("instance"), default=0, show_default=True, help="Instance number (names the client).")
 @click.option("--group-prefix", default="bench", show_default=True, help="Consumer groups are <prefix>-<pattern>-<role>.")
 @bootstrap_option(required=True)
 @kafka_config_option

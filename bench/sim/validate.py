@@ -17,7 +17,8 @@ from pathlib import Path
 
 import orjson
 
-from bench import results, secrets
+from bench import inputs, results, secrets
+from bench.errors import BadInput
 from bench.patterns import PATTERNS
 from bench.patterns.base import Pattern
 from bench.run import RunRequest
@@ -180,19 +181,13 @@ def render_table(validation: Validation) -> str:
 
 
 def rates(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"--rates: expected comma-separated numbers, got {text!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise ValueError(f"--rates: expected positive orders/s, got {text!r}")
-    return values
+    return inputs.rate_list(text, "--rates")
 
 
 def patterns_of(text: str) -> tuple[Pattern, ...]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in PATTERNS]
     if unknown or not names:
-        raise ValueError(f"--patterns: choose from {', '.join(PATTERNS)}, got {text!r}")
+        raise BadInput(f"--patterns: choose from {', '.join(PATTERNS)}")
     return tuple(PATTERNS[n] for n in names)
 
