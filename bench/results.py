@@ -27,6 +27,7 @@ from bench.errors import BadInput
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
 TIMESERIES = "timeseries.csv"
+INCOMPLETE = "INCOMPLETE"  # in a result directory until its summary.json is written
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -115,6 +116,19 @@ def write_summary(directory: str | Path, summary: Mapping[str, Any]) -> Path:
         os.unlink(temp)
         raise
     return target
+
+
+def mark_incomplete(directory: str | Path) -> Path:
+    """Mark a result directory as being written: a run that fails before its summary leaves the
+    mark (and no summary.json), so no reader takes it for a finished run (:data:`INCOMPLETE`)."""
+    marker = Path(directory) / INCOMPLETE
+    marker.write_text("bench is writing this run, or it failed before its summary.json was written: "
+                      "not a finished run\n", encoding="utf-8")
+    return marker
+
+
+def mark_complete(directory: str | Path) -> None:
+    (Path(directory) / INCOMPLETE).unlink(missing_ok=True)
 
 
 # schema_version N -> function turning a version-N summary into version N+1.

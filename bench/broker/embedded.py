@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from bench import inputs
 from bench.broker import dist
+from bench.errors import BadInput
 from bench.broker.errors import BrokerError
 
 CONTROLLER_PORT_OFFSET = 100
@@ -52,7 +54,11 @@ Configuration:
 
 
 def state_root() -> Path:
-    return Path(os.environ.get("BENCH_BROKER_DIR") or dist.cache_root() / "broker")
+    if os.environ.get("BENCH_BROKER_DIR"):
+        root = Path(os.environ["BENCH_BROKER_DIR"])
+        inputs.check_output_dir(root, "BENCH_BROKER_DIR", BadInput, must_be_empty=False)
+        return root
+    return dist.cache_root() / "broker"
 
 
 def default_port() -> int:
@@ -61,8 +67,8 @@ def default_port() -> int:
     text = os.environ.get("BENCH_BROKER_PORT", "").strip()
     if not text:
         return 9092
-    if not text.isdigit() or not 1024 <= int(text) <= 65000:
-        raise BrokerError(f"BENCH_BROKER_PORT={text!r}: expected a port number from 1024 to 65000")
+    if not (text.isascii() and text.isdigit() and len(text) <= 5) or not 1024 <= int(text) <= 65000:
+        raise BadInput("BENCH_BROKER_PORT: expected a port number from 1024 to 65000")
     return int(text)
 
 

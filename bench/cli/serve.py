@@ -26,6 +26,8 @@ def serve(pattern, role, instance, group_prefix, bootstrap_servers, kafka_config
     roles = chosen.topology(workload.saga).roles
     if role not in roles:
         raise click.BadParameter(f"{pattern} has roles {', '.join(roles)} for this workload's saga", param_hint="--role")
-    spec = runtime.ServiceSpec(chosen, role, instance, bootstrap_servers, workload, group_prefix,
-                               clients.read_properties(kafka_config) if kafka_config else {})
+    extra = clients.read_properties(kafka_config) if kafka_config else {}
+    # librdkafka reads the whole client configuration first, as `bench run` has it: one line, exit 2.
+    clients.check(workload, extra, str(kafka_config or workload.source or "the workload's client settings"))
+    spec = runtime.ServiceSpec(chosen, role, instance, bootstrap_servers, workload, group_prefix, extra)
     runtime.serve(spec, parent_alive, supervised=supervisor.supervised())
