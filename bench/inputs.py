@@ -53,8 +53,10 @@ def open_checked(path: str | Path, what: str = "file", error: type[BadInput] = B
     except OSError as err:
         raise _fail(error, path, f"cannot read {what}: {err.strerror or type(err).__name__}") from None
     mode = os.fstat(fd).st_mode
-    if stat.S_ISREG(mode) or stat.S_ISFIFO(mode):
+    if stat.S_ISREG(mode):
         os.set_blocking(fd, True)
+        return fd
+    if stat.S_ISFIFO(mode):  # stays non-blocking: a FIFO nobody writes to reads as empty at once
         return fd
     os.close(fd)
     kind = "a directory" if stat.S_ISDIR(mode) else "a device or socket"
@@ -66,12 +68,15 @@ def read_bytes(path: str | Path, what: str = "file", error: type[BadInput] = Bad
     """At most ``limit`` bytes of a regular file or a pipe (more: refused, never read on)."""
     fd = open_checked(path, what, error)
     try:
-        pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
         chunks, size = [], 0
         while True:
-            if pipe and not select.select([fd], [], [], PIPE_IDLE_S)[0]:
-                raise _fail(error, path, f"the pipe sent nothing for {PIPE_IDLE_S:g} s: give the {what} as a file")
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            try:
+                chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            except BlockingIOError:  # a pipe whose writer has sent nothing yet
+                if not select.select([fd], [], [], PIPE_IDLE_S)[0]:
+                    raise _fail(error, path, f"the pipe sent nothing for {PIPE_IDLE_S:g} s: "
+                                             f"give the {what} as a file") from None
+                continue
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)

@@ -183,6 +183,7 @@ def check(request: RunRequest) -> dict:
     properties of the --kafka-config file. Raises WorkloadError or ConfigError (one line)."""
     workload = request.workload
     check_faults(workload, request.pattern)
+    client_extra = clients.read_properties(request.kafka_config) if request.kafka_config else {}
     # Where the results go: a new or empty directory bench can create (not a file, not under a
     # file, not a device), or the results base it creates its run directory in.
     if request.output is not None:
@@ -192,7 +193,6 @@ def check(request: RunRequest) -> dict:
     if not request.bootstrap_servers:
         embedded.default_port()  # $BENCH_BROKER_PORT, and the cache, checked before a broker is started
         embedded.state_root()
-    client_extra = clients.read_properties(request.kafka_config) if request.kafka_config else {}
     clients.check(workload, client_extra, str(request.kafka_config or workload.source or "the workload's client settings"))
     return client_extra
 

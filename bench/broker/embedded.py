@@ -277,13 +277,13 @@ def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_
     existing = running()
     if existing:
         raise BrokerError(f"a bench broker is already running at {existing.bootstrap_servers}: `bench broker stop` first")
+    root = state_root()
+    _remove_old_nodes(root)  # refuses before anything starts when a node-* directory is not bench's
     for i in range(nodes):
         check_port_free(port + i)
         check_port_free(port + CONTROLLER_PORT_OFFSET + i)
     dist.install()
     heap_mb = heap_mb or (768 if nodes == 1 else 512)
-    root = state_root()
-    _remove_old_nodes(root)
     root.mkdir(parents=True, exist_ok=True)
     cluster_id = _cluster_id()
     cluster = Cluster([], str(root), ownership.new_token())

@@ -10,7 +10,7 @@ from bench import clock, patterns, series
 from bench import summary as run_summary
 from bench.cli.options import (Ranged, bootstrap_option, check_fresh_output, duration_option, kafka_config_option,
                                with_overrides, workload_option)
-from bench.run import RunRequest, run as run_benchmark
+from bench.run import RunRequest, check, run as run_benchmark
 
 
 @click.command()
@@ -35,9 +35,9 @@ def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_conf
     3 the run could not hold its rate; 130 interrupted. For a series, the worst run's.
     """
     workload = with_overrides(workload, rate_per_s=rate, duration_s=duration, warmup_s=warmup)
-    check_fresh_output(output)
     request = RunRequest(patterns.get(pattern), workload, bootstrap_servers,
                          Path(kafka_config) if kafka_config else None, output, recreate_topics=recreate_topics)
+    check(request)  # every input (workload, properties, output path, numbers) before any broker is touched
     echo = lambda line: click.echo(line, err=True)
     if repeat == 1:
         outcome = run_benchmark(request, echo=echo)
