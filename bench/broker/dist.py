@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import inputs
+from bench.errors import BadInput
 from bench.kafka.errors import BrokerError
 
 KAFKA_VERSION = "4.1.1"
@@ -19,9 +21,15 @@ POM = Path(__file__).with_name("pom.xml")
 
 
 def cache_root() -> Path:
+    """The per-user cache: $BENCH_CACHE_DIR, else $XDG_CACHE_HOME/bench, else ~/.cache/bench. A value
+    that is a file, or lies under one, is one line (exit 2), before anything is written."""
+    name = "BENCH_CACHE_DIR" if os.environ.get("BENCH_CACHE_DIR") else "XDG_CACHE_HOME"
     base = os.environ.get("BENCH_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bench"
     )
+    if "\x00" in base:
+        raise BadInput(f"{name}: holds a NUL character: not a directory name")
+    inputs.check_output_dir(Path(base), f"{name} ({base})", BadInput, must_be_empty=False)
     return Path(base)
 
 

@@ -21,7 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from bench import inputs
+from bench import ownership
 from bench.broker import dist
+from bench.errors import BadInput
 from bench.kafka.errors import BrokerError
 
 CONTROLLER_PORT_OFFSET = 100
@@ -52,7 +55,11 @@ Configuration:
 
 
 def state_root() -> Path:
-    return Path(os.environ.get("BENCH_BROKER_DIR") or dist.cache_root() / "broker")
+    if os.environ.get("BENCH_BROKER_DIR"):
+        root = Path(os.environ["BENCH_BROKER_DIR"])
+        inputs.check_output_dir(root, "BENCH_BROKER_DIR", BadInput, must_be_empty=False)
+        return root
+    return dist.cache_root() / "broker"
 
 
 def default_port() -> int:
@@ -61,8 +68,8 @@ def default_port() -> int:
     text = os.environ.get("BENCH_BROKER_PORT", "").strip()
     if not text:
         return 9092
-    if not text.isdigit() or not 1024 <= int(text) <= 65000:
-        raise BrokerError(f"BENCH_BROKER_PORT={text!r}: expected a port number from 1024 to 65000")
+    if not (text.isascii() and text.isdigit() and len(text) <= 5) or not 1024 <= int(text) <= 65000:
+        raise BadInput("BENCH_BROKER_PORT: expected a port number from 1024 to 65000")
     return int(text)
 
 
@@ -73,16 +80,23 @@ class NodeInfo:
     controller_port: int
     pid: int
     dir: str
+    # The process's start time (/proc/<pid>/stat), recorded at launch: with the command line naming
+    # this node's server.properties, what proves a live pid is still the JVM bench started.
+    start_time: int | None = None
 
     @property
     def log_path(self) -> Path:
         return Path(self.dir) / "server.log"
+
+    def is_ours(self) -> bool:
+        return _pid_is_ours(self)
 
 
 @dataclass
 class Cluster:
     nodes: list[NodeInfo]
     state_dir: str
+    token: str | None = None  # in each node directory's marker: what bench may delete (bench.ownership)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -93,7 +107,8 @@ class Cluster:
 
     def save(self) -> None:
         path = Path(self.state_dir) / "state.json"
-        path.write_text(json.dumps({"nodes": [asdict(n) for n in self.nodes], "state_dir": self.state_dir}, indent=2))
+        path.write_text(json.dumps({"nodes": [asdict(n) for n in self.nodes], "state_dir": self.state_dir,
+                                    "token": self.token}, indent=2))
 
     @staticmethod
     def load(state_dir: Path | None = None) -> "Cluster | None":
@@ -101,24 +116,30 @@ class Cluster:
         if not path.exists():
             return None
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            return Cluster([NodeInfo(**n) for n in raw["nodes"]], raw["state_dir"])
-        except (ValueError, TypeError, KeyError, OSError) as exc:
+            try:
+                raw = inputs.read_json(path, "bench broker state file", BrokerError)
+            except BrokerError:
+                raise ValueError("not JSON") from None
+            nodes = [NodeInfo(**n) for n in raw["nodes"]]
+            if not all(isinstance(n.pid, int) and isinstance(n.dir, str) for n in nodes):
+                raise TypeError("pid, dir")
+            return Cluster(nodes, str(raw["state_dir"]), raw.get("token"))
+        except (ValueError, TypeError, KeyError, OSError, AttributeError) as exc:
             raise BrokerError(f"{path}: not a bench broker state file ({type(exc).__name__}); if no bench broker "
                               "is running, delete it") from None
 
     def alive_nodes(self) -> list[NodeInfo]:
-        return [n for n in self.nodes if _pid_is_ours(n.pid)]
+        return [n for n in self.nodes if _pid_is_ours(n)]
 
 
-def _pid_is_ours(pid: int) -> bool:
-    """True when ``pid`` is a live kafka.Kafka JVM (not a recycled pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return b"kafka.Kafka" in cmdline and stat.split(")")[-1].split()[0] != "Z"
+def _pid_is_ours(node: NodeInfo | int) -> bool:
+    """True when the node's pid is still the kafka.Kafka JVM bench started: alive, started when
+    bench recorded, its command line naming the node's server.properties (bench.ownership). A bare
+    pid only says whether some live kafka.Kafka JVM has it."""
+    if isinstance(node, NodeInfo):
+        return (ownership.same_process(node.pid, node.start_time, str(Path(node.dir) / "server.properties"))
+                and ownership.same_process(node.pid, node.start_time, "kafka.Kafka"))
+    return ownership.same_process(node, None, "kafka.Kafka")
 
 
 def port_owner(port: int) -> str | None:
@@ -256,21 +277,22 @@ def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_
     existing = running()
     if existing:
         raise BrokerError(f"a bench broker is already running at {existing.bootstrap_servers}: `bench broker stop` first")
+    root = state_root()
+    _remove_old_nodes(root)  # refuses before anything starts when a node-* directory is not bench's
     for i in range(nodes):
         check_port_free(port + i)
         check_port_free(port + CONTROLLER_PORT_OFFSET + i)
     dist.install()
     heap_mb = heap_mb or (768 if nodes == 1 else 512)
-    root = state_root()
-    for old in root.glob("node-*"):
-        _rmtree(old)
     root.mkdir(parents=True, exist_ok=True)
     cluster_id = _cluster_id()
-    cluster = Cluster([], str(root))
+    cluster = Cluster([], str(root), ownership.new_token())
+    cluster.save()  # the token first: a start that fails half-way leaves directories bench can prove it made
     try:
         for i in range(nodes):
             node_dir = root / f"node-{i + 1}"
             node_dir.mkdir(parents=True)
+            ownership.mark_dir(node_dir, cluster.token)
             (node_dir / "server.properties").write_text(server_properties(i + 1, nodes, port, node_dir))
             (node_dir / "log4j2.yaml").write_text(LOG4J2.format(log=node_dir / "server.log"))
             _format(node_dir, cluster_id, node_dir / "log4j2.yaml")
@@ -288,6 +310,22 @@ def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_
     return cluster
 
 
+def _remove_old_nodes(root: Path) -> None:
+    """Delete the node directories of bench's last start: only those holding the marker with the
+    token its state file recorded (bench.ownership). Anything else named node-* is the user's."""
+    if not root.is_dir():
+        return
+    try:
+        previous = Cluster.load(root)
+    except BrokerError:
+        previous = None
+    token = previous.token if previous else None
+    for old in sorted(root.glob("node-*")):
+        if not ownership.remove_owned_dir(old, token):
+            raise BrokerError(f"{old} exists and bench cannot prove it created it: move it away, or set "
+                              "BENCH_BROKER_DIR to a directory of bench's own")
+
+
 def _launch(node_dir: Path, node_id: int, port: int, controller_port: int,
             heap_mb: int, tied: bool = False) -> tuple[NodeInfo, subprocess.Popen]:
     out = open(node_dir / "kafka.out", "ab")
@@ -296,7 +334,7 @@ def _launch(node_dir: Path, node_id: int, port: int, controller_port: int,
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                             preexec_fn=_die_with_parent if tied else None)
     out.close()
-    return NodeInfo(node_id, port, controller_port, proc.pid, str(node_dir)), proc
+    return NodeInfo(node_id, port, controller_port, proc.pid, str(node_dir), ownership.start_time(proc.pid)), proc
 
 
 def _die_with_parent() -> None:
@@ -336,6 +374,9 @@ def _wait_serving(cluster: Cluster, launched: list[subprocess.Popen], timeout_s:
 
 
 def kill_node(node: NodeInfo, sig: int = signal.SIGKILL) -> None:
+    """Signal the node's JVM, only when it is still the process bench started."""
+    if not _pid_is_ours(node):
+        return
     try:
         os.kill(node.pid, sig)
     except ProcessLookupError:
@@ -347,10 +388,10 @@ def _kill(cluster: Cluster, grace_s: float = 15.0) -> None:
     for node in live:
         kill_node(node, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_pid_is_ours(n.pid) for n in live):
+    while time.monotonic() < deadline and any(_pid_is_ours(n) for n in live):
         time.sleep(0.1)
     for node in live:
-        if _pid_is_ours(node.pid):
+        if _pid_is_ours(node):
             kill_node(node, signal.SIGKILL)
     for node in live:
         _reap(node.pid)
@@ -370,12 +411,6 @@ def stop() -> Cluster | None:
         return None
     _kill(cluster)
     return cluster
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def rss_mb(cluster: Cluster) -> dict[int, float]:

@@ -6,6 +6,7 @@ import time
 import click
 
 from bench.broker import dist, embedded, warmup
+from bench.cli.options import Ranged
 
 
 @click.group()
@@ -23,7 +24,7 @@ def install() -> None:
 
 @broker.command()
 @click.option("--nodes", type=click.Choice(["1", "3"]), default="1", show_default=True, help="KRaft nodes (3 for replication-factor-3 failure tests).")
-@click.option("--port", type=click.IntRange(1024, 65000), default=None,
+@click.option("--port", type=Ranged("port"), default=None,
               help="Client port of node 1; node i uses port+i-1 (default: $BENCH_BROKER_PORT, else 9092).")
 @click.option("--warm-up/--no-warm-up", default=True, show_default=True,
               help="Send the new JVM a discarded pre-load (about 6 s) so runs do not measure its JIT compiler.")
@@ -62,8 +63,8 @@ def status() -> None:
 
 
 @broker.command()
-@click.option("--node", type=int, default=1, show_default=True)
-@click.option("-n", "--lines", type=int, default=40, show_default=True)
+@click.option("--node", type=Ranged("node"), default=1, show_default=True)
+@click.option("-n", "--lines", type=Ranged("lines"), default=40, show_default=True)
 def logs(node: int, lines: int) -> None:
     """Print the last lines of a node's server.log."""
     cluster = embedded.Cluster.load()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from bench import inputs
 from bench.broker import embedded
 from bench.cli.errors import InputError
 from bench.cli.options import bootstrap_option, kafka_config_option, workload_option
@@ -17,7 +18,7 @@ from bench.sim.profile import ProfileError, load_profile, save_profile
 @bootstrap_option()
 @kafka_config_option
 @workload_option
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("profile.json"),
+@click.option("--output", type=click.Path(path_type=Path), default=Path("profile.json"),
               show_default=True, help="Where to write the profile JSON.")
 @click.option("--quick", is_flag=True, help="A few seconds per phase instead of a minute or two (rougher).")
 @click.option("--reference", "references", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -33,11 +34,8 @@ def calibrate(bootstrap_servers, kafka_config, workload, output, quick, referenc
     """
     echo = lambda line: click.echo(line, err=True)
     _check_output(output)
-    try:
-        refs = [reference(r) for r in references]
-        profile = load_profile(from_profile) if from_profile else None
-    except (ProfileError, ValueError) as exc:
-        raise InputError(str(exc)) from None
+    refs = [reference(r) for r in references]
+    profile = load_profile(from_profile) if from_profile else None
     if profile is None:
         if not bootstrap_servers:
             cluster = embedded.running()
@@ -57,7 +55,7 @@ def _check_output(output: Path) -> None:
     (`--output results/x/summary.json` would overwrite a run's summary)."""
     if output.suffix.lower() != ".json":
         raise InputError(f"--output {output}: a profile is a .json file; name one, e.g. {output.with_suffix('.json')}")
-    if output.exists():
+    if inputs.check_output_file(output, "--output", InputError):
         try:
             load_profile(output)
         except ProfileError:

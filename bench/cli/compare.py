@@ -6,13 +6,11 @@ from pathlib import Path
 
 import click
 
-from bench.cli.errors import InputError
+from bench.cli.options import Ranged
 from bench.compare.comparison import compare as compare_results
 from bench.compare.judge import ALPHA
-from bench.compare.metrics import RuleError
 from bench.compare.render import FORMATS, render
 from bench.compare.rules import parse_rules
-from bench.results.files import ResultsError
 
 
 @click.command()
@@ -20,7 +18,7 @@ from bench.results.files import ResultsError
 @click.option("--fail-on", "fail_on", multiple=True, metavar="RULES",
               help="Comma-separated rules, e.g. 'p99:+10%,p50:+10%,throughput:-5%,lost:+0' (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=ALPHA, show_default=True,
+@click.option("--alpha", type=Ranged("alpha", float, low_open=True, high_open=True), default=ALPHA, show_default=True,
               help="Significance level of the one-sided Mann-Whitney test across runs.")
 @click.option("--allow-broken", is_flag=True,
               help="Judge the rules even when a candidate run is invalid, interrupted or lost orders.")
@@ -33,10 +31,7 @@ def compare(dirs, fail_on, fmt, alpha, allow_broken) -> None:
     --fail-on, a candidate with a broken run fails too. Exit codes: 0 no regression;
     1 regression or broken candidate; 2 bad input (directory, file, rule, schema).
     """
-    try:
-        rules = parse_rules(",".join(fail_on))
-        comparison = compare_results(dirs, rules, alpha, allow_broken)
-    except (RuleError, ResultsError) as exc:
-        raise InputError(str(exc)) from None
+    rules = parse_rules(",".join(fail_on))
+    comparison = compare_results(dirs, rules, alpha, allow_broken)
     click.echo(render(comparison, fmt))
     sys.exit(1 if comparison.failed else 0)

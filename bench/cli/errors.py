@@ -1,46 +1,30 @@
-"""Turning the library's errors into one clear line and an exit code."""
+"""Turning bench's errors into one clear line and an exit code, once, for every command."""
 from __future__ import annotations
 
 import click
 
-from bench.kafka.errors import BrokerError
+from bench.errors import BadInput, BenchError
 
 
-class InputError(click.ClickException):
-    """Bad user input (workload, option value, result dir): exit 2, like click's usage errors."""
-
-    exit_code = 2
-
-
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from bench.kafka.clients import ConfigError
-
-    errors: list[type[BaseException]] = [ConfigError]
-    try:
-        from bench.flow.workload import WorkloadError
-
-        errors.append(WorkloadError)
-    except ImportError:
-        pass
-    try:
-        from bench.results.files import ResultsError
-
-        errors.append(ResultsError)
-    except ImportError:
-        pass
-    return tuple(errors)
+class InputError(BadInput):
+    """Bad user input found by a command itself (an option value, a combination): exit 2."""
 
 
 class BenchGroup(click.Group):
-    """Maps expected library errors to one line: input errors exit 2, environment errors exit 1."""
+    """Maps :class:`bench.errors.BenchError` to one line and its exit code (2 input, 1 environment).
+    Commands raise; they never catch and re-raise bench's errors themselves."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except BrokerError as exc:
-            raise click.ClickException(str(exc)) from None
-        except _expected_errors() as exc:
-            raise InputError(str(exc)) from None
+        except BenchError as exc:
+            raise _one_line(exc) from None
         except KeyboardInterrupt:
             click.echo("bench: interrupted", err=True)
             ctx.exit(130)
+
+
+def _one_line(exc: BenchError) -> click.ClickException:
+    error = click.ClickException(str(exc))
+    error.exit_code = exc.exit_code
+    return error

@@ -5,21 +5,39 @@ from pathlib import Path
 
 import click
 
+from bench import inputs
 from bench.cli.errors import InputError
-from bench.flow.workload import Workload, WorkloadError, load_workload, parse_duration
+from bench.flow.workload import Workload, load_workload, parse_duration
 
 
 def _load(ctx, param, value):
-    try:
-        return load_workload(value)
-    except WorkloadError as exc:
-        raise InputError(str(exc)) from None
+    return load_workload(value)
 
 
 workload_option = click.option("--workload", "workload", type=click.Path(dir_okay=False), default=None,
                                callback=_load, help="Workload YAML (default: workloads/default.yaml).")
 kafka_config_option = click.option("--kafka-config", type=click.Path(exists=True, dir_okay=False), default=None,
                                    help="librdkafka properties file (SASL/SSL), applied to every client.")
+
+
+class Ranged(click.ParamType):
+    """A number checked against :data:`bench.inputs.RANGES` (ints in range; floats finite, in range)."""
+
+    def __init__(self, name: str, kind: type = int, low_open: bool = False, high_open: bool = False) -> None:
+        self.range_name, self.kind, self.low_open, self.high_open = name, kind, low_open, high_open
+        self.name = "integer" if kind is int else "float"
+
+    def convert(self, value, param, ctx):
+        option = param.opts[0] if param is not None and param.opts else self.range_name
+        if isinstance(value, str):
+            try:
+                value = int(value.strip()) if self.kind is int else float(value)
+            except ValueError:
+                raise InputError(f"{option}: expected {'a whole number' if self.kind is int else 'a number'}") from None
+        if self.kind is int:
+            return inputs.check_int(self.range_name, value, None, InputError, key=option)
+        return inputs.check_float(self.range_name, value, None, InputError, key=option,
+                                  low_open=self.low_open, high_open=self.high_open)
 
 
 def bootstrap_option(required: bool = False):
@@ -43,13 +61,10 @@ def duration_option(name: str, help: str):
 
 def with_overrides(workload: Workload, **overrides) -> Workload:
     """The workload with the command-line values that were given (None: not given)."""
-    try:
-        return workload.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
-    except WorkloadError as exc:
-        raise InputError(str(exc)) from None
+    return workload.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def check_fresh_output(output: Path | None) -> None:
-    """An --output directory must be new or empty: results are never mixed with old ones."""
-    if output is not None and output.exists() and any(output.iterdir()):
-        raise InputError(f"--output {output} exists and is not empty: choose a new directory")
+    """An --output directory must be new or empty (results are never mixed with old ones), and
+    creatable: not a file, not under a file, not a device."""
+    inputs.check_output_dir(output, "--output", InputError)

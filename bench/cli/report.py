@@ -5,20 +5,15 @@ from pathlib import Path
 
 import click
 
-from bench.cli.errors import InputError
 from bench.compare.report import write_report
-from bench.results.files import ResultsError
 
 
 @click.command()
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--output", type=click.Path(path_type=Path), default=None,
               help="HTML file to write (default: results/report-<UTC time>.html); PNGs go beside it.")
 def report(dirs, output) -> None:
     """Write one self-contained HTML report (charts embedded) of result directories."""
-    try:
-        html, pngs = write_report(dirs, output)
-    except ResultsError as exc:
-        raise InputError(str(exc)) from None
+    html, pngs = write_report(dirs, output)
     click.echo(f"report: {html}")
     click.echo(f"charts: {', '.join(p.name for p in pngs)}")

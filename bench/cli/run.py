@@ -11,24 +11,24 @@ from bench import patterns
 from bench.results import series
 from bench.run import series as run_series
 from bench.results import summary as run_summary
-from bench.cli.options import (bootstrap_option, check_fresh_output, duration_option, kafka_config_option,
+from bench.cli.options import (Ranged, bootstrap_option, duration_option, kafka_config_option,
                                with_overrides, workload_option)
-from bench.run.run import RunRequest, run as run_benchmark
+from bench.run.run import RunRequest, check, run as run_benchmark
 
 
 @click.command()
 @click.option("--pattern", type=click.Choice(sorted(patterns.PATTERNS)), required=True)
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Orders per second (overrides the workload).")
+@click.option("--rate", type=Ranged("rate", float, low_open=True), default=None, help="Orders per second (overrides the workload).")
 @duration_option("--duration", "Measured load, e.g. 60s (overrides the workload).")
 @duration_option("--warmup", "Unmeasured load before it, e.g. 10s (overrides the workload).")
 @workload_option
 @bootstrap_option()
 @kafka_config_option
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Result directory (default: results/<UTC time>-<pattern>-<rate>/).")
 @click.option("--recreate-topics", is_flag=True,
               help="Delete and recreate the pattern's topics even where bench did not create them (their records are lost).")
-@click.option("--repeat", type=click.IntRange(1, 1000), default=1, show_default=True,
+@click.option("--repeat", type=Ranged("repeat"), default=1, show_default=True,
               help="Runs of the same settings, written as a series: OUTPUT/1 .. OUTPUT/N (what `bench compare` judges).")
 def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_config, output, recreate_topics,
         repeat) -> None:
@@ -38,9 +38,9 @@ def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_conf
     3 the run could not hold its rate; 130 interrupted. For a series, the worst run's.
     """
     workload = with_overrides(workload, rate_per_s=rate, duration_s=duration, warmup_s=warmup)
-    check_fresh_output(output)
     request = RunRequest(patterns.get(pattern), workload, bootstrap_servers,
                          Path(kafka_config) if kafka_config else None, output, recreate_topics=recreate_topics)
+    check(request)  # every input (workload, properties, output path, numbers) before any broker is touched
     echo = lambda line: click.echo(line, err=True)
     if repeat == 1:
         outcome = run_benchmark(request, echo=echo)

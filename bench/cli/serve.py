@@ -6,13 +6,13 @@ import click
 from bench.kafka import clients
 from bench import patterns
 from bench.run import runtime, supervisor
-from bench.cli.options import bootstrap_option, kafka_config_option, workload_option
+from bench.cli.options import Ranged, bootstrap_option, kafka_config_option, workload_option
 
 
 @click.command()
 @click.option("--pattern", type=click.Choice(sorted(patterns.PATTERNS)), required=True)
 @click.option("--role", required=True, help="A step of the workload's saga, or the coordinator: order (choreography) or orchestrator (orchestration).")
-@click.option("--instance", type=click.IntRange(0), default=0, show_default=True, help="Instance number (names the client).")
+@click.option("--instance", type=Ranged("instance"), default=0, show_default=True, help="Instance number (names the client).")
 @click.option("--group-prefix", default="bench", show_default=True, help="Consumer groups are <prefix>-<pattern>-<role>.")
 @bootstrap_option(required=True)
 @kafka_config_option
@@ -28,6 +28,8 @@ def serve(pattern, role, instance, group_prefix, bootstrap_servers, kafka_config
     roles = chosen.topology(workload.saga).roles
     if role not in roles:
         raise click.BadParameter(f"{pattern} has roles {', '.join(roles)} for this workload's saga", param_hint="--role")
-    spec = runtime.ServiceSpec(chosen, role, instance, bootstrap_servers, workload, group_prefix,
-                               clients.read_properties(kafka_config) if kafka_config else {})
+    extra = clients.read_properties(kafka_config) if kafka_config else {}
+    # librdkafka reads the whole client configuration first, as `bench run` has it: one line, exit 2.
+    clients.check(workload, extra, str(kafka_config or workload.source or "the workload's client settings"))
+    spec = runtime.ServiceSpec(chosen, role, instance, bootstrap_servers, workload, group_prefix, extra)
     runtime.serve(spec, parent_alive, supervised=supervisor.supervised())

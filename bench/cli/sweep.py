@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bench import patterns
+from bench import inputs, patterns
 from bench.cli.errors import InputError
 from bench.cli.options import (bootstrap_option, check_fresh_output, duration_option, kafka_config_option,
                                with_overrides, workload_option)
@@ -14,20 +14,15 @@ from bench.run.sweep import PLOT, SWEEP, SweepRequest, render_table, sweep as ru
 
 
 def _patterns(ctx, param, value):
-    try:
-        return tuple(patterns.get(name.strip()) for name in value.split(",") if name.strip())
-    except ValueError as exc:
-        raise InputError(f"--pattern: {exc}") from None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in patterns.PATTERNS]
+    if unknown:
+        raise InputError(f"--pattern: unknown pattern {unknown[0]!r}: choose from {', '.join(patterns.PATTERNS)}")
+    return tuple(patterns.get(name) for name in names)
 
 
 def _rates(ctx, param, value):
-    try:
-        rates = tuple(float(part) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise InputError(f"--rates: expected comma-separated numbers, e.g. 500,1000,2000; got {value!r}") from None
-    if not rates or any(not 0 < r < float("inf") for r in rates):
-        raise InputError(f"--rates: every rate must be a number > 0; got {value!r}")
-    return rates
+    return inputs.rate_list(value, "--rates", InputError)
 
 
 @click.command()
@@ -39,7 +34,7 @@ def _rates(ctx, param, value):
 @workload_option
 @bootstrap_option()
 @kafka_config_option
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Sweep directory (default: results/<UTC time>-sweep/).")
 @click.option("--stop-early", is_flag=True, help="Skip a pattern's higher rates once a point misses the p99 bound.")
 def sweep(pattern_list, rates, duration, warmup, workload, bootstrap_servers, kafka_config, output, stop_early) -> None:

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import click
 
-from bench.cli.errors import InputError
 from bench.cli.options import bootstrap_option, check_fresh_output, duration_option, kafka_config_option, workload_option
 from bench.sim import validate as validation
-from bench.sim.profile import ProfileError, load_profile
-from bench.flow.workload import WorkloadError
+from bench.sim.profile import load_profile
 
 
 @click.command()
@@ -25,7 +23,7 @@ from bench.flow.workload import WorkloadError
               help="A real result dir to simulate instead of running (repeatable); --patterns and --rates are ignored.")
 @bootstrap_option()
 @kafka_config_option
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Validation directory (default: results/<UTC time>-sweep/).")
 def validate(pattern_names, rate_list, duration, warmup, workload, profile_path, against, bootstrap_servers,
              kafka_config, output) -> None:
@@ -35,13 +33,11 @@ def validate(pattern_names, rate_list, duration, warmup, workload, profile_path,
     real run held its rate, knee within 20%), 1 otherwise.
     """
     check_fresh_output(output)
-    try:
-        workload = workload.with_overrides(duration_s=duration or 15.0, warmup_s=warmup or 5.0)
-        request = validation.ValidateRequest(validation.patterns_of(pattern_names), validation.rates(rate_list),
-                                             workload, load_profile(profile_path), bootstrap_servers,
-                                             Path(kafka_config) if kafka_config else None, output, against=against)
-    except (ValueError, WorkloadError, ProfileError) as exc:
-        raise InputError(str(exc)) from None
+    workload = workload.with_overrides(duration_s=duration or 15.0, warmup_s=warmup or 5.0)
+    request = validation.ValidateRequest(validation.patterns_of(pattern_names), validation.rates(rate_list),
+                                         workload, load_profile(profile_path), bootstrap_servers,
+                                         Path(kafka_config) if kafka_config else None, output, against=against)
+    validation.check(request)
     outcome = validation.validate(request, echo=lambda line: click.echo(line, err=True))
     click.echo(validation.render_table(outcome))
     click.echo(f"results: {outcome.directory}")

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.errors import BadInput
 from bench.results import summary as run_summary
 
 
 STATS = ("p50", "p90", "p99", "p999", "max", "mean")
 
 
-class RuleError(ValueError):
+class RuleError(BadInput):
     """A --fail-on rule that cannot be used; the message is one line."""
 
 

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
+from bench import inputs, ownership
 from bench.compare.render import fmt_change, fmt_value, label
 from bench.compare.sides import Result, Side
 from bench.compare.table import side_by_side, step_names
@@ -38,15 +40,24 @@ class Chart:
     png: bytes
 
 
+# Labels are plain text: a name or value holding `$...$` is not matplotlib mathtext.
+_PLAIN = {"text.parse_math": False, "text.usetex": False}
+# In every PNG bench writes (a tEXt chunk near the start): how `bench report` knows a PNG beside
+# its HTML is one of its own and may be replaced; any other file of that name is the user's.
+PNG_MARK = "bench report chart"
+
+
 def _figure(width: float = 9.0, height: float = 4.5) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    with matplotlib.rc_context(_PLAIN):
+        fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
 def _png(fig: Figure) -> bytes:
     out = io.BytesIO()
-    fig.savefig(out, format="png")
+    with matplotlib.rc_context(_PLAIN):
+        fig.savefig(out, format="png", metadata={"Software": PNG_MARK})
     return out.getvalue()
 
 
@@ -122,13 +133,25 @@ def timeline(r: Result) -> list[Second]:
         start = (r.summary.get("timeline") or {}).get("start_wall_s", 0.0)
         return [Second(round(h.get_end_time_stamp() / 1000.0 - start), None, float(h.get_total_count()),
                        summary_ms(h)["p99"]) for h in r.histograms("e2e.hlog")]
-    number = lambda text: float(text) if text not in ("", None) else None
-    try:
-        with path.open(newline="", encoding="utf-8") as rows:
-            return [Second(float(row["t_s"]), number(row["offered"]), float(row["finished"]), number(row["p99_ms"]))
-                    for row in csv.DictReader(rows)]
-    except (OSError, KeyError, ValueError, TypeError) as err:
-        raise ResultsError(f"{path}: cannot read: {err}") from None
+    text = inputs.read_text(path, "timeseries", ResultsError)
+
+    def number(row: dict, key: str, required: bool = False) -> float | None:
+        value = row.get(key)
+        if value in ("", None) and not required:
+            return None
+        parsed = float(value)  # ValueError, TypeError: named below
+        if not math.isfinite(parsed):
+            raise ValueError(key)
+        return parsed
+
+    seconds = []
+    for line, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+        try:
+            seconds.append(Second(number(row, "t_s", True), number(row, "offered"), number(row, "finished", True),
+                                  number(row, "p99_ms")))
+        except (KeyError, ValueError, TypeError):
+            raise ResultsError(f"{path}:{line}: expected finite numbers in t_s, offered, finished, p99_ms") from None
+    return seconds
 
 
 def _shade_faults(ax, results: Sequence[Result]) -> None:
@@ -291,6 +314,15 @@ CHARTS: tuple[Callable[[Sequence[Result]], Chart], ...] = (
     spectrum_chart, time_chart, step_chart, cost_chart, correctness_chart)
 
 
+def draw_charts(results: Sequence[Result]) -> list[Chart]:
+    """Every chart, with labels as plain text (no mathtext, no TeX)."""
+    with matplotlib.rc_context(_PLAIN):
+        return [make(results) for make in CHARTS]
+
+
+CHART_NAMES = ("spectrum", "time", "steps", "messages", "correctness")  # the Chart.name of each
+
+
 # --- the HTML -------------------------------------------------------------------------
 
 _STYLE = """
@@ -359,7 +391,7 @@ def _check_output(output: Path) -> None:
     (`--output results/x/summary.json` would have overwritten a run's summary)."""
     if output.suffix.lower() not in (".html", ".htm"):
         raise ResultsError(f"--output {output}: a report is an .html file; name one, e.g. {output.with_suffix('.html')}")
-    if output.exists():
+    if inputs.check_output_file(output, "--output", ResultsError):
         try:
             ours = output.read_bytes()[:200].startswith(b"<!DOCTYPE html>") and b"bench report" in output.read_bytes()[:400]
         except OSError:
@@ -375,8 +407,14 @@ def write_report(dirs: Sequence[str | Path], output: str | Path | None = None) -
         raise ResultsError("report needs at least one result directory")
     output = Path(output) if output is not None else default_output()
     _check_output(output)
+    for name in CHART_NAMES:  # never overwrite a PNG bench did not write
+        png = output.with_name(f"{output.stem}-{name}.png")
+        if inputs.check_output_file(png, "chart", ResultsError) and \
+                not ownership.owned_file(png, PNG_MARK.encode()):
+            raise ResultsError(f"--output {output}: {png.name} beside it exists and is not a bench chart; "
+                               "choose another name for the report")
     results = [run for d in dirs for run in Side.load(d).runs]  # a series shows each of its runs
-    charts = [make(results) for make in CHARTS]
+    charts = draw_charts(results)
     output.parent.mkdir(parents=True, exist_ok=True)
     pngs = []
     for chart in charts:

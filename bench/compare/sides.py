@@ -8,6 +8,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from bench import inputs
 from bench.compare.metrics import Metric
 from bench.results import series, summary as run_summary
 from bench.results.files import ResultsError
@@ -34,11 +35,12 @@ class Result:
         path = self.path / hlog
         if not path.exists():
             raise ResultsError(f"{path}: missing")
+        inputs.check_regular(path, "HdrHistogram log", ResultsError, inputs.MAX_HLOG_BYTES)
         try:
             intervals = read_hlog(path)
         except Exception as err:  # hdrh raises whatever its decoder trips on; name the file, exit 2
             kind = f"{type(err).__module__}.{type(err).__name__}".removeprefix("builtins.")
-            raise ResultsError(f"{path}: not a readable HdrHistogram log: {kind}: {err}") from None
+            raise ResultsError(f"{path}: not a readable HdrHistogram log: {kind}") from None
         if not intervals:  # a run writes one interval a second, empty or not
             raise ResultsError(f"{path}: holds no intervals (truncated?)")
         return intervals

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.errors import BadInput
 from bench.flow import events as ev
 from bench.flow.durations import parse_duration
 
@@ -58,7 +59,7 @@ STEP_KEYS = ("name", "failure", "processing")
 PROCESSING_FORMS = "a duration such as '2ms', or {lognormal: {median: 1ms, sigma: 0.5}}"
 
 
-class SagaError(ValueError):
+class SagaError(BadInput):
     """A saga definition that cannot be used; the message names the key (``saga.steps[1].name``)."""
 
 

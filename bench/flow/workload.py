@@ -12,8 +12,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
 
+from bench import inputs
+from bench.errors import BadInput
 from bench.flow import saga as saga_mod
 from bench.flow.arrivals import ARRIVALS
 from bench.flow.durations import parse_duration
@@ -58,7 +59,7 @@ MAX_PAYLOAD_BYTES = 900_000  # padding, leaving room for the event's other field
 MAX_RATE_PER_S = 1_000_000.0  # beyond, the arrival gaps fall below the clock's resolution
 FAULT_KEYS = ("type", "at", "duration", "role", "instance", "count", "topic", "delay")
 
-class WorkloadError(ValueError):
+class WorkloadError(BadInput):
     """A workload that cannot be used; the message is one line naming file and key."""
 
 
@@ -204,19 +205,9 @@ def load_workload(path: str | Path | None = None) -> Workload:
             return Workload(name="default")
         path = DEFAULT_WORKLOAD
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise WorkloadError(f"{path}: cannot read workload: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise WorkloadError(f"{path}: not UTF-8 text (byte {err.start}): save the workload as UTF-8") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).replace("\n", " ")
-        raise WorkloadError(f"{path}: invalid YAML{at}: {problem}") from None
+    # The one reader: a regular file or a pipe, bounded, strict UTF-8, YAML safe-loaded within
+    # bounds of nesting and alias expansion; its errors never quote the line (it may be a secret).
+    raw = inputs.read_yaml(path, "workload", WorkloadError)
     return parse_workload(raw, source=path)
 
 
@@ -293,6 +284,21 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _kind(value: Any) -> str:
+    """What a value is, without the value (it may be a secret)."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return "null" if value is None else type(value).__name__
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -321,6 +327,10 @@ class _Validator:
             self.number(_KEY_OF_FIELD[field], getattr(w, field), positive=positive)
             self.set(field, float(getattr(w, field)))
         self.integer("seed", w.seed, minimum=0)
+        inputs.check_int("seed", w.seed, self.where, WorkloadError)
+        for field in ("duration_s", "warmup_s", "drain_s", "step_timeout_s", "latency_bound_p99_s"):
+            if getattr(w, field) > inputs.RANGES["duration_s"][1]:
+                self.fail(_KEY_OF_FIELD[field], f"must be at most {inputs.RANGES['duration_s'][1]:g}s")
         self.saga()
         self.instances()
         if w.partitions == "auto":
@@ -328,6 +338,7 @@ class _Validator:
             self.set("partitions_auto", True)
         for field in ("partitions", "replication_factor", "min_insync_replicas"):
             self.integer(field, getattr(w, field), minimum=1)
+            inputs.check_int(field, getattr(w, field), self.where, WorkloadError)
         if w.min_insync_replicas > w.replication_factor:
             self.fail(
                 "min_insync_replicas",
@@ -346,6 +357,7 @@ class _Validator:
             self.fail("rate", f"({w.rate_per_s:g}/s) starts no order in a {w.duration_s:g}s measurement: "
                       "raise the rate or the duration")
         self.integer("step_retries", w.step_retries, minimum=0)
+        inputs.check_int("step_retries", w.step_retries, self.where, WorkloadError)
         self.choice("delivery", w.delivery, DELIVERIES)
         if w.delivery == "exactly-once" and w.acks not in ("all", "-1"):
             self.fail("acks", f"must be 'all' for delivery 'exactly-once', got {w.acks!r}")
@@ -431,17 +443,23 @@ class _Validator:
         merged = self.per_key("instances", roles, dict.fromkeys(roles, 1))
         for role, count in merged.items():
             self.integer(f"instances.{role}", count, minimum=1)
+            inputs.check_int("instances", count, self.where, WorkloadError, key=f"instances.{role}")
         self.set("instances", MappingProxyType(merged))
 
     def client(self) -> None:
+        # Nothing of the client section is ever quoted: it may hold a credential.
         if not isinstance(self.w.client, Mapping):
-            self.fail("client", f"must be a mapping, got {self.w.client!r}")
+            self.fail("client", f"must be a mapping of property: value, got {_kind(self.w.client)}")
         merged = {**DEFAULT_CLIENT, **self.w.client}
         for prop, value in merged.items():
             if not isinstance(prop, str):
-                self.fail("client", f"property names must be strings, got {prop!r}")
+                self.fail("client", f"property names must be text, got {_kind(prop)}")
             if not isinstance(value, (str, int, float, bool)):
-                self.fail(f"client.{prop}", f"must be a scalar, got {value!r}")
+                self.fail(f"client.{prop}", f"must be a single value (text, number, true or false), got {_kind(value)}")
+            if isinstance(value, float) and not math.isfinite(value):
+                self.fail(f"client.{prop}", "must be a finite number")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+                self.fail(f"client.{prop}", "is out of range")
         if "acks" in merged:
             self.fail("client.acks", "is set by the top-level 'acks' key")
         self.set("client", MappingProxyType(merged))
@@ -472,11 +490,13 @@ class _Validator:
             self.choice(f"{key}.role", fault.role, self.w.roles)
         if fault.instance is not None:
             self.integer(f"{key}.instance", fault.instance, minimum=0)
+            inputs.check_int("fault.instance", fault.instance, self.where, WorkloadError, key=f"{key}.instance")
             if fault.role is None:
                 self.fail(f"{key}.instance", "needs a role")
             elif fault.instance >= (count := self.w.instances[fault.role]):
                 self.fail(f"{key}.instance", f"is {fault.instance} but instances.{fault.role} is {count} (0-based)")
         if fault.count is not None:
             self.integer(f"{key}.count", fault.count, minimum=1)
+            inputs.check_int("fault.count", fault.count, self.where, WorkloadError, key=f"{key}.count")
         if fault.topic is not None and not (isinstance(fault.topic, str) and fault.topic):
             self.fail(f"{key}.topic", f"must be a non-empty string, got {fault.topic!r}")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import javaproperties
 
+from bench import inputs
+from bench.errors import BadInput
 from bench.kafka import secrets
 from bench.flow.workload import Workload
 
@@ -37,7 +39,7 @@ CONSUMER_ONLY = frozenset({
 COMMIT_INTERVAL_MS = 500  # background commit of offsets the runtime stored after acknowledgement
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInput):
     """A client properties file that cannot be used; the message names file and line."""
 
 
@@ -47,20 +49,19 @@ def read_properties(path: str | Path) -> dict[str, str]:
     Parsed as Java parses it (javaproperties). A JAAS PLAIN or SCRAM login line becomes
     librdkafka's ``sasl.username`` / ``sasl.password``; other Java-only properties are refused
     with what librdkafka takes instead. No error message quotes a value: it may be a secret."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read client properties ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save the properties file as UTF-8") from None
+    text = inputs.read_text(path, "client properties file", ConfigError)
     props: dict[str, str] = {}
     jaas: tuple[str, tuple[str, ...]] | None = None  # (where, the login module's mechanisms)
     line = 1
-    for element in javaproperties.parse(text):
+    for element in _elements(text, path):
         number, line = line, line + element.source.count("\n")
         if not isinstance(element, javaproperties.KeyValue):
             continue
         key, value, where = element.key, element.value, f"{path}:{number}"
+        for part, name in ((key, "its key"), (value, "its value")):
+            if "\x00" in part or not inputs._encodable(part):
+                raise ConfigError(f"{where}: {name} holds a character that is not text (a \\u escape of a lone "
+                                  "surrogate, or NUL)")
         if not value and not _SEPARATOR.search(element.source):
             # The line is not echoed: it may be a credential that lost its key.
             raise ConfigError(f"{where}: expected key=value")
@@ -86,6 +87,24 @@ def read_properties(path: str | Path) -> dict[str, str]:
             raise ConfigError(f"{where}: the JAAS login module needs sasl.mechanism={' or '.join(mechanisms)}"
                               + (f", not {mechanism}" if mechanism else ""))
     return props
+
+
+def _elements(text: str, path):
+    """javaproperties' elements; an invalid escape is one line naming the line, never its text."""
+    lines = text.splitlines()
+    parsed = javaproperties.parse(text)
+    line = 1
+    while True:
+        try:
+            element = next(parsed)
+        except StopIteration:
+            return
+        except (ValueError, UnicodeError) as exc:  # InvalidUEscapeError, a \\u escape cut short
+            kind = "an invalid \\u escape" if "escape" in type(exc).__name__.lower() or "\\u" in str(exc) else \
+                "a line that cannot be parsed"
+            raise ConfigError(f"{path}:{min(line, max(len(lines), 1))}: {kind}") from None
+        line += element.source.count("\n")
+        yield element
 
 
 _SEPARATOR = re.compile(r"(?<!\\)[=:\s]\s*\S|(?<!\\)[=:]")

@@ -1,6 +1,7 @@
 """The coordination patterns, by name: an explicit registry."""
 from __future__ import annotations
 
+from bench.errors import BadInput
 from bench.patterns.base import Pattern
 from bench.patterns.choreography import CHOREOGRAPHY
 from bench.patterns.orchestration import ORCHESTRATION
@@ -12,4 +13,4 @@ def get(name: str) -> Pattern:
     try:
         return PATTERNS[name]
     except KeyError:
-        raise ValueError(f"unknown pattern {name!r}: choose one of {', '.join(PATTERNS)}") from None
+        raise BadInput(f"unknown pattern {name!r}: choose one of {', '.join(PATTERNS)}") from None

@@ -20,16 +20,19 @@ from typing import Any
 import orjson
 
 import bench
+from bench import inputs
+from bench.errors import BadInput
 from bench.kafka import secrets
 
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
 TIMESERIES = "timeseries.csv"
+INCOMPLETE = "INCOMPLETE"  # in a result directory until its summary.json is written
 
 _REPO = Path(__file__).resolve().parents[2]
 
 
-class ResultsError(ValueError):
+class ResultsError(BadInput):
     """A result directory that cannot be read; the message is one line."""
 
 
@@ -119,6 +122,19 @@ def write_summary(directory: str | Path, summary: Mapping[str, Any]) -> Path:
     return target
 
 
+def mark_incomplete(directory: str | Path) -> Path:
+    """Mark a result directory as being written: a run that fails before its summary leaves the
+    mark (and no summary.json), so no reader takes it for a finished run (:data:`INCOMPLETE`)."""
+    marker = Path(directory) / INCOMPLETE
+    marker.write_text("bench is writing this run, or it failed before its summary.json was written: "
+                      "not a finished run\n", encoding="utf-8")
+    return marker
+
+
+def mark_complete(directory: str | Path) -> None:
+    (Path(directory) / INCOMPLETE).unlink(missing_ok=True)
+
+
 # schema_version N -> function turning a version-N summary into version N+1.
 UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
@@ -129,14 +145,9 @@ def read_summary(directory: str | Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise ResultsError(f"{directory}: no such result directory")
     path = directory / SUMMARY
-    try:
-        summary = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: missing (not a finished run?)") from None
-    except OSError as err:
-        raise ResultsError(f"{path}: cannot read: {err.strerror or err}") from None
-    except orjson.JSONDecodeError as err:
-        raise ResultsError(f"{path}: not valid JSON: {str(err).splitlines()[0]}") from None
+    if not path.exists() and not path.is_symlink():
+        raise ResultsError(f"{path}: missing (not a finished run?)")
+    summary = inputs.read_json(path, "summary", ResultsError)
     if not isinstance(summary, dict):
         raise ResultsError(f"{path}: expected a JSON object, got {type(summary).__name__}")
     return _upgrade(summary, path)

@@ -30,17 +30,20 @@ def run_dirs(path: str | Path) -> list[Path]:
     path = Path(path)
     if not path.is_dir():
         raise results.ResultsError(f"{path}: no such result directory or series")
+    if (path / results.INCOMPLETE).exists():
+        raise results.ResultsError(f"{path}: an unfinished run ({results.INCOMPLETE}: it failed before its "
+                                   "summary.json was written)")
     if (path / results.SUMMARY).exists():
         return [path]
     runs, partial = [], []
     for child in sorted((c for c in path.iterdir() if c.is_dir() and not c.name.startswith(".")), key=_natural):
-        if (child / results.SUMMARY).exists():
+        if (child / results.SUMMARY).exists() and not (child / results.INCOMPLETE).exists():
             runs.append(child)
-        elif (child / "e2e.hlog").exists() or (child / results.TIMESERIES).exists():
+        else:  # a run directory without its summary is never silently dropped from a series
             partial.append(child)
     if partial:
-        raise results.ResultsError(f"{partial[0]}: a run without summary.json (unfinished?); remove it from the "
-                                   f"series {path} or pass the runs you want")
+        raise results.ResultsError(f"{partial[0]}: a run without summary.json (unfinished?); remove it "
+                                   f"from the series {path} or pass the runs you want")
     if not runs:
         raise results.ResultsError(f"{path}: neither a run (no {results.SUMMARY}) nor a series (no run directories in it)")
     return runs

@@ -8,6 +8,7 @@ trusted as a measurement) and :func:`exit_code`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -130,34 +131,79 @@ def worst_exit_code(codes: list[int]) -> int:
 
 
 # --- reading ---------------------------------------------------------------------------
+# The schema of what the readers (compare, report, sweep, validate, calibrate) use, as a tree: a
+# reader that passes :func:`check` never trips on a missing key or a value of the wrong type.
 
 _NUMBER = (int, float)
+_NONE = type(None)
 _LATENCY_STATS = ("count", "p50", "p90", "p99", "p999", "max", "mean")
-# (keys, allowed types, required) of the fields the readers use.
-_FIELDS: tuple[tuple[tuple[str, ...], tuple[type, ...], bool], ...] = (
-    (("mode",), (str,), True),
-    (("pattern",), (str,), True),
-    (("valid",), (bool,), True),
-    (("interrupted",), (bool,), False),
-    (("invalid_reason",), (str, type(None)), False),
-    (("rate_target_per_s",), _NUMBER, True),
-    (("rate_offered_per_s",), _NUMBER, False),
-    (("rate_achieved_per_s",), _NUMBER, True),
-    (("duration_s",), _NUMBER, False),
-    (("warmup_s",), _NUMBER, False),
-    (("orders",), (dict,), True),
-    (("latency_ms",), (dict,), True),
-    (("latency_ms", "e2e"), (dict,), True),
-    (("latency_ms", "steps"), (dict,), False),
-    (("messages_per_order",), (*_NUMBER, type(None)), False),
-    (("bytes_per_order",), (*_NUMBER, type(None)), False),
-    (("timeline",), (dict,), False),
-    (("cost",), (dict, type(None)), False),
-    (("faults",), (list,), False),
-    *((("orders", f.name), (int,), f.name in ("started", "lost", "stuck")) for f in fields(Orders)),
-    *((("latency_ms", "e2e", stat), (*_NUMBER, type(None)), False) for stat in _LATENCY_STATS),
-    *((("timeline", key), _NUMBER, False) for key in ("start_wall_s", "measure_start_s", "measure_end_s")),
-)
+
+
+@dataclass(frozen=True)
+class _Obj:
+    """An object with named fields: name -> (node, required)."""
+
+    fields: dict
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class _Each:
+    """An object whose every value is ``node`` (keys are names: steps, roles)."""
+
+    node: Any
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class _List:
+    node: Any
+
+
+def _opt(node):
+    return (node, False)
+
+
+def _req(node):
+    return (node, True)
+
+
+_STATS = _Obj({stat: _opt((*_NUMBER, _NONE)) for stat in _LATENCY_STATS})
+_SCHEMA = _Obj({
+    "mode": _req((str,)),
+    "pattern": _req((str,)),
+    "valid": _req((bool,)),
+    "interrupted": _opt((bool,)),
+    "invalid_reason": _opt((str, _NONE)),
+    "rate_target_per_s": _req(_NUMBER),
+    "rate_offered_per_s": _opt(_NUMBER),
+    "rate_achieved_per_s": _req(_NUMBER),
+    "duration_s": _opt(_NUMBER),
+    "warmup_s": _opt(_NUMBER),
+    "orders": _req(_Obj({f.name: (((int,)), f.name in ("started", "lost", "stuck")) for f in fields(Orders)})),
+    "latency_ms": _req(_Obj({
+        "e2e": _req(_STATS),
+        "e2e_completed": _opt(_Obj(_STATS.fields, nullable=True)),
+        "e2e_cancelled": _opt(_Obj(_STATS.fields, nullable=True)),
+        "schedule_slip": _opt(_Obj(_STATS.fields, nullable=True)),
+        "steps": _opt(_Each(_Obj(_STATS.fields, nullable=True))),
+    })),
+    "messages_per_order": _opt((*_NUMBER, _NONE)),
+    "bytes_per_order": _opt((*_NUMBER, _NONE)),
+    "timeline": _opt(_Obj({key: _opt(_NUMBER) for key in ("start_wall_s", "measure_start_s", "measure_end_s")})),
+    "cpu_s": _opt(_Obj({"harness_total": _opt((*_NUMBER, _NONE)), "broker": _opt((*_NUMBER, _NONE)),
+                        "load_generator": _opt((*_NUMBER, _NONE)), "services": _opt(_Each((*_NUMBER, _NONE)))},
+                       nullable=True)),
+    "cost": _opt(_Obj({"cpu_us_per_order": _opt(_Obj({k: _opt((*_NUMBER, _NONE))
+                                                      for k in ("harness", "broker", "total")})),
+                       "cores_busy": _opt((*_NUMBER, _NONE)),
+                       "batching": _opt(_Obj({"all": _opt(_Each((*_NUMBER, _NONE)))}))}, nullable=True)),
+    "faults": _opt(_List(_Obj({"type": _req((str,)), "target": _opt((str, _NONE)), "at_s": _req(_NUMBER),
+                               "end_s": _opt((*_NUMBER, _NONE))}))),
+    "environment": _opt(_Obj({"git": _opt(_Obj({"commit": _opt((str,)), "dirty": _opt((bool,))}, nullable=True))},
+                             nullable=True)),
+    "workload": _opt(_Obj({"name": _req((str,))})),
+})
 
 
 def _kind(types: tuple[type, ...]) -> str:
@@ -166,24 +212,53 @@ def _kind(types: tuple[type, ...]) -> str:
     return " or ".join(dict.fromkeys(names[t] for t in types if not (t is int and float in types)))
 
 
+def _type_name(value: Any) -> str:
+    return _kind((type(value),)) if type(value) in (int, float, str, bool, dict, list, type(None)) else "a value"
+
+
+def _walk(node: Any, value: Any, name: str) -> str | None:
+    """The first problem of ``value`` against ``node``, naming the key path (never the value)."""
+    if isinstance(node, tuple):
+        bad_bool = isinstance(value, bool) and bool not in node
+        if bad_bool or not isinstance(value, node):
+            return f"{name} must be {_kind(node)}, got {_type_name(value)}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{name} must be a finite number"
+        return None
+    if value is None and getattr(node, "nullable", False):
+        return None
+    if isinstance(node, _List):
+        if not isinstance(value, list):
+            return f"{name} must be a list, got {_type_name(value)}"
+        for i, item in enumerate(value):
+            if problem := _walk(node.node, item, f"{name}[{i}]"):
+                return problem
+        return None
+    if not isinstance(value, dict):
+        return f"{name} must be an object, got {_type_name(value)}"
+    if isinstance(node, _Each):
+        for key, item in value.items():
+            if problem := _walk(node.node, item, f"{name}.{_key_name(key)}"):
+                return problem
+        return None
+    for key, (child, required) in node.fields.items():
+        path = f"{name}.{key}" if name else key
+        if key not in value:
+            if required:
+                return f"{path} is missing"
+            continue
+        if problem := _walk(child, value[key], path):
+            return problem
+    return None
+
+
+def _key_name(key: str) -> str:
+    return key if len(key) <= 60 and key.isprintable() else "(a key)"
+
+
 def check(summary: dict[str, Any]) -> str | None:
     """The first field a reader would trip on (missing or of the wrong type), as one line; None if none."""
-    for keys, types, required in _FIELDS:
-        value: Any = summary
-        for key in keys:
-            if not isinstance(value, dict) or key not in value:
-                value = KeyError
-                break
-            value = value[key]
-        name = ".".join(keys)
-        if value is KeyError:
-            if required:
-                return f"{name} is missing"
-            continue
-        bad_bool = isinstance(value, bool) and bool not in types
-        if bad_bool or not isinstance(value, types):
-            return f"{name} must be {_kind(types)}, got {value!r:.40}"
-    return None
+    return _walk(_SCHEMA, summary, "")
 
 
 def read(directory: str | Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from bench import inputs
 from bench.run import audit as audit_mod
 from bench.kafka import clients, topics
 from bench.run import procstat, runtime
@@ -187,6 +188,15 @@ def check(request: RunRequest) -> dict:
     workload = request.workload
     check_faults(workload, request.pattern)
     client_extra = clients.read_properties(request.kafka_config) if request.kafka_config else {}
+    # Where the results go: a new or empty directory bench can create (not a file, not under a
+    # file, not a device), or the results base it creates its run directory in.
+    if request.output is not None:
+        inputs.check_output_dir(request.output, "--output", results.ResultsError)
+    else:
+        inputs.check_output_dir(request.results_base, "results directory", results.ResultsError, must_be_empty=False)
+    if not request.bootstrap_servers:
+        embedded.default_port()  # $BENCH_BROKER_PORT, and the cache, checked before a broker is started
+        embedded.state_root()
     clients.check(workload, client_extra, str(request.kafka_config or workload.source or "the workload's client settings"))
     return client_extra
 
@@ -202,6 +212,7 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
                         force=request.recreate_topics)
         out = request.output or results.result_dir(pattern.name, workload.rate_per_s, base=request.results_base)
         out.mkdir(parents=True, exist_ok=True)
+        results.mark_incomplete(out)  # removed once summary.json is written: a late failure leaves it marked
         (out / "logs").mkdir(exist_ok=True)
         # The services read the effective workload from a scratch file, not from the results:
         # its client section may hold credentials.
@@ -258,6 +269,7 @@ def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, count
     for name, hist in load_result.histograms.items():
         write_hgrm(hist, out / f"{name}.hgrm")
     results.write_summary(out, summary)
+    results.mark_complete(out)
     return RunOutcome(out, summary, summary_mod.exit_code(summary))
 
 

@@ -18,7 +18,9 @@ import numpy as np
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bench.errors import BadInput
 from bench.results import files as results
+from bench.results import summary as run_summary
 from bench.patterns import PATTERNS
 from bench.results.recording import summary_ms
 from bench.sim.histograms import histogram_of
@@ -42,11 +44,11 @@ class Reference:
 
 
 def reference(directory: str | Path) -> Reference:
-    summary = results.read_summary(directory)
-    p50 = summary["latency_ms"]["e2e"]["p50"]
-    if p50 is None:
+    summary = run_summary.read(directory)  # schema-checked: every key used below is there, of its type
+    p50 = summary["latency_ms"]["e2e"].get("p50")
+    if p50 is None or p50 <= 0:
         raise results.ResultsError(f"{directory}: no end-to-end latency to fit to")
-    workload = workload_of(summary)
+    workload = workload_of(summary, directory)
     broker_s = (summary.get("cpu_s") or {}).get("broker")
     loaded_s = workload.warmup_s + workload.duration_s
     messages = summary.get("messages_per_order")
@@ -55,13 +57,41 @@ def reference(directory: str | Path) -> Reference:
                      broker_s / loaded_s if broker_s else None)
 
 
-def workload_of(summary: dict) -> Workload:
-    """The workload a run used, rebuilt from its summary (``Workload.to_dict``)."""
-    fields = {k: v for k, v in summary["workload"].items() if k != "source"}
+def workload_of(summary: dict, directory: str | Path | None = None) -> Workload:
+    """The workload a run used, rebuilt from its summary (``Workload.to_dict``) and validated as a
+    workload file is: a summary recording a workload this version refuses is one line (ResultsError)."""
+    where = f"{Path(directory) / results.SUMMARY}" if directory is not None else "summary.json"
+    if summary.get("pattern") not in PATTERNS:
+        raise results.ResultsError(f"{where}: pattern is not one this bench knows ({', '.join(PATTERNS)})")
+    raw = summary.get("workload")
+    if not isinstance(raw, dict):
+        raise results.ResultsError(f"{where}: workload is missing or not an object")
+    known = {f.name for f in dataclasses.fields(Workload) if f.init} | {"processing_s"}
+    unknown = [k for k in raw if k not in known]
+    if unknown:
+        raise results.ResultsError(f"{where}: workload.{str(unknown[0])[:60]} is not a workload field of this bench")
+    fields = {k: v for k, v in raw.items() if k != "source"}
     if "processing_s" in fields:  # written before sagas were defined in the workload
         fields["processing"] = fields.pop("processing_s")
-    fields["faults"] = tuple(Fault(**f) for f in fields.get("faults", ()))
-    return Workload(**fields)
+    faults = fields.get("faults", ())
+    if not isinstance(faults, list) or not all(isinstance(f, dict) for f in faults):
+        raise results.ResultsError(f"{where}: workload.faults must be a list of objects")
+    names = {f.name for f in dataclasses.fields(Fault)}
+    for i, fault in enumerate(faults):
+        if set(fault) - names or not {"type", "at_s"} <= set(fault):
+            raise results.ResultsError(f"{where}: workload.faults[{i}] has missing or unknown keys")
+    fields["faults"] = tuple(Fault(**f) for f in faults)
+    try:
+        return Workload(**fields)
+    except BadInput as err:
+        raise results.ResultsError(f"{where}: the workload it records is refused: {_after_where(str(err))}") from None
+    except (TypeError, AttributeError, KeyError, OverflowError) as err:
+        raise results.ResultsError(f"{where}: the workload it records is refused ({type(err).__name__})") from None
+
+
+def _after_where(message: str) -> str:
+    """A workload error without its own 'workload <name>:' prefix."""
+    return message.split(": ", 1)[1] if message.startswith("workload ") and ": " in message else message
 
 
 def simulated_p50_ms(profile: Profile, ref: Reference) -> float:

@@ -22,6 +22,8 @@ from collections import defaultdict
 
 import simpy
 
+from bench.errors import BadInput
+
 WINDOW_S = 0.1
 SMOOTHING = 0.3  # weight of the newest window in the utilisation
 # Linux's scheduler bounds how long a runnable thread waits by its scheduling period, so the wait
@@ -95,7 +97,7 @@ def placement(names: list[str], mode: str, env: simpy.Environment, cores: int, c
         return {name: host for name in names}
     if mode == "spread":
         return {name: Host(None, f"host-{i}", None) for i, name in enumerate(names)}
-    raise ValueError(f"unknown placement {mode!r}: choose one of {', '.join(PLACEMENTS)}")
+    raise BadInput(f"unknown placement {mode!r}: choose one of {', '.join(PLACEMENTS)}")
 
 
 def mean_utilisation(hosts: dict[str, Host], elapsed_s: float) -> float | None:

@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 import simpy
 
+from bench.errors import BadInput
 from bench.flow import events as ev
 from bench.results.measurement import LoadResult
 from bench.patterns.base import Pattern, Stateless, Topology
@@ -44,9 +45,9 @@ class Scenario:
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
-            raise ValueError(f"unknown placement {self.placement!r}: choose one of {', '.join(PLACEMENTS)}")
+            raise BadInput(f"unknown placement {self.placement!r}: choose one of {', '.join(PLACEMENTS)}")
         if self.brokers is not None and self.brokers < self.workload.replication_factor:
-            raise ValueError(f"{self.brokers} brokers cannot hold replication_factor {self.workload.replication_factor}")
+            raise BadInput(f"{self.brokers} brokers cannot hold replication_factor {self.workload.replication_factor}")
 
     @property
     def broker_count(self) -> int:

@@ -7,12 +7,16 @@ Latency distributions are stored whole, as an empirical quantile function
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+
+from bench import inputs
+from bench.errors import BadInput
 
 SCHEMA_VERSION = 1
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "profiles" / "default.json"
@@ -24,7 +28,7 @@ QUANTILE_PROBS = tuple(
 _DRAW_BLOCK = 4096
 
 
-class ProfileError(ValueError):
+class ProfileError(BadInput):
     """A profile file that cannot be used; the message names the file and the key."""
 
 
@@ -89,7 +93,11 @@ class Distribution:
     def from_dict(cls, raw: Any, where: str) -> Distribution:
         if not isinstance(raw, Mapping) or "p" not in raw or "us" not in raw:
             raise ProfileError(f"{where}: expected {{'p': [...], 'us': [...]}}")
-        probs, values = tuple(map(float, raw["p"])), tuple(map(float, raw["us"]))
+        for key in ("p", "us"):
+            if not isinstance(raw[key], list) or len(raw[key]) > 100_000:
+                raise ProfileError(f"{where}.{key}: must be a list of numbers")
+        probs = tuple(_number(v, f"{where}.p[{i}]") for i, v in enumerate(raw["p"]))
+        values = tuple(_number(v, f"{where}.us[{i}]") for i, v in enumerate(raw["us"]))
         if len(probs) != len(values) or len(probs) < 2 or probs[0] != 0.0 or probs[-1] != 1.0:
             raise ProfileError(f"{where}: p and us must have one length, p running from 0 to 1")
         if any(b < a for a, b in zip(probs, probs[1:])) or any(b < a for a, b in zip(values, values[1:])):
@@ -206,8 +214,8 @@ _COSTS = ("in", "out", "orchestrator_scale", "batch")
 
 
 def _number(value: Any, where: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise ProfileError(f"{where}: must be a number >= 0, got {value!r}")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise ProfileError(f"{where}: must be a finite number >= 0")
     return float(value)
 
 
@@ -221,7 +229,7 @@ def parse_profile(raw: Any, source: Path | None = None) -> Profile:
         raise ProfileError(f"{where}: expected a JSON object")
     version = raw.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise ProfileError(f"{where}: schema_version must be {SCHEMA_VERSION}, got {version!r}")
+        raise ProfileError(f"{where}: schema_version must be {SCHEMA_VERSION}")
     known = {f.name for f in dataclasses.fields(Profile)} - {"source"}
     unknown = set(raw) - known - {"schema_version"}
     if unknown:
@@ -248,10 +256,10 @@ def parse_profile(raw: Any, source: Path | None = None) -> Profile:
         fields["broker_cores_line"] = (_number(line[0], f"{where}: broker_cores_line[0]"),
                                        _number(line[1], f"{where}: broker_cores_line[1]"))
     if "cores" in raw:
-        if not isinstance(raw["cores"], int) or raw["cores"] < 1:
-            raise ProfileError(f"{where}: cores must be an integer >= 1, got {raw['cores']!r}")
-        fields["cores"] = raw["cores"]
+        fields["cores"] = inputs.check_int("cores", raw["cores"], where, ProfileError)
     if "measured" in raw:
+        if not isinstance(raw["measured"], Mapping):
+            raise ProfileError(f"{where}: measured must be an object")
         fields["measured"] = dict(raw["measured"])
     return Profile(**fields)
 
@@ -259,13 +267,15 @@ def parse_profile(raw: Any, source: Path | None = None) -> Profile:
 def load_profile(path: str | Path | None = None) -> Profile:
     """Load a profile; ``None`` loads the one measured on the project's machine."""
     path = Path(path) if path is not None else DEFAULT_PROFILE
+    if not path.exists() and not path.is_symlink():
+        raise ProfileError(f"{path}: no such profile (make one with `bench calibrate`)")
+    raw = inputs.read_json(path, "profile", ProfileError)
     try:
-        raw = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: no such profile (make one with `bench calibrate`)") from None
-    except orjson.JSONDecodeError as err:
-        raise ProfileError(f"{path}: not valid JSON: {str(err).splitlines()[0]}") from None
-    return parse_profile(raw, path)
+        return parse_profile(raw, path)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
+        if isinstance(err, ProfileError):
+            raise
+        raise ProfileError(f"{path}: not a bench profile ({type(err).__name__} in its fields)") from None
 
 
 def save_profile(profile: Profile, path: str | Path) -> Path:

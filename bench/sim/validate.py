@@ -17,7 +17,10 @@ from pathlib import Path
 
 import orjson
 
+from bench import inputs
+from bench.errors import BadInput
 from bench.results import files as results
+from bench.results import summary as run_summary
 from bench.kafka import secrets
 from bench.patterns import PATTERNS
 from bench.patterns.base import Pattern
@@ -100,12 +103,23 @@ class Validation:
         return True
 
 
+def check(request: ValidateRequest) -> list[tuple[Pattern, Workload, Path, dict]]:
+    """Every --against result read (schema-checked, its workload validated) before anything runs."""
+    found = []
+    for directory in request.against:
+        summary = run_summary.read(directory)
+        found.append((PATTERNS[summary["pattern"]] if summary["pattern"] in PATTERNS else None,
+                      workload_of(summary, directory), Path(directory), summary))
+    return found
+
+
 def validate(request: ValidateRequest, echo: Callable[[str], None] = print) -> Validation:
+    check(request)
     out = request.output or sweep_dir(request.results_base)
     out.mkdir(parents=True, exist_ok=True)
     validation = Validation(out, bound_p99_ms=request.workload.latency_bound_p99_s * 1000.0)
     for pattern, workload, real_dir in _real_runs(request, out, echo):
-        real = results.read_summary(real_dir)
+        real = run_summary.read(real_dir)
         sim_dir = out / f"{pattern.name}-{rate_text(workload.rate_per_s)}-sim"
         sim = simulation.run(simulation.SimRequest(pattern, workload, request.profile, output=sim_dir), echo)
         validation.pairs.append(Pair(pattern.name, workload.name, workload.rate_per_s,
@@ -117,9 +131,8 @@ def validate(request: ValidateRequest, echo: Callable[[str], None] = print) -> V
 def _real_runs(request: ValidateRequest, out: Path, echo):
     """(pattern, workload, real result dir): the given ones, or fresh real runs."""
     if request.against:
-        for directory in request.against:
-            summary = results.read_summary(directory)
-            yield PATTERNS[summary["pattern"]], workload_of(summary), Path(directory)
+        for pattern, workload, directory, _ in check(request):
+            yield pattern, workload, directory
         return
     for pattern in request.patterns:
         for rate in sorted(set(request.rates_per_s)):
@@ -181,19 +194,13 @@ def render_table(validation: Validation) -> str:
 
 
 def rates(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"--rates: expected comma-separated numbers, got {text!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise ValueError(f"--rates: expected positive orders/s, got {text!r}")
-    return values
+    return inputs.rate_list(text, "--rates")
 
 
 def patterns_of(text: str) -> tuple[Pattern, ...]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in PATTERNS]
     if unknown or not names:
-        raise ValueError(f"--patterns: choose from {', '.join(PATTERNS)}, got {text!r}")
+        raise BadInput(f"--patterns: choose from {', '.join(PATTERNS)}")
     return tuple(PATTERNS[n] for n in names)
 

@@ -162,7 +162,7 @@ def test_unknown_key_is_named_with_the_known_ones(tmp_path):
         ("instances: {billing: 1}", "instances.billing is not known"),
         ("instances: 3", "instances must be a mapping, got 3"),
         ("processing: {payment: slow}", "processing.payment must be a duration such as '2ms'"),
-        ("client: {linger.ms: [1]}", "client.linger.ms must be a scalar"),
+        ("client: {linger.ms: [1]}", "client.linger.ms must be a single value"),
         ("client: {acks: all}", "client.acks is set by the top-level 'acks' key"),
         ("payload_bytes: -1", "payload_bytes must be an integer >= 0"),
         ("step_retries: -1", "step_retries must be an integer >= 0"),
