@@ -321,6 +321,19 @@ def _existing_parent_problem(path: Path) -> str | None:
     return None
 
 
+def _existing_mode(path: Path, option: str, error: type[BadInput]) -> int | None:
+    """The mode of an output path that exists; None for a new one whose parents allow it."""
+    try:
+        return path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        problem = _existing_parent_problem(path)
+        if problem:
+            raise error(f"{option} {path}: {problem}") from None
+        return None
+    except OSError as err:
+        raise error(f"{option} {path}: cannot use: {err.strerror or type(err).__name__}") from None
+
+
 def check_output_dir(path: Path | None, option: str = "--output", error: type[BadInput] = BadInput,
                      must_be_empty: bool = True) -> None:
     """An output directory must be new, or an empty directory, and creatable: not a file, not
@@ -328,18 +341,8 @@ def check_output_dir(path: Path | None, option: str = "--output", error: type[Ba
     if path is None:
         return
     path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        mode = None
-    except NotADirectoryError:
-        mode = None
-    except OSError as err:
-        raise error(f"{option} {path}: cannot use: {err.strerror or type(err).__name__}") from None
+    mode = _existing_mode(path, option, error)
     if mode is None:
-        problem = _existing_parent_problem(path)
-        if problem:
-            raise error(f"{option} {path}: {problem}")
         return
     if not stat.S_ISDIR(mode):
         kind = "a file" if stat.S_ISREG(mode) else "not a directory (a device?)"
@@ -354,16 +357,8 @@ def check_output_file(path: Path, option: str = "--output", error: type[BadInput
     """An output file must be creatable, or an existing regular file (the caller decides whether
     it may be replaced); never a directory or a device, never under a file. True if it exists."""
     path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        mode = None
-    except OSError as err:
-        raise error(f"{option} {path}: cannot use: {err.strerror or type(err).__name__}") from None
+    mode = _existing_mode(path, option, error)
     if mode is None:
-        problem = _existing_parent_problem(path)
-        if problem:
-            raise error(f"{option} {path}: {problem}")
         return False
     if not stat.S_ISREG(mode):
         kind = "a directory" if stat.S_ISDIR(mode) else "a device, pipe or socket"

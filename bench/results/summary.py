@@ -77,6 +77,7 @@ def build(*, mode: str, pattern: str, workload, load, orders: Orders, latency_ms
         "audit": {**audit, "clean": orders.clean},
         "cpu_s": cpu_s,
         "timeline": timeline,
+        "clock": load.clock,  # how the wall clock moved (run.clock); a simulation has none to watch
         "environment": environment,
         "config": config,
         **extra,

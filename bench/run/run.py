@@ -335,7 +335,6 @@ def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, ste
         audit=audit, cpu_s=cpu,
         timeline={"start_wall_s": load.start_wall_s, "measure_start_s": load.wall_s(load.measure_start_s),
                   "measure_end_s": load.wall_s(load.measure_end_s)},
-        clock=load.clock,
         environment={**results.environment(broker.kafka_version), "bootstrap_servers": broker.bootstrap_servers,
                      # A broker started by the run gets a discarded pre-load first; one already
                      # running is used as it is (warm, or not, as earlier runs left it).

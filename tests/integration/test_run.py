@@ -74,7 +74,7 @@ def test_every_order_finishes_with_compensations_and_a_clean_audit(bootstrap_ser
     assert sum(h.get_total_count() for h in intervals) == s["latency_ms"]["e2e"]["count"] > 0
     assert "#[Max" in (out / "e2e.hgrm").read_text()
     rows = (out / "timeseries.csv").read_text().splitlines()
-    assert rows[0] == "t_s,offered,finished,in_flight,lag,p99_ms" and len(rows) >= 5
+    assert rows[0] == "t_s,offered,finished,in_flight,backlog,p99_ms" and len(rows) >= 5
 
 
 def six_steps(failure: float):
