@@ -38,8 +38,9 @@ import json
 import math
 import os
 import signal
-from collections import deque
 import sys
+import threading
+from collections import deque
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -240,7 +241,7 @@ class Service:
         print(f"{self.spec.client_id}: restored from {count} records of {', '.join(topics)} partitions {wanted} "
               f"in {time.monotonic() - started:.2f}s", file=sys.stderr, flush=True)
 
-    def run(self, on_ready=None, parent_alive=lambda: True) -> None:
+    def run(self, on_ready=None) -> None:
         if self.transactional:
             self.producer.init_transactions(30)
         self._subscribe()
@@ -251,12 +252,6 @@ class Service:
             while self.running:
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + 1.0
-                    if not parent_alive():
-                        # Nobody will read what this instance still holds, and a graceful close
-                        # (flush, commit, leave the group) can block for many seconds on a broker
-                        # that died with the harness: end now.
-                        print(f"{self.spec.client_id}: the harness is gone; exiting", file=sys.stderr, flush=True)
-                        os._exit(0)
                     if self.report_backlog is not None:
                         self.report_backlog(kafkastats.backlog(self.batching.latest.get("consumer")))
                 first = self.consumer.poll(POLL_S)
@@ -386,6 +381,20 @@ class Service:
             self.consumer.close()
 
 
+def _exit_with(parent_alive: Callable[[], bool], name: str, period_s: float = 0.5) -> None:
+    """End this process soon after the harness that spawned it is gone. A thread, not a check in
+    the service loop: the loop can sit in a flush or a poll for many seconds when the broker died
+    with the harness, and nobody will read what this instance still holds, so a graceful close
+    (flush, commit, leave the group) is not worth waiting for."""
+    def watch() -> None:
+        while parent_alive():
+            time.sleep(period_s)
+        print(f"{name}: the harness is gone; exiting", file=sys.stderr, flush=True)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def serve(spec: ServiceSpec, parent_alive=lambda: True, announce=print, supervised: bool = False) -> None:
     """Run one service instance until SIGTERM; print READY once it has joined its group and,
     when ``supervised`` by a run, its backlog each second after."""
@@ -399,9 +408,10 @@ def serve(spec: ServiceSpec, parent_alive=lambda: True, announce=print, supervis
     signal.signal(signal.SIGUSR1, service.slow_on)
     signal.signal(signal.SIGUSR2, service.slow_off)
     if supervised:
+        _exit_with(parent_alive, spec.client_id)
         service.report_backlog = lambda n: announce(f"{BACKLOG_PREFIX}{'' if n is None else n}", flush=True)
     try:
-        service.run(on_ready=lambda: announce("READY", flush=True), parent_alive=parent_alive)
+        service.run(on_ready=lambda: announce("READY", flush=True))
     finally:
         # The supervisor sums these lines over every incarnation that exited cleanly.
         print(STATS_PREFIX + json.dumps(service.stats()), file=sys.stderr, flush=True)
