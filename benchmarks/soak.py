@@ -1,0 +1,212 @@
+"""Soak: does a run's memory, verdict time, disk or latency grow with its length?
+
+    python benchmarks/soak.py [--minutes 5,15,30] [--rate 5000] [--pattern orchestration]
+
+Starts a fresh embedded broker of its own (port 29892, a temporary BENCH_BROKER_DIR), then
+runs `bench run` once per length, one after the other, on the default workload. While a run
+goes it reads, once a second, the peak resident memory (VmHWM) of the harness process and of
+every process below it (services, load generator, audit), keeping each process's last reading
+by role. Prints one row per length:
+
+- peak RSS of the harness and of its largest child (MB), and of each role;
+- the verdict's delay: from the load's end (the live line of its last second) to the run's
+  exit, on this script's monotonic clock;
+- the broker's disk after the run, less what it held before the first run (each run
+  recreates the saga topics, so this is the run's topics);
+- drift: e2e p50 and p99 of the first and the last tenth of the measurement window (from
+  e2e.hlog), and the run's verdict.
+
+Compare rows of one invocation: absolute figures move between machines and hours.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parents[1]
+PORT = 29892
+WARMUP_S = 10
+LIVE_LINE = re.compile(r"^\s*(\d+)s\s+offered")
+
+
+def _children(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc: children of each thread)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                kids = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
+            except OSError:
+                continue
+            for kid in map(int, kids):
+                found.append(kid)
+                todo.append(kid)
+    return found
+
+
+def _peak_mb(pid: int) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return int(match.group(1)) / 1024 if match else None
+
+
+def _role(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    args = [a.decode(errors="replace") for a in cmd]
+    for flag in ("--role",):
+        if flag in args:
+            return args[args.index(flag) + 1]
+    return " ".join(args[1:4]) if len(args) > 1 else args[0]
+
+
+class _Watch(threading.Thread):
+    """Peak memory per process of a run, read once a second until it ends."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peaks, self.roles, self.done = pid, {}, {}, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            for pid in [self.pid, *_children(self.pid)]:
+                peak = _peak_mb(pid)
+                if peak is not None:
+                    self.peaks[pid] = max(peak, self.peaks.get(pid, 0.0))
+                    self.roles.setdefault(pid, "harness" if pid == self.pid else _role(pid))
+            self.done.wait(1.0)
+
+    def by_role(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, peak in self.peaks.items():
+            role = self.roles[pid]
+            out[role] = max(out.get(role, 0.0), peak)
+        return out
+
+
+def _disk_mb(broker_dir: Path) -> float:
+    total = 0
+    for path in broker_dir.rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:
+            pass
+    return total / 2**20
+
+
+def _tenths(out: Path, warmup_s: float, duration_s: float) -> tuple[dict, dict]:
+    """e2e p50/p99 (ms) of the first and the last tenth of the measurement window."""
+    sys.path.insert(0, str(ROOT))
+    from bench.results.recording import merged, read_hlog, summary_ms
+
+    intervals = read_hlog(out / "e2e.hlog")
+    if not intervals:
+        return {}, {}
+    base = min(h.get_start_time_stamp() for h in intervals) / 1000
+    tenth = duration_s / 10
+
+    def window(lo: float, hi: float) -> dict:
+        chosen = [h for h in intervals if lo <= h.get_start_time_stamp() / 1000 - base < hi]
+        return summary_ms(merged(chosen)) if chosen else {}
+
+    return (window(warmup_s, warmup_s + tenth),
+            window(warmup_s + duration_s - tenth, warmup_s + duration_s))
+
+
+def _run(minutes: float, rate: float, pattern: str, bootstrap: str, out: Path, env: dict) -> dict:
+    duration_s = minutes * 60
+    load_end_s = WARMUP_S + duration_s
+    cmd = [sys.executable, "-m", "bench", "run", "--pattern", pattern, "--rate", f"{rate:g}",
+           "--duration", f"{duration_s:g}s", "--warmup", f"{WARMUP_S}s", "--bootstrap-servers", bootstrap,
+           "--output", str(out)]
+    began = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watch = _Watch(proc.pid)
+    watch.start()
+    load_ended = None
+    with (out.parent / f"{out.name}.log").open("w") as log:
+        for line in proc.stdout:
+            log.write(line)
+            match = LIVE_LINE.match(line)
+            if match and load_ended is None:
+                # The live line of second k is printed k s after the load's start: the first one
+                # read anchors the load's end on this script's clock.
+                load_ended = time.monotonic() + (load_end_s - int(match.group(1)))
+    proc.wait()
+    ended = time.monotonic()
+    watch.done.set()
+    watch.join()
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    first, last = _tenths(out, WARMUP_S, duration_s) if summary else ({}, {})
+    roles = watch.by_role()
+    return {"minutes": minutes, "exit": proc.returncode, "wall_s": ended - began,
+            "verdict_after_load_s": None if load_ended is None else ended - load_ended,
+            "harness_mb": roles.pop("harness", 0.0), "roles_mb": roles,
+            "valid": summary.get("valid"), "clean": summary.get("clean"),
+            "orders": summary.get("orders", {}).get("started"),
+            "cpu_us_per_order": (summary.get("cost") or {}).get("cpu_us_per_order", {}).get("total"),
+            "first_tenth": first, "last_tenth": last}
+
+
+@click.command()
+@click.option("--minutes", default="5,15,30", show_default=True, help="Run lengths, comma-separated.")
+@click.option("--rate", default=5000.0, show_default=True)
+@click.option("--pattern", default="orchestration", show_default=True)
+@click.option("--keep", type=click.Path(path_type=Path), help="Keep the runs here (default: a temporary directory).")
+def main(minutes: str, rate: float, pattern: str, keep: Path | None) -> None:
+    broker_dir = Path(tempfile.mkdtemp(prefix="bench-soak-broker-"))
+    os.environ["BENCH_BROKER_DIR"] = str(broker_dir)
+    sys.path.insert(0, str(ROOT))
+    from bench.broker import embedded, warmup
+
+    scratch = keep or Path(tempfile.mkdtemp(prefix="bench-soak-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rows = []
+    with embedded.embedded(port=PORT) as cluster:
+        warmup.warm_up(cluster.bootstrap_servers)
+        disk_before = _disk_mb(broker_dir)
+        for m in (float(x) for x in minutes.split(",")):
+            click.echo(f"--- {pattern} at {rate:g}/s for {m:g} min (results in {scratch})", err=True)
+            row = _run(m, rate, pattern, cluster.bootstrap_servers, scratch / f"{pattern}-{m:g}min", env)
+            row["disk_mb"] = _disk_mb(broker_dir) - disk_before
+            rows.append(row)
+            click.echo(json.dumps(row), err=True)
+    click.echo(f"{'minutes':>7} {'exit':>4} {'valid':>5} {'clean':>5} {'orders':>9} {'harness MB':>10} "
+               f"{'largest child MB':>16} {'verdict s':>9} {'disk MB':>8} {'cpu us/order':>12} "
+               f"{'p50 first/last ms':>18} {'p99 first/last ms':>18}")
+    for r in rows:
+        child = max(r["roles_mb"].items(), key=lambda kv: kv[1], default=("-", 0.0))
+        verdict = "-" if r["verdict_after_load_s"] is None else f"{r['verdict_after_load_s']:.0f}"
+        first, last = r["first_tenth"], r["last_tenth"]
+        p50 = f"{first.get('p50', float('nan')):.1f}/{last.get('p50', float('nan')):.1f}"
+        p99 = f"{first.get('p99', float('nan')):.1f}/{last.get('p99', float('nan')):.1f}"
+        cpu = "-" if r["cpu_us_per_order"] is None else f"{r['cpu_us_per_order']:.0f}"
+        click.echo(f"{r['minutes']:>7g} {r['exit']:>4} {str(r['valid']):>5} {str(r['clean']):>5} {r['orders'] or 0:>9} "
+                   f"{r['harness_mb']:>10.0f} {child[1]:>9.0f} ({child[0][:6]}) {verdict:>9} {r['disk_mb']:>8.0f} "
+                   f"{cpu:>12} {p50:>18} {p99:>18}")
+        click.echo(f"        peak MB by role: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["roles_mb"].items())))
+
+
+if __name__ == "__main__":
+    main()
