@@ -37,10 +37,13 @@ def test_a_slewed_and_stepped_wall_clock_moves_no_figure(bootstrap_servers, tmp_
 
     for run in (plain, skewed):
         assert run["exit"] == 0 and run["valid"], (run["invalid_reason"], run["orders"])
-        assert run["latency_ms"]["schedule_slip"]["p99"] < 50.0  # a wall-clock slip would be seconds
+        # A slip read on the wall clock would be 5 s after the step; a busy 2-core machine gives
+        # tens of ms of honest slip, so the bound sits between the two.
+        assert run["latency_ms"]["schedule_slip"]["p99"] < 1000.0
     p50, skewed_p50 = plain["latency_ms"]["e2e"]["p50"], skewed["latency_ms"]["e2e"]["p50"]
-    # Run-to-run noise of 8 s runs is wide; a wall-clock latency would be off by seconds.
-    assert skewed_p50 < 2 * p50 + 5.0 and skewed["latency_ms"]["e2e"]["p99"] < 2 * plain["latency_ms"]["e2e"]["p99"] + 20
+    # Run-to-run noise of 8 s runs is wide, wider on a loaded machine; a wall-clock latency would be
+    # off by the 5 s step.
+    assert skewed_p50 < 2 * p50 + 50.0 and skewed["latency_ms"]["e2e"]["p99"] < plain["latency_ms"]["e2e"]["p99"] + 1000
     assert skewed["rate_achieved_per_s"] == pytest.approx(plain["rate_achieved_per_s"], rel=0.05)
 
     assert plain["clock"]["moved"] is False
