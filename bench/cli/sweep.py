@@ -26,7 +26,7 @@ def _rates(ctx, param, value):
 
 
 @click.command()
-@click.option("--pattern", "pattern_list", default="choreography,orchestration", show_default=True,
+@click.option("--pattern", "pattern_list", default=",".join(patterns.PATTERNS), show_default=True,
               callback=_patterns, help="Comma-separated patterns.")
 @click.option("--rates", required=True, callback=_rates, help="Comma-separated orders per second, e.g. 500,1000,2000.")
 @duration_option("--duration", "Measured load of each point, e.g. 30s (overrides the workload).")
