@@ -11,19 +11,15 @@ from bench.results.headline import headline
 from bench.results import series
 from bench.run import series as run_series
 from bench.results import summary as run_summary
-from bench.cli.options import (Ranged, bootstrap_option, duration_option, kafka_config_option,
-                               with_overrides, workload_option)
+from bench.cli.options import Ranged, load_options, with_overrides
 from bench.run.run import RunRequest, check, run as run_benchmark
 
 
 @click.command()
 @click.option("--pattern", type=click.Choice(sorted(patterns.PATTERNS)), required=True)
 @click.option("--rate", type=Ranged("rate", float, low_open=True), default=None, help="Orders per second (overrides the workload).")
-@duration_option("--duration", "Measured load, e.g. 60s (overrides the workload).")
-@duration_option("--warmup", "Unmeasured load before it, e.g. 10s (overrides the workload).")
-@workload_option
-@bootstrap_option()
-@kafka_config_option
+@load_options("Measured load, e.g. 60s (overrides the workload).",
+              "Unmeasured load before it, e.g. 10s (overrides the workload).")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Result directory (default: results/<UTC time>-<pattern>-<rate>/).")
 @click.option("--recreate-topics", is_flag=True,
