@@ -59,6 +59,19 @@ def duration_option(name: str, help: str):
     return click.option(name, callback=_duration, default=None, help=help)
 
 
+def load_options(duration_help: str, warmup_help: str):
+    """--duration, --warmup, --workload, --bootstrap-servers and --kafka-config, in that order:
+    what a command that drives load on a real cluster takes."""
+    options = (duration_option("--duration", duration_help), duration_option("--warmup", warmup_help),
+               workload_option, bootstrap_option(), kafka_config_option)
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return apply
+
+
 def with_overrides(workload: Workload, **overrides) -> Workload:
     """The workload with the command-line values that were given (None: not given)."""
     return workload.with_overrides(**{k: v for k, v in overrides.items() if v is not None})

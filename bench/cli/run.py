@@ -6,24 +6,20 @@ from pathlib import Path
 
 import click
 
-from bench.run import clock
 from bench import patterns
+from bench.results.headline import headline
 from bench.results import series
 from bench.run import series as run_series
 from bench.results import summary as run_summary
-from bench.cli.options import (Ranged, bootstrap_option, duration_option, kafka_config_option,
-                               with_overrides, workload_option)
+from bench.cli.options import Ranged, load_options, with_overrides
 from bench.run.run import RunRequest, check, run as run_benchmark
 
 
 @click.command()
 @click.option("--pattern", type=click.Choice(sorted(patterns.PATTERNS)), required=True)
 @click.option("--rate", type=Ranged("rate", float, low_open=True), default=None, help="Orders per second (overrides the workload).")
-@duration_option("--duration", "Measured load, e.g. 60s (overrides the workload).")
-@duration_option("--warmup", "Unmeasured load before it, e.g. 10s (overrides the workload).")
-@workload_option
-@bootstrap_option()
-@kafka_config_option
+@load_options("Measured load, e.g. 60s (overrides the workload).",
+              "Unmeasured load before it, e.g. 10s (overrides the workload).")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Result directory (default: results/<UTC time>-<pattern>-<rate>/).")
 @click.option("--recreate-topics", is_flag=True,
@@ -62,40 +58,3 @@ def series_line(outcomes) -> str:
     broken = [o.directory.name for o in outcomes if run_summary.problems(o.summary)]
     return (f"series of {len(outcomes)}: e2e ms p50 {e2e('p50')}  p99 {e2e('p99')}  finished/s {rate}"
             + (f"  broken runs: {', '.join(broken)}" if broken else "  every run valid and clean"))
-
-
-def headline(s: dict) -> str:
-    e2e, orders = s["latency_ms"]["e2e"], s["orders"]
-    verdict = "VALID" if s["valid"] else f"INVALID ({s['invalid_reason']})"
-    fmt = lambda v: "-" if v is None else f"{v:.2f}"
-    return (f"{s['pattern']}: {verdict}\n"
-            f"  rate target {s['rate_target_per_s']:g}/s  offered {s['rate_offered_per_s']:g}/s  finished {s['rate_achieved_per_s']:g}/s\n"
-            f"  e2e ms  p50 {fmt(e2e['p50'])}  p90 {fmt(e2e['p90'])}  p99 {fmt(e2e['p99'])}  p99.9 {fmt(e2e['p999'])}  max {fmt(e2e['max'])}\n"
-            f"  orders  started {orders['started']}  completed {orders['completed']}  cancelled {orders['cancelled']}  "
-            f"lost {orders['lost']}  stuck {orders['stuck']}  duplicates {orders['duplicates']}  inconsistent {orders['inconsistent']}"
-            + _foreign(orders) + "\n"
-            f"  messages/order {s['messages_per_order']}  bytes/order {s['bytes_per_order']}  harness CPU {s['cpu_s']['harness_total']}s  broker CPU {fmt(s['cpu_s']['broker'])}s"
-            + _cost_line(s.get("cost")) + _clock_line(s.get("clock")))
-
-
-def _clock_line(moved: dict | None) -> str:
-    line = clock.describe(moved)
-    return f"\n  clock   {line}" if line else ""
-
-
-def _foreign(orders: dict) -> str:
-    """Records no started order explains (shown only when there are some: the audit is then not clean)."""
-    found = {name: orders.get(name) for name in ("multiple_terminal", "unknown_orders", "undecodable", "unconsumed")}
-    return "".join(f"  {name.replace('_', ' ')} {n}" for name, n in found.items() if n)
-
-
-def _cost_line(cost: dict | None) -> str:
-    """CPU per order and batching (simulated runs and older result directories have no cost block)."""
-    if not cost:
-        return ""
-    us, batching = cost["cpu_us_per_order"], cost["batching"]["all"]
-    fmt = lambda v, spec: "-" if v is None else format(v, spec)
-    return (f"\n  cost    CPU us/order harness {fmt(us['harness'], '.0f')}  broker {fmt(us['broker'], '.0f')}  "
-            f"total {fmt(us['total'], '.0f')}  cores busy {fmt(cost['cores_busy'], '.2f')}  "
-            f"messages/produce request {fmt(batching['messages_per_produce_request'], '.1f')}  "
-            f"messages/fetch {fmt(batching['messages_per_fetch'], '.1f')}")

@@ -11,7 +11,8 @@ from bench.cli.options import Ranged, bootstrap_option, kafka_config_option, wor
 
 @click.command()
 @click.option("--pattern", type=click.Choice(sorted(patterns.PATTERNS)), required=True)
-@click.option("--role", required=True, help="A step of the workload's saga, or the coordinator: order (choreography) or orchestrator (orchestration).")
+@click.option("--role", required=True, help="A step of the workload's saga, or the coordinator: "
+              + " or ".join(f"{p.coordinator} ({p.name})" for p in patterns.PATTERNS.values()) + ".")
 @click.option("--instance", type=Ranged("instance"), default=0, show_default=True, help="Instance number (names the client).")
 @click.option("--group-prefix", default="bench", show_default=True, help="Consumer groups are <prefix>-<pattern>-<role>.")
 @bootstrap_option(required=True)

@@ -10,7 +10,7 @@ import click
 from bench import patterns
 from bench.cli.errors import InputError
 from bench.cli.options import Ranged, check_fresh_output, duration_option, with_overrides, workload_option
-from bench.cli.run import headline
+from bench.results.headline import headline
 from bench.sim import simulation
 from bench.sim.hosts import PLACEMENTS
 from bench.sim.profile import load_profile

@@ -8,8 +8,7 @@ import click
 
 from bench import inputs, patterns
 from bench.cli.errors import InputError
-from bench.cli.options import (bootstrap_option, check_fresh_output, duration_option, kafka_config_option,
-                               with_overrides, workload_option)
+from bench.cli.options import check_fresh_output, load_options, with_overrides
 from bench.run.sweep import PLOT, SWEEP, SweepRequest, render_table, sweep as run_sweep
 
 
@@ -26,14 +25,11 @@ def _rates(ctx, param, value):
 
 
 @click.command()
-@click.option("--pattern", "pattern_list", default="choreography,orchestration", show_default=True,
+@click.option("--pattern", "pattern_list", default=",".join(patterns.PATTERNS), show_default=True,
               callback=_patterns, help="Comma-separated patterns.")
 @click.option("--rates", required=True, callback=_rates, help="Comma-separated orders per second, e.g. 500,1000,2000.")
-@duration_option("--duration", "Measured load of each point, e.g. 30s (overrides the workload).")
-@duration_option("--warmup", "Unmeasured load before each point, e.g. 5s (overrides the workload).")
-@workload_option
-@bootstrap_option()
-@kafka_config_option
+@load_options("Measured load of each point, e.g. 30s (overrides the workload).",
+              "Unmeasured load before each point, e.g. 5s (overrides the workload).")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Sweep directory (default: results/<UTC time>-sweep/).")
 @click.option("--stop-early", is_flag=True, help="Skip a pattern's higher rates once a point misses the p99 bound.")

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
+from bench import patterns
 from bench.cli.options import bootstrap_option, check_fresh_output, duration_option, kafka_config_option, workload_option
 from bench.sim import validate as validation
 from bench.sim.profile import load_profile
 
 
 @click.command()
-@click.option("--patterns", "pattern_names", default="choreography,orchestration", show_default=True)
+@click.option("--patterns", "pattern_names", default=",".join(patterns.PATTERNS), show_default=True)
 @click.option("--rates", "rate_list", default="200,500,1000", show_default=True, help="Orders per second, comma-separated.")
 @duration_option("--duration", "Measured load per point (default 15s).")
 @duration_option("--warmup", "Warm-up per point (default 5s).")

@@ -53,7 +53,7 @@ HISTOGRAMS: dict[str, tuple[str, ...]] = {
     "e2e_cancelled": ("latency_ms", "e2e_cancelled"),
     "slip": ("latency_ms", "schedule_slip"),
 }
-COUNTS = run_summary.Orders.FAULTS  # judged on the worst run, by threshold
+COUNTS = run_summary.Orders.PROBLEMS  # judged on the worst run, by threshold
 
 
 def _registry() -> dict[str, Metric]:

@@ -6,7 +6,6 @@ PNGs beside the HTML and embedded in it as data URIs, so the file opens offline.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import math
@@ -25,9 +24,10 @@ from bench import inputs, ownership
 from bench.compare.render import fmt_change, fmt_value, label
 from bench.compare.sides import Result, Side
 from bench.compare.table import side_by_side, step_names
-from bench.results.recording import merged, summary_ms
+from bench.results.measurement import Second
+from bench.results.recording import E2E_HLOG, merged, summary_ms
 from bench.results.summary import Orders
-from bench.results.files import TIMESERIES, ResultsError
+from bench.results.files import TIMESERIES, ResultsError, read_timeseries
 
 NINES = 6  # the spectrum's x axis runs to 99.9999%
 DPI = 100
@@ -94,7 +94,7 @@ def spectrum_chart(results: Sequence[Result]) -> Chart:
     ax = fig.add_subplot()
     top = 10.0
     for i, r in enumerate(results):
-        histogram = merged(r.histograms("e2e.hlog"))
+        histogram = merged(r.histograms(E2E_HLOG))
         if not histogram.get_total_count():
             continue
         x, y = spectrum_points(histogram)
@@ -118,40 +118,14 @@ def spectrum_chart(results: Sequence[Result]) -> Chart:
 # --- over time --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Second:
-    t_s: float
-    offered: float | None
-    finished: float
-    p99_ms: float | None
-
-
 def timeline(r: Result) -> list[Second]:
     """timeseries.csv, or for a run without it, e2e.hlog's intervals (no offered rate)."""
     path = r.path / TIMESERIES
     if not path.exists():
         start = (r.summary.get("timeline") or {}).get("start_wall_s", 0.0)
-        return [Second(round(h.get_end_time_stamp() / 1000.0 - start), None, float(h.get_total_count()),
-                       summary_ms(h)["p99"]) for h in r.histograms("e2e.hlog")]
-    text = inputs.read_text(path, "timeseries", ResultsError)
-
-    def number(row: dict, key: str, required: bool = False) -> float | None:
-        value = row.get(key)
-        if value in ("", None) and not required:
-            return None
-        parsed = float(value)  # ValueError, TypeError: named below
-        if not math.isfinite(parsed):
-            raise ValueError(key)
-        return parsed
-
-    seconds = []
-    for line, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
-        try:
-            seconds.append(Second(number(row, "t_s", True), number(row, "offered"), number(row, "finished", True),
-                                  number(row, "p99_ms")))
-        except (KeyError, ValueError, TypeError):
-            raise ResultsError(f"{path}:{line}: expected finite numbers in t_s, offered, finished, p99_ms") from None
-    return seconds
+        return [Second(round(h.get_end_time_stamp() / 1000.0 - start), None, float(h.get_total_count()), None, None,
+                       summary_ms(h)["p99"], None) for h in r.histograms(E2E_HLOG)]
+    return read_timeseries(path)
 
 
 def _shade_faults(ax, results: Sequence[Result]) -> None:
@@ -286,7 +260,7 @@ def cost_chart(results: Sequence[Result]) -> Chart:
     return Chart("messages", "Messages and bytes per order", _png(fig))
 
 
-COUNTS = Orders.FAULTS
+COUNTS = Orders.PROBLEMS
 
 
 def correctness_chart(results: Sequence[Result]) -> Chart:

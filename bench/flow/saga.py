@@ -33,9 +33,13 @@ from bench.errors import BadInput
 from bench.flow import events as ev
 from bench.flow.durations import parse_duration
 
-# Roles that coordinate and are not steps: choreography's order service ends each saga,
-# orchestration's orchestrator drives it.
-COORDINATORS = ("order", "orchestrator")
+# Roles that coordinate and are not steps, one a pattern (bench.patterns.*.Pattern.coordinator
+# names which is whose): choreography's order service ends each saga, orchestration's
+# orchestrator drives it. Defined here, below the patterns, because a workload names them
+# (their processing and instances) and no step may take their names.
+ORDER_SERVICE = "order"
+ORCHESTRATOR = "orchestrator"
+COORDINATORS = (ORDER_SERVICE, ORCHESTRATOR)
 E2E = "e2e"  # the end-to-end latency's name beside the step latencies
 OK, FAILED, UNDONE = "ok", "failed", "undone"  # what a fact says of its step
 DO, UNDO = "do", "undo"  # what a command asks of its step

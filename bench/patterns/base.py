@@ -3,7 +3,10 @@
 A pattern derives, from the workload's saga, a :class:`Topology`: its roles,
 the topics each role consumes, and a :class:`Handler` for each role. Everything else (clients, batching, serialization, commits,
 processing time) is the shared runtime's, so the patterns differ only in
-topology and coordination logic.
+topology and coordination logic. What the runtime and the simulation need to know of a
+pattern they ask its topology (a subclass of :class:`Topology` in the pattern's module,
+e.g. :meth:`Topology.span_finder`), never its name: a new pattern is one new module here
+and its entry in the registry (:mod:`bench.patterns`).
 """
 from __future__ import annotations
 
@@ -37,14 +40,24 @@ class Handler(Protocol):
     def revoke(self, partitions: set[int]) -> None:
         """Forget work on partitions another instance now owns."""
 
+    @property
+    def absorbed(self) -> int:
+        """Input recognised as repeated or stale and ignored so far (a redelivery answered from
+        the ledger, a late reply): each service reports it."""
+
+
+# Which step latency a handler's output ends, if any: (topic, event produced, event it reacted to) -> name.
+SpanFinder = Callable[[str, dict, dict], "str | None"]
+
 
 @dataclass(frozen=True)
 class Topology:
-    """One pattern laid out for one saga: its roles, the topics each consumes, its handlers."""
+    """One pattern laid out for one saga: its roles, the topics each consumes, its handlers.
+    Each pattern derives its own subclass, which answers what depends on how it coordinates."""
 
-    pattern: str
+    pattern: str  # the pattern's name (:attr:`Pattern.name`)
     saga: Saga
-    coordinator: str  # the role that is not a step: choreography's order service, the orchestrator
+    coordinator: str  # the pattern's role that is not a step (:attr:`Pattern.coordinator`)
     # role -> topics it consumes; the load generator consumes order-events.
     subscriptions: Mapping[str, tuple[str, ...]]
     # Every topic the pattern writes, each created fresh before a run.
@@ -81,14 +94,21 @@ class Topology:
         """The step latency names of a run of this topology, in display order, e2e last."""
         return (*self.saga.spans(self.coordinator), E2E)
 
+    def span_finder(self) -> SpanFinder:
+        """Which step latency producing ``event`` on ``topic`` in reaction to ``source`` ends, if
+        any: the names the audit derives from ``ts_us`` stamps (bench.run.audit.step_latencies),
+        each the time from the message a handler reacted to until the message it produced."""
+        raise NotImplementedError(f"{self.pattern}: its topology does not say which step its output ends")
+
 
 @dataclass(frozen=True)
 class Pattern:
-    """A coordination pattern: derives its :class:`Topology` from a saga."""
+    """A coordination pattern: derives its :class:`Topology` from a saga. ``name`` and
+    ``coordinator`` are defined here once; every topology of the pattern carries them."""
 
     name: str
-    coordinator: str
-    derive: Callable[[Saga], Topology] = field(repr=False, compare=False)
+    coordinator: str  # the role that is not a step (one of bench.flow.saga.COORDINATORS)
+    derive: Callable[[Pattern, Saga], Topology] = field(repr=False, compare=False)
 
     def topology(self, saga: Saga) -> Topology:
         return _topology(self, saga)
@@ -96,7 +116,7 @@ class Pattern:
 
 @functools.lru_cache(maxsize=64)
 def _topology(pattern: Pattern, saga: Saga) -> Topology:
-    return pattern.derive(saga)
+    return pattern.derive(pattern, saga)
 
 
 class Stateless:

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 from bench.flow import events as ev
 from bench.flow.ledger import Ledger, StepLedger
-from bench.patterns.base import Outbox, Pattern, Topology
-from bench.flow.saga import Saga, Step
+from bench.patterns.base import Outbox, Pattern, SpanFinder, Topology
+from bench.flow.saga import ORDER_SERVICE, Saga, Step
 from bench.flow.workload import Workload
 
-COORDINATOR = "order"
 _APPLY, _UNDO_AFTER, _UNDO_BESIDE = "apply", "undo-after", "undo-beside"
 
 
@@ -213,22 +212,37 @@ def _waits_on_several(saga: Saga, step: Step) -> bool:
     return len(saga.before(step)) > 1 or bool(saga.siblings(step)) or len(saga.after(step)) > 1
 
 
-def derive(saga: Saga) -> Topology:
-    subscriptions = {COORDINATOR: tuple(dict.fromkeys([*(s.events_topic for s in saga.stages[0]),
+class ChoreographyTopology(Topology):
+    """Choreography laid out for a saga: each step's fact on its own topic ends its span."""
+
+    def span_finder(self) -> SpanFinder:
+        # A step's span ends with its fact, the order service's with the terminal event; which
+        # message a fact reacted to does not matter (it is the fact's own step's).
+        spans = {ev.COMPLETED: self.coordinator, ev.CANCELLED: self.coordinator}
+        for s in self.saga.steps:
+            spans[s.ok] = spans[s.failed] = s.name
+            if s.compensable:
+                spans[s.undone] = s.undo_span
+        return lambda topic, event, source: spans.get(event.get("status"))
+
+
+def derive(pattern: Pattern, saga: Saga) -> Topology:
+    coordinator = pattern.coordinator
+    subscriptions = {coordinator: tuple(dict.fromkeys([*(s.events_topic for s in saga.stages[0]),
                                                         saga.pivot.events_topic]))}
-    restore_from = {COORDINATOR: (ev.ORDER_EVENTS,) + (subscriptions[COORDINATOR] if len(saga.stages[0]) > 1 else ())}
-    handlers = {COORDINATOR: lambda w: OrderHandler(saga, w)}
+    restore_from = {coordinator: (ev.ORDER_EVENTS,) + (subscriptions[coordinator] if len(saga.stages[0]) > 1 else ())}
+    handlers = {coordinator: lambda w: OrderHandler(saga, w)}
     for step in saga.steps:
         subscriptions[step.name] = _subscriptions(saga, step)
         # Facts it waits on are read back with its own; order-created is never waited on with others.
         waited = tuple(t for t in subscriptions[step.name] if t != ev.ORDER_CREATED)
         restore_from[step.name] = (step.events_topic, *waited) if _waits_on_several(saga, step) else (step.events_topic,)
         handlers[step.name] = lambda w, s=step: StepHandler(saga, s, w)
-    return Topology(
-        pattern="choreography", saga=saga, coordinator=COORDINATOR, subscriptions=subscriptions,
+    return ChoreographyTopology(
+        pattern=pattern.name, saga=saga, coordinator=coordinator, subscriptions=subscriptions,
         topics=(ev.ORDER_CREATED, *(s.events_topic for s in saga.steps), ev.ORDER_EVENTS, ev.DEAD_LETTER),
         handlers=handlers, restore_from=restore_from,
     )
 
 
-CHOREOGRAPHY = Pattern(name="choreography", coordinator=COORDINATOR, derive=derive)
+CHOREOGRAPHY = Pattern(name="choreography", coordinator=ORDER_SERVICE, derive=derive)

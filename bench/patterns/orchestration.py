@@ -27,11 +27,10 @@ import heapq
 
 from bench.flow import events as ev
 from bench.flow.ledger import Ledger, StepLedger
-from bench.patterns.base import Outbox, Pattern, Stateless, Topology
-from bench.flow.saga import FAILED, OK, UNDONE, Saga, Step
+from bench.patterns.base import Outbox, Pattern, SpanFinder, Stateless, Topology
+from bench.flow.saga import FAILED, OK, ORCHESTRATOR, UNDONE, Saga, Step
 from bench.flow.workload import Workload
 
-COORDINATOR = "orchestrator"
 MAX_BACKOFF = 8  # a step's timeout grows 1x, 2x, 4x, 8x, 8x ... the workload's step_timeout
 
 
@@ -283,21 +282,42 @@ class CommandHandler(Stateless):
         out.emit(ev.REPLIES, reply)
 
 
-def derive(saga: Saga) -> Topology:
-    subscriptions = {COORDINATOR: (ev.ORDER_CREATED, ev.REPLIES)}
-    handlers = {COORDINATOR: lambda w: Orchestrator(saga, w)}
+class OrchestrationTopology(Topology):
+    """Orchestration laid out for a saga: a step's span ends with its reply to a command, the
+    orchestrator's with each command or terminal event it sends."""
+
+    def span_finder(self) -> SpanFinder:
+        commands = {}
+        for s in self.saga.steps:
+            commands[s.do] = s.name
+            if s.compensable:
+                commands[s.undo] = s.undo_span
+        outputs = frozenset({*(s.commands_topic for s in self.saga.steps), ev.ORDER_EVENTS})
+        coordinator = self.coordinator
+
+        def span(topic: str, event: dict, source: dict) -> str | None:
+            if topic == ev.REPLIES:
+                return commands.get(source.get("command"))
+            return coordinator if topic in outputs else None
+        return span
+
+
+def derive(pattern: Pattern, saga: Saga) -> Topology:
+    coordinator = pattern.coordinator
+    subscriptions = {coordinator: (ev.ORDER_CREATED, ev.REPLIES)}
+    handlers = {coordinator: lambda w: Orchestrator(saga, w)}
     # The orchestrator's own output is its saga state and the terminal events it sent.
-    restore_from = {COORDINATOR: (ev.SAGA_STATE, ev.ORDER_EVENTS)}
+    restore_from = {coordinator: (ev.SAGA_STATE, ev.ORDER_EVENTS)}
     for step in saga.steps:
         subscriptions[step.name] = (step.commands_topic,)
         handlers[step.name] = lambda w, s=step: CommandHandler(s, w)
         restore_from[step.name] = (ev.REPLIES,)
-    return Topology(
-        pattern="orchestration", saga=saga, coordinator=COORDINATOR, subscriptions=subscriptions,
+    return OrchestrationTopology(
+        pattern=pattern.name, saga=saga, coordinator=coordinator, subscriptions=subscriptions,
         topics=(ev.ORDER_CREATED, *(s.commands_topic for s in saga.steps), ev.REPLIES, ev.SAGA_STATE,
                 ev.ORDER_EVENTS, ev.DEAD_LETTER),
         handlers=handlers, restore_from=restore_from, compacted=(ev.SAGA_STATE,),
     )
 
 
-ORCHESTRATION = Pattern(name="orchestration", coordinator=COORDINATOR, derive=derive)
+ORCHESTRATION = Pattern(name="orchestration", coordinator=ORCHESTRATOR, derive=derive)

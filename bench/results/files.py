@@ -1,12 +1,15 @@
-"""The run-result directory: where a run's files go and how summary.json is written and read.
+"""The run-result directory: where a run's files go, how summary.json and timeseries.csv are
+written and read, and the one atomic JSON writer (:func:`write_json`).
 
-Layout: ``results/<UTC yyyymmddTHHMMSSZ>-<pattern>-<rate>/`` holding summary.json,
-timeseries.csv and the .hlog/.hgrm histograms.
+Layout: ``results/<UTC yyyymmddTHHMMSSZ>-<pattern>-<rate>/`` holding :data:`SUMMARY`,
+:data:`TIMESERIES` and the .hlog/.hgrm histograms (their names: :mod:`bench.results.recording`).
 """
 from __future__ import annotations
 
 import csv
 import importlib.metadata
+import io
+import math
 import os
 import platform
 import socket
@@ -23,6 +26,7 @@ import bench
 from bench import inputs
 from bench.errors import BadInput
 from bench.kafka import secrets
+from bench.results.measurement import Second
 
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
@@ -106,10 +110,17 @@ def write_summary(directory: str | Path, summary: Mapping[str, Any]) -> Path:
     document = secrets.redact(summary)
     document.pop("schema_version", None)
     document = {"schema_version": SCHEMA_VERSION, **document}  # first, for people reading the file
+    return write_json(Path(directory) / SUMMARY, document)
+
+
+def write_json(target: str | Path, document: Any) -> Path:
+    """Write ``document`` as indented JSON to ``target`` atomically and durably: to a temporary
+    file in the same directory, fsynced, then renamed over ``target``, so a reader (or a crash)
+    sees the old file or the new, never half of one. summary.json, sweep.json and validation.json
+    are written with it."""
+    target = Path(target)
     data = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-    target = Path(directory) / SUMMARY
-    # Same directory, so the rename is atomic: a reader sees the old file or the new, never half.
-    fd, temp = tempfile.mkstemp(prefix=f".{SUMMARY}.", dir=target.parent)
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data + b"\n")
@@ -179,6 +190,7 @@ class TimeseriesWriter:
     ``t_s``; ``in_flight`` orders started but not finished; ``backlog`` messages on the
     services' input partitions they have not handled yet, as they last reported
     (empty when unknown, e.g. simulated); ``p99_ms`` the interval's p99 latency (empty when nothing finished).
+    Read back with :func:`read_timeseries`.
     """
 
     COLUMNS = ("t_s", "offered", "finished", "in_flight", "backlog", "p99_ms")
@@ -206,3 +218,29 @@ class TimeseriesWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def read_timeseries(path: str | Path) -> list[Second]:
+    """The rows of a ``timeseries.csv`` (:class:`TimeseriesWriter`'s), one :class:`Second` each;
+    ``t_s`` and ``finished`` are required, an empty or missing other column is None. Raises
+    ResultsError naming the line of a row that is not finite numbers."""
+    path = Path(path)
+    text = inputs.read_text(path, "timeseries", ResultsError)
+
+    def number(row: dict, key: str, required: bool = False) -> float | None:
+        value = row.get(key)
+        if value in ("", None) and not required:
+            return None
+        parsed = float(value)  # ValueError, TypeError: named below
+        if not math.isfinite(parsed):
+            raise ValueError(key)
+        return parsed
+
+    seconds = []
+    for line, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+        try:
+            seconds.append(Second(number(row, "t_s", True), number(row, "offered"), number(row, "finished", True),
+                                  number(row, "in_flight"), number(row, "backlog"), number(row, "p99_ms"), None))
+        except (KeyError, ValueError, TypeError):
+            raise ResultsError(f"{path}:{line}: expected finite numbers in t_s, offered, finished, p99_ms") from None
+    return seconds

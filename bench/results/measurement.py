@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Second:
-    """One row of the live timeseries."""
+    """One row of the timeseries: live from the load generator, or read back from timeseries.csv
+    (:func:`bench.results.files.read_timeseries`, where a column it lacks is None)."""
 
     t_s: float
     offered: int

@@ -22,10 +22,37 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader, HistogramLogWriter
 
+from bench.flow.saga import E2E
+
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour
 SIGNIFICANT_DIGITS = 3
 US_PER_MS = 1000.0
+
+# A result directory holds each histogram twice: ``<name>.hlog`` (its intervals, one a second)
+# and ``<name>.hgrm`` (the measured total's percentile distribution). The load generator
+# records these four; each step's is ``step-<step>``, from the audit (real) or the model.
+E2E_COMPLETED, E2E_CANCELLED, SLIP = "e2e-completed", "e2e-cancelled", "slip"
+LOAD_HISTOGRAMS = (E2E, E2E_COMPLETED, E2E_CANCELLED, SLIP)
+HLOG, HGRM = ".hlog", ".hgrm"
+
+
+def hlog_file(name: str) -> str:
+    """The interval log of histogram ``name`` in a result directory."""
+    return f"{name}{HLOG}"
+
+
+def hgrm_file(name: str) -> str:
+    """The percentile distribution of histogram ``name`` in a result directory."""
+    return f"{name}{HGRM}"
+
+
+def step_histogram(step: str) -> str:
+    """The histogram name of a step's latency (its file: ``hlog_file(step_histogram(step))``)."""
+    return f"step-{step}"
+
+
+E2E_HLOG = hlog_file(E2E)
 
 
 def new_histogram() -> HdrHistogram:

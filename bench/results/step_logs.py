@@ -1,11 +1,24 @@
-"""Per-step latency histograms, built after the run from the audit's reading of every topic."""
+"""Per-step latency histograms: ``step-<name>.hlog``, written here for real runs (from the
+audit's reading of every topic) and simulated ones (:mod:`bench.sim.output`)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from hdrh.histogram import HdrHistogram
+
 from bench.results.measurement import LoadResult
-from bench.results.recording import HIGHEST_US, merged, new_histogram, summary_ms, write_intervals
+from bench.results.recording import (HIGHEST_US, hlog_file, merged, new_histogram, step_histogram, summary_ms,
+                                     write_intervals)
 from bench.flow.saga import E2E
+
+
+def write_step_log(out: Path, step: str, intervals: Sequence[tuple[float, float, HdrHistogram]],
+                   start_wall_s: float) -> dict:
+    """Write one step's ``step-<name>.hlog`` from its non-empty ``(start_s, end_s, histogram)``
+    intervals; returns the step's summary in ms (all zero counts when it has none)."""
+    write_intervals(out / hlog_file(step_histogram(step)), intervals, start_wall_s, name=step)
+    return summary_ms(merged([h for _, _, h in intervals]) if intervals else new_histogram())
 
 
 def write_step_logs(out: Path, latencies: dict[str, list[tuple[float, int]]], load: LoadResult) -> dict[str, dict]:
@@ -27,6 +40,5 @@ def write_step_logs(out: Path, latencies: dict[str, list[tuple[float, int]]], lo
                 hist = intervals[second] = new_histogram()
             hist.record_value(min(max(latency_us, 0), HIGHEST_US))
         ordered = [(s, s + 1, intervals[s]) for s in sorted(intervals)]
-        write_intervals(out / f"step-{step}.hlog", ordered, load.start_wall_s, name=step)
-        summaries[step] = summary_ms(merged([h for _, _, h in ordered])) if ordered else summary_ms(new_histogram())
+        summaries[step] = write_step_log(out, step, ordered, load.start_wall_s)
     return summaries

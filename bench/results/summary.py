@@ -1,7 +1,8 @@
 """A run's summary: the one definition of its keys and of its verdict.
 
 A real run (:mod:`bench.run.run`) and a simulated one (:mod:`bench.sim.output`) both build
-their summary.json with :func:`build`, so they have the same keys, and every reader
+their summary.json with :func:`build`, its ``latency_ms`` with :func:`latency_ms` and its
+``cpu_s`` with :func:`cpu_s`, so they have the same keys, and every reader
 (run, simulate, sweep, compare, report) judges one with the same functions:
 :func:`clean` (the audit found nothing wrong), :func:`problems` (why a run cannot be
 trusted as a measurement) and :func:`exit_code`.
@@ -9,11 +10,14 @@ trusted as a measurement) and :func:`exit_code`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from bench.results import files as results, validity
+from hdrh.histogram import HdrHistogram
+
+from bench.results import files as results, recording, validity
 
 EXIT_OK, EXIT_AUDIT, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 3, 130
 
@@ -36,14 +40,15 @@ class Orders:
     undecodable: int = 0  # records that are not order events
     unconsumed: int = 0  # records on topics nobody reads (dead letters among them)
 
-    # Any of these above zero and the audit is not clean. Records a fault injected on
-    # purpose (poison) and their dead letters are not counted in the last three.
-    FAULTS = ("lost", "stuck", "duplicates", "multiple_terminal", "inconsistent", "unknown_orders", "undecodable",
-              "unconsumed")
+    # The audit's problem counts: any of these above zero and the audit is not clean. (Not the
+    # faults a workload injects, which summary.json lists under ``faults``.) Records a fault
+    # injected on purpose (poison) and their dead letters are not counted in the last three.
+    PROBLEMS = ("lost", "stuck", "duplicates", "multiple_terminal", "inconsistent", "unknown_orders", "undecodable",
+                "unconsumed")
 
     @property
     def clean(self) -> bool:
-        return not any(getattr(self, name) for name in self.FAULTS)
+        return not any(getattr(self, name) for name in self.PROBLEMS)
 
 
 def build(*, mode: str, pattern: str, workload, load, orders: Orders, latency_ms: dict[str, Any],
@@ -84,6 +89,26 @@ def build(*, mode: str, pattern: str, workload, load, orders: Orders, latency_ms
     }
 
 
+# summary.json's latency_ms key of each histogram the load generator records.
+_LATENCY_KEYS = {recording.E2E: "e2e", recording.E2E_COMPLETED: "e2e_completed",
+                 recording.E2E_CANCELLED: "e2e_cancelled", recording.SLIP: "schedule_slip"}
+
+
+def latency_ms(totals: Mapping[str, HdrHistogram], steps: dict[str, dict]) -> dict[str, Any]:
+    """summary.json's ``latency_ms``: each load histogram's measured total (``totals``, by the
+    names in :data:`bench.results.recording.LOAD_HISTOGRAMS`) in ms, and each step's summary."""
+    return {**{key: recording.summary_ms(totals[name]) for name, key in _LATENCY_KEYS.items()}, "steps": steps}
+
+
+def cpu_s(load_generator_s: float, services_s: Mapping[str, float], broker_s: float | None) -> dict[str, Any]:
+    """summary.json's ``cpu_s``: CPU seconds of the load generator, of each role's services and
+    of the broker (None when it is not the run's to measure), and the harness's total."""
+    services = {role: round(seconds, 2) for role, seconds in services_s.items()}
+    return {"load_generator": round(load_generator_s, 2), "services": services,
+            "harness_total": round(load_generator_s + sum(services.values()), 2),
+            "broker": None if broker_s is None else round(broker_s, 2)}
+
+
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -94,7 +119,7 @@ def _round(value: float | None, digits: int) -> float | None:
 def clean(summary: dict[str, Any]) -> bool:
     """No order lost, stuck, duplicated, ended twice or inconsistent."""
     orders = summary.get("orders") or {}
-    return not any(orders.get(name) for name in Orders.FAULTS)
+    return not any(orders.get(name) for name in Orders.PROBLEMS)
 
 
 def problems(summary: dict[str, Any]) -> list[str]:
@@ -106,9 +131,9 @@ def problems(summary: dict[str, Any]) -> list[str]:
     if not summary.get("valid"):
         found.append(f"invalid: {summary.get('invalid_reason') or 'did not hold its rate'}")
     orders = summary.get("orders") or {}
-    faults = [f"{orders[name]} {name.replace('_', ' ')}" for name in Orders.FAULTS if orders.get(name)]
-    if faults:
-        found.append("audit: " + ", ".join(faults))
+    counted = [f"{orders[name]} {name.replace('_', ' ')}" for name in Orders.PROBLEMS if orders.get(name)]
+    if counted:
+        found.append("audit: " + ", ".join(counted))
     return found
 
 

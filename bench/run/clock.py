@@ -12,6 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+# What a summary's clock block says, in one line, lives with the summary's other text.
+from bench.results.headline import describe_clock as describe  # noqa: F401
+
 # A change of (wall - monotonic) between two readings larger than this, plus this fraction of
 # the time between them, is a step; below, it is a rate. The kernel slews at most 500 ppm and
 # the fastest drift seen on a forked VM was 0.5%, so a 1% rate is no slew.
@@ -69,14 +72,3 @@ class WallClockWatch:
             "observed_s": round(elapsed, 1),
             "moved": abs(rate_ppm) >= MOVED_RATE_PPM or abs(step_ms) >= MOVED_STEP_MS,
         }
-
-
-def describe(clock: dict) -> str | None:
-    """One line for a run whose wall clock moved (None when it did not)."""
-    if not clock or not clock.get("moved"):
-        return None
-    step = (f", {clock['steps']} step(s), the largest {clock['largest_step_ms'] / 1000:+.3f} s at "
-            f"{clock['largest_step_at_s']:g} s" if clock.get("steps") else "")
-    return (f"the wall clock moved during the run ({clock['wall_rate_ppm']:+.0f} ppm against the monotonic clock"
-            f"{step}): every latency and rate here is on the monotonic clock and does not depend on it; "
-            f"wall-clock labels (.hlog timestamps, timeline) count from the run's start")

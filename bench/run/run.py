@@ -32,7 +32,7 @@ from bench.run.faults import FaultContext, FaultInjector
 from bench.results.measurement import LoadResult, Second
 from bench.run.load import LoadGenerator
 from bench.patterns.base import Pattern
-from bench.results.recording import read_hlog, summary_ms, write_hgrm
+from bench.results.recording import E2E_HLOG, hgrm_file, read_hlog, write_hgrm
 from bench.kafka.records import read_topics
 from bench.run.recovery import fault_figures
 from bench.results.step_logs import write_step_logs
@@ -173,11 +173,11 @@ def _progress(echo: Callable[[str], None], warmup_s: float, timeseries: results.
 
 def check_faults(workload: Workload, pattern: Pattern) -> None:
     """Faults aimed at a role must name one of the pattern's roles, before anything starts."""
-    pattern = pattern.topology(workload.saga)
+    topology = pattern.topology(workload.saga)
     for i, fault in enumerate(workload.faults):
-        if fault.type in ROLE_FAULTS and fault.role not in pattern.roles:
+        if fault.type in ROLE_FAULTS and fault.role not in topology.roles:
             raise WorkloadError(f"{workload.source or workload.name}: faults[{i}].role {fault.role!r} is not a role of "
-                                f"{pattern.name} ({', '.join(pattern.roles)})")
+                                f"{topology.name} ({', '.join(topology.roles)})")
         if fault.instance is not None and fault.type != "broker-kill" and fault.instance >= workload.instances.get(fault.role, 1):
             raise WorkloadError(f"{workload.source or workload.name}: faults[{i}].instance {fault.instance} does not exist")
 
@@ -203,14 +203,14 @@ def check(request: RunRequest) -> dict:
 
 def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
     workload = request.workload
-    pattern = request.pattern.topology(workload.saga)
+    topology = request.pattern.topology(workload.saga)
     client_extra = check(request)
     run_id = uuid.uuid4().hex[:8]
     with _broker(request, echo) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch, \
             _claimed(broker, workload, client_extra, run_id) as (admin, registry):
-        topics.recreate(admin, pattern.topics, workload, compacted=pattern.compacted, registry=registry,
+        topics.recreate(admin, topology.topics, workload, compacted=topology.compacted, registry=registry,
                         force=request.recreate_topics)
-        out = request.output or results.result_dir(pattern.name, workload.rate_per_s, base=request.results_base)
+        out = request.output or results.result_dir(topology.name, workload.rate_per_s, base=request.results_base)
         out.mkdir(parents=True, exist_ok=True)
         results.mark_incomplete(out)  # removed once summary.json is written: a late failure leaves it marked
         (out / "logs").mkdir(exist_ok=True)
@@ -218,12 +218,12 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
         # its client section may hold credentials.
         workload_file = Path(scratch) / "workload.yaml"
         workload_file.write_text(yaml.safe_dump(workload.to_source(), sort_keys=False))
-        serve_args = ["--pattern", pattern.name, "--workload", str(workload_file),
+        serve_args = ["--pattern", topology.name, "--workload", str(workload_file),
                       "--bootstrap-servers", broker.bootstrap_servers, "--group-prefix", f"bench-{run_id}"]
         if request.kafka_config:
             serve_args += ["--kafka-config", str(request.kafka_config)]
         supervisor = Supervisor(serve_args, out / "logs")
-        counts = {role: workload.instances.get(role, 1) for role in pattern.roles}
+        counts = {role: workload.instances.get(role, 1) for role in topology.roles}
         with _Interrupts(echo) as interrupts:
             return _measure(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo)
 
@@ -232,17 +232,17 @@ def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, count
              client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None]) -> RunOutcome:
     """Services, load, drain, audit and results: everything a first Ctrl-C lets finish."""
     workload = request.workload
-    pattern = request.pattern.topology(workload.saga)
+    topology = request.pattern.topology(workload.saga)
     try:
-        echo(f"starting {sum(counts.values())} service processes for {pattern.name}")
+        echo(f"starting {sum(counts.values())} service processes for {topology.name}")
         supervisor.start(counts)
-        timeseries = results.TimeseriesWriter(out / "timeseries.csv")
+        timeseries = results.TimeseriesWriter(out / results.TIMESERIES)
         load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,
                              backlog=supervisor.backlog, on_second=_progress(echo, workload.warmup_s, timeseries))
         echo(f"load: {workload.arrival} {workload.rate_per_s:g} orders/s for {workload.duration_s:g}s "
              f"after {workload.warmup_s:g}s warm-up -> {out}")
         injector = FaultInjector(workload.faults, FaultContext(
-            supervisor, broker.bootstrap_servers, client_extra, broker.cluster, pattern.roles), 0.0, echo)
+            supervisor, broker.bootstrap_servers, client_extra, broker.cluster, topology.roles), 0.0, echo)
         load.on_start = lambda start_mono: _start_injector(injector, start_mono)
         before = _Usage.now(supervisor, broker)
         try:
@@ -256,18 +256,18 @@ def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, count
         supervisor.stop()
     service_stats = supervisor.service_stats()
     echo("auditing every topic")
-    records = list(read_topics(broker.bootstrap_servers, pattern.topics,
+    records = list(read_topics(broker.bootstrap_servers, topology.topics,
                                clients.consumer_config(broker.bootstrap_servers, workload, "audit", client_extra),
                                AUDIT_TIMEOUT_S))
-    report = audit_mod.audit(records, load_result.started, pattern)
-    steps = write_step_logs(out, audit_mod.step_latencies(records, pattern), load_result)
+    report = audit_mod.audit(records, load_result.started, topology)
+    steps = write_step_logs(out, audit_mod.step_latencies(records, topology), load_result)
     summary = _summary(request, broker, load_result, report, steps, used.cpu_s(), client_extra)
     summary["cost"] = cost(len(load_result.started), used.seconds, used.processes, used.broker_s,
                            {LOAD_GENERATOR: load.batching.counts(), **service_stats})
     summary["services"] = service_stats
     summary["faults"] = _fault_summaries(injector, load_result, report, service_stats, out)
     for name, hist in load_result.histograms.items():
-        write_hgrm(hist, out / f"{name}.hgrm")
+        write_hgrm(hist, out / hgrm_file(name))
     results.write_summary(out, summary)
     results.mark_complete(out)
     return RunOutcome(out, summary, summary_mod.exit_code(summary))
@@ -284,7 +284,7 @@ def _fault_summaries(injector: FaultInjector, load: LoadResult, report, service_
         return []
     # Interval timestamps are wall-clock labels counted from the run's start on the monotonic clock.
     intervals = [(h.get_start_time_stamp() / 1000 - load.start_wall_s, h.get_end_time_stamp() / 1000 - load.start_wall_s, h)
-                 for h in read_hlog(out / "e2e.hlog")]
+                 for h in read_hlog(out / E2E_HLOG)]
     absorbed = sum(s["absorbed"] for s in service_stats.values()) + report.replayed_replies
     counts = {"orders_lost": report.lost, "orders_stuck": report.stuck, "duplicates_absorbed": absorbed,
               "duplicate_effects": report.duplicate_effects, "compensations": dict(report.compensations),
@@ -312,11 +312,8 @@ class _Usage:
                       {name: u - before.processes.get(name, zero) for name, u in self.processes.items()}, broker_s)
 
     def cpu_s(self) -> dict:
-        services = {role: round(u.cpu_s, 2) for role, u in self.processes.items() if role != LOAD_GENERATOR}
-        own = self.processes[LOAD_GENERATOR].cpu_s
-        return {"load_generator": round(own, 2), "services": services,
-                "harness_total": round(own + sum(services.values()), 2),
-                "broker": None if self.broker_s is None else round(self.broker_s, 2)}
+        services = {role: u.cpu_s for role, u in self.processes.items() if role != LOAD_GENERATOR}
+        return summary_mod.cpu_s(self.processes[LOAD_GENERATOR].cpu_s, services, self.broker_s)
 
 
 def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, steps: dict, cpu: dict,
@@ -324,13 +321,7 @@ def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, ste
     audit = report.to_dict()
     return summary_mod.build(
         mode="real", pattern=request.pattern.name, workload=request.workload, load=load, orders=report.orders(),
-        latency_ms={
-            "e2e": summary_ms(load.histograms["e2e"]),
-            "e2e_completed": summary_ms(load.histograms["e2e-completed"]),
-            "e2e_cancelled": summary_ms(load.histograms["e2e-cancelled"]),
-            "schedule_slip": summary_ms(load.histograms["slip"]),
-            "steps": steps,
-        },
+        latency_ms=summary_mod.latency_ms(load.histograms, steps),
         messages_per_order=audit.get("messages_per_order"), bytes_per_order=audit.get("bytes_per_order"),
         audit=audit, cpu_s=cpu,
         timeline={"start_wall_s": load.start_wall_s, "measure_start_s": load.wall_s(load.measure_start_s),

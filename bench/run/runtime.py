@@ -185,7 +185,7 @@ class Service:
 
     def stats(self) -> dict:
         return {"role": self.spec.role, "instance": self.spec.instance, "processed": self.processed,
-                "dead_letters": self.dead_letters, "absorbed": getattr(self.handler, "absorbed", 0),
+                "dead_letters": self.dead_letters, "absorbed": self.handler.absorbed,
                 "rejoins": self.rejoins, **self.batching.counts()}
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -9,15 +9,12 @@ measured; each point is an ordinary result directory beside it.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -164,12 +161,8 @@ def write_sweep(outcome: SweepOutcome, request: SweepRequest) -> Path:
         "workload": secrets.redact(request.workload.to_dict()),
         "environment": results.environment(),
     }
-    target = outcome.directory / SWEEP
-    fd, temp = tempfile.mkstemp(prefix=f".{SWEEP}.", dir=outcome.directory)
-    with os.fdopen(fd, "wb") as file:
-        file.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-    os.replace(temp, target)  # atomic: an interrupted sweep leaves the last whole file
-    return target
+    # Atomic: an interrupted sweep leaves the last whole file.
+    return results.write_json(outcome.directory / SWEEP, document)
 
 
 def plot(outcome: SweepOutcome) -> bytes:

@@ -53,6 +53,8 @@ from bench.flow import events as ev
 from bench.broker import dist, embedded
 from bench.run.load import LoadGenerator
 from bench.patterns import PATTERNS
+from bench.patterns.choreography import CHOREOGRAPHY
+from bench.patterns.orchestration import ORCHESTRATION
 from bench.run.runtime import BATCH_MAX, POLL_S
 from bench.flow.saga import DEFAULT as SAGA
 from bench.sim.profile import Distribution, LoadPoint, Profile
@@ -312,7 +314,7 @@ class Calibration:
         """Through a real payment service; a second instance joins mid-stream and leaves again."""
         req = self.request
         self.fresh_topics()
-        with self.services("choreography", {PAYMENT.name: 1}) as supervisor, \
+        with self.services(CHOREOGRAPHY.name, {PAYMENT.name: 1}) as supervisor, \
                 _reading(self.consumer_conf, PAYMENT.events_topic, self.workload.partitions) as reader:
             pid = supervisor.instances[f"{PAYMENT.name}-0"].process.pid
             _warm_up(self.producer, ev.ORDER_CREATED, reader)
@@ -419,13 +421,13 @@ class Calibration:
     def costs(self) -> dict[str, dict]:
         n, parts = self.request.backlog, self.workload.partitions
         created = [(i % parts, {"orderId": f"drain-{self.run_id}-{i}", "status": ev.CREATED}) for i in range(n)]
-        one_out = self.drain("choreography", PAYMENT.name, ev.ORDER_CREATED, created, PAYMENT.events_topic, n)
+        one_out = self.drain(CHOREOGRAPHY.name, PAYMENT.name, ev.ORDER_CREATED, created, PAYMENT.events_topic, n)
         ignored = [(i % parts, {"orderId": f"ignored-{self.run_id}-{i}", "status": PAYMENT.ok}) for i in range(n)]
         markers = [(p, {"orderId": f"marker-{self.run_id}-{p}", "status": SAGA.pivot.ok}) for p in range(parts)]
-        no_out = self.drain("choreography", "order", PAYMENT.events_topic, ignored + markers, ev.ORDER_EVENTS, parts)
+        no_out = self.drain(CHOREOGRAPHY.name, CHOREOGRAPHY.coordinator, PAYMENT.events_topic, ignored + markers, ev.ORDER_EVENTS, parts)
         # The orchestrator with its services, so sagas finish as in a run (held sagas would cost it more).
         created = [(i % parts, {"orderId": f"orch-{self.run_id}-{i}", "status": ev.CREATED}) for i in range(n)]
-        orchestrator = self.drain("orchestration", "orchestrator", ev.ORDER_CREATED, created, ev.ORDER_EVENTS, n,
+        orchestrator = self.drain(ORCHESTRATION.name, ORCHESTRATION.coordinator, ev.ORDER_CREATED, created, ev.ORDER_EVENTS, n,
                                   beside=SAGA.names)
         return {"one_out": one_out, "no_out": no_out, "orchestrator": orchestrator}
 

@@ -19,13 +19,14 @@ from bench.errors import BadInput
 from bench.flow import events as ev
 from bench.results.measurement import LoadResult
 from bench.patterns.base import Pattern, Stateless, Topology
+from bench.patterns.orchestration import ORCHESTRATION
 from bench.sim import faults as faults_mod
 from bench.sim.hosts import PLACEMENTS, Host, mean_utilisation, placement
 from bench.sim.kafka import Cluster, Group, Producer, Transport
 from bench.sim.load import LoadGenerator, Terminals
 from bench.sim.profile import Profile
 from bench.flow.saga import Processing
-from bench.sim.service import Costs, Instance, SimOutbox, StepSamples, span_finder
+from bench.sim.service import Costs, Instance, SimOutbox, StepSamples
 from bench.flow.workload import Workload
 
 LOAD_GROUP = "load"
@@ -85,7 +86,9 @@ def linger_s(workload: Workload) -> float:
 
 def _costs(profile: Profile, role: str, processing: Processing, seed=None) -> Costs:
     main, cpu = profile.service_us, profile.service_cpu_us
-    scale, cpu_scale = (main["orchestrator_scale"], cpu["orchestrator_scale"]) if role == "orchestrator" else (1.0, 1.0)
+    # Calibration measures the orchestrator against what its messages predict (bench.sim.calibrate).
+    orchestrator = role == ORCHESTRATION.coordinator
+    scale, cpu_scale = (main["orchestrator_scale"], cpu["orchestrator_scale"]) if orchestrator else (1.0, 1.0)
     # Processing is a sleep, which oversleeps by the calibrated amount; a distribution is drawn
     # per message, as the runtime draws it.
     overshoot = profile.sleep_overshoot_us / 1e6 if processing else 0.0
@@ -149,7 +152,7 @@ class World:
         host = self.hosts[f"{role}-{index}"]
         extra_s = profile.network_rtt_us / 1e6 if self.scenario.placement == "spread" else 0.0
         producer = Producer(self.env, self.cluster, host, math.inf, extra_s)  # flushed after each batch
-        outbox = SimOutbox(span_finder(pattern), self.cluster, producer, self.steps, self.samples)
+        outbox = SimOutbox(pattern.span_finder(), self.cluster, producer, self.steps, self.samples)
         handler = pattern.handler(role, w)
         ticks = type(handler).tick is not Stateless.tick
         costs = _costs(profile, role, w.processing_of(role), (w.seed, role, index))

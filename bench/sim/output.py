@@ -15,7 +15,9 @@ from hdrh.histogram import HdrHistogram
 
 from bench.results import files as results, summary
 from bench.flow.saga import E2E
-from bench.results.recording import merged, new_histogram, summary_ms, write_hgrm, write_intervals
+from bench.results.recording import (E2E_CANCELLED, E2E_COMPLETED, SLIP, hgrm_file, hlog_file, merged, summary_ms,
+                                     write_hgrm, write_intervals)
+from bench.results.step_logs import write_step_log
 from bench.sim.histograms import per_second
 from bench.sim.model import Scenario, SimResult
 
@@ -28,18 +30,18 @@ def write(directory: Path, scenario: Scenario, result: SimResult, start_wall_s: 
     seconds = max(1, math.ceil(result.elapsed_s))
     end_s, e2e_s, completed = result.e2e
     series = {
-        "e2e": per_second(end_s, e2e_s * US, seconds),
-        "e2e-completed": per_second(end_s[completed], e2e_s[completed] * US, seconds),
-        "e2e-cancelled": per_second(end_s[~completed], e2e_s[~completed] * US, seconds),
-        "slip": per_second(result.slip[0], result.slip[1] * US, seconds),
+        E2E: per_second(end_s, e2e_s * US, seconds),
+        E2E_COMPLETED: per_second(end_s[completed], e2e_s[completed] * US, seconds),
+        E2E_CANCELLED: per_second(end_s[~completed], e2e_s[~completed] * US, seconds),
+        SLIP: per_second(result.slip[0], result.slip[1] * US, seconds),
     }
     totals = {}
     for name, hists in series.items():
-        write_intervals(directory / f"{name}.hlog", [(k, k + 1, h) for k, h in enumerate(hists)], start_wall_s, name)
+        write_intervals(directory / hlog_file(name), [(k, k + 1, h) for k, h in enumerate(hists)], start_wall_s, name)
         totals[name] = merged(hists)
-        write_hgrm(totals[name], directory / f"{name}.hgrm")
+        write_hgrm(totals[name], directory / hgrm_file(name))
     steps = _write_steps(directory, scenario, result, start_wall_s)
-    _write_timeseries(directory, result, series["e2e"])
+    _write_timeseries(directory, result, series[E2E])
     summary = _summary(scenario, result, totals, steps, start_wall_s, wall_s)
     results.write_summary(directory, summary)
     return summary
@@ -56,8 +58,7 @@ def _write_steps(directory: Path, scenario: Scenario, result: SimResult, start_w
         ends, latencies = ends[inside], latencies[inside]
         hists = per_second(ends, latencies * US)
         intervals = [(k, k + 1, h) for k, h in enumerate(hists) if h.get_total_count()]
-        write_intervals(directory / f"step-{step}.hlog", intervals, start_wall_s, name=step)
-        summaries[step] = summary_ms(merged([h for _, _, h in intervals]) if intervals else new_histogram())
+        summaries[step] = write_step_log(directory, step, intervals, start_wall_s)
     return summaries
 
 
@@ -87,7 +88,7 @@ def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogr
     per_order = messages / started if started else None
     bytes_per_order = total_bytes / started if started else None
     topology = scenario.topology
-    services = {role: round(result.cpu_s.get(role, 0.0), 2) for role in topology.roles}
+    services = {role: result.cpu_s.get(role, 0.0) for role in topology.roles}
     audit = {
         "simulated": True,
         "orders_started": started, "completed": completed, "cancelled": cancelled, "lost": 0, "stuck": unfinished,
@@ -101,20 +102,9 @@ def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogr
     profile = scenario.profile
     return summary.build(
         mode="simulation", pattern=scenario.pattern.name, workload=w, load=load, orders=orders,
-        latency_ms={
-            "e2e": summary_ms(totals["e2e"]),
-            "e2e_completed": summary_ms(totals["e2e-completed"]),
-            "e2e_cancelled": summary_ms(totals["e2e-cancelled"]),
-            "schedule_slip": summary_ms(totals["slip"]),
-            "steps": steps,
-        },
+        latency_ms=summary.latency_ms(totals, steps),
         messages_per_order=per_order, bytes_per_order=bytes_per_order, audit=audit,
-        cpu_s={
-            "load_generator": round(result.cpu_s.get("load_generator", 0.0), 2),
-            "services": services,
-            "harness_total": round(result.cpu_s.get("load_generator", 0.0) + sum(services.values()), 2),
-            "broker": round(result.cpu_s["broker"], 2) if "broker" in result.cpu_s else None,
-        },
+        cpu_s=summary.cpu_s(result.cpu_s.get("load_generator", 0.0), services, result.cpu_s.get("broker")),
         timeline={"start_wall_s": start_wall_s, "measure_start_s": start_wall_s + w.warmup_s,
                   "measure_end_s": start_wall_s + w.warmup_s + w.duration_s},
         environment={**results.environment(None), "bootstrap_servers": None},

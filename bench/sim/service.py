@@ -16,48 +16,18 @@ from __future__ import annotations
 import dataclasses
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import simpy
 
 from bench.flow import events as ev
-from bench.patterns.base import Handler, Topology
+from bench.patterns.base import Handler, SpanFinder
 from bench.run.runtime import BATCH_MAX, COMMIT_INTERVAL_MS, POLL_S
 from bench.sim.hosts import Host
 from bench.sim.kafka import Cluster, Producer, partition_of
 
 COMMIT_INTERVAL_S = COMMIT_INTERVAL_MS / 1000
 WAKE_IDLE_S = 0.001  # idle this long or longer: a wake-up costs the calibrated ``batch`` time in full
-
-SpanFinder = Callable[[str, dict, dict], "str | None"]
-
-
-def span_finder(topology: Topology) -> SpanFinder:
-    """Which step latency producing ``event`` on ``topic`` in reaction to ``source`` ends, if any:
-    the names the audit derives from ``ts_us`` stamps (bench.run.audit.step_latencies), each the time
-    from the message a handler reacted to until the message it produced."""
-    saga = topology.saga
-    if topology.pattern == "choreography":
-        spans = {ev.COMPLETED: topology.coordinator, ev.CANCELLED: topology.coordinator}
-        for s in saga.steps:
-            spans[s.ok] = spans[s.failed] = s.name
-            if s.compensable:
-                spans[s.undone] = s.undo_span
-        return lambda topic, event, source: spans.get(event.get("status"))
-    commands = {}
-    for s in saga.steps:
-        commands[s.do] = s.name
-        if s.compensable:
-            commands[s.undo] = s.undo_span
-    outputs = frozenset({*(s.commands_topic for s in saga.steps), ev.ORDER_EVENTS})
-    coordinator = topology.coordinator
-
-    def orchestration(topic: str, event: dict, source: dict) -> str | None:
-        if topic == ev.REPLIES:
-            return commands.get(source.get("command"))
-        return coordinator if topic in outputs else None
-    return orchestration
-
 
 class StepSamples:
     """Per step: when it ended and how long it took, in seconds of simulated time."""

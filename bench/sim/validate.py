@@ -9,13 +9,9 @@ within 15% and p99 within 30% where the real run held its rate, knee within 20%.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import orjson
 
 from bench import inputs
 from bench.errors import BadInput
@@ -158,12 +154,7 @@ def _write(validation: Validation, request: ValidateRequest) -> Path:
         "workload": secrets.redact(request.workload.to_dict()),
         "environment": results.environment(),
     }
-    target = validation.directory / VALIDATION
-    fd, temp = tempfile.mkstemp(prefix=f".{VALIDATION}.", dir=validation.directory)
-    with os.fdopen(fd, "wb") as file:
-        file.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-    os.replace(temp, target)
-    return target
+    return results.write_json(validation.directory / VALIDATION, document)
 
 
 def render_table(validation: Validation) -> str:
