@@ -12,9 +12,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-# What a summary's clock block says, in one line, lives with the summary's other text.
-from bench.results.headline import describe_clock as describe  # noqa: F401
-
 # A change of (wall - monotonic) between two readings larger than this, plus this fraction of
 # the time between them, is a step; below, it is a rate. The kernel slews at most 500 ppm and
 # the fastest drift seen on a forked VM was 0.5%, so a 1% rate is no slew.

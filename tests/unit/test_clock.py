@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from bench.results.headline import describe_clock
 from bench.run import clock
 from bench.kafka import kafkastats
 
@@ -34,7 +35,7 @@ def watch_over(monkeypatch, wall: LyingWall, seconds: int, step_at: int | None =
 def test_a_steady_wall_clock_did_not_move(monkeypatch):
     moved = watch_over(monkeypatch, LyingWall(0.0), 10)
     assert moved["moved"] is False and moved["steps"] == 0 and abs(moved["wall_rate_ppm"]) < 100
-    assert clock.describe(moved) is None
+    assert describe_clock(moved) is None
 
 
 def test_a_fast_and_stepped_wall_clock_is_measured_and_named(monkeypatch):
@@ -43,7 +44,7 @@ def test_a_fast_and_stepped_wall_clock_is_measured_and_named(monkeypatch):
     assert moved["wall_rate_ppm"] == pytest.approx(5000, rel=0.1)  # the step is not taken for a rate
     assert moved["largest_step_ms"] == pytest.approx(5000, abs=5)
     assert 0.4 < moved["largest_step_at_s"] < 0.7
-    assert "ppm against the monotonic clock" in clock.describe(moved) and "+5.000 s" in clock.describe(moved)
+    assert "ppm against the monotonic clock" in describe_clock(moved) and "+5.000 s" in describe_clock(moved)
 
 
 def test_a_step_back_is_a_step_too(monkeypatch):
