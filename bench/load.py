@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,10 +45,44 @@ class Second:
     p99_so_far_ms: float | None  # of everything measured so far
 
 
+class StartCounts:
+    """How many orders were scheduled to start in each ``BIN_US`` of the run (intended starts,
+    ``t0_us``): what validity needs of every order's start, in memory that grows with the run's
+    length by 400 bytes a second, not with its orders."""
+
+    BIN_US = 10_000
+
+    def __init__(self, origin_us: int) -> None:
+        self.origin_us = origin_us
+        self.counts = array("I")
+        self.total = 0
+
+    def add(self, t0_us: int) -> None:
+        i = max(0, (t0_us - self.origin_us) // self.BIN_US)
+        counts = self.counts
+        if i >= len(counts):
+            counts.frombytes(bytes(counts.itemsize * (i + 1 - len(counts))))
+        counts[i] += 1
+        self.total += 1
+
+    def between(self, lo_us: float, hi_us: float) -> float:
+        """Orders scheduled in [lo_us, hi_us); a bin cut by a bound counts in proportion."""
+        counts, width = self.counts, self.BIN_US
+        lo, hi = (max(0.0, lo_us - self.origin_us) / width, min(len(counts), (hi_us - self.origin_us) / width))
+        if hi <= lo:
+            return 0.0
+        first, last = int(lo), int(hi)
+        if first == last:
+            return counts[first] * (hi - lo)
+        inside = sum(counts[first + 1:last]) + counts[first] * (first + 1 - lo)
+        return inside + (counts[last] * (hi - last) if last < len(counts) else 0.0)
+
+
 @dataclass
 class LoadResult:
-    started: dict[str, int]  # orderId -> intended start, monotonic us (every order, warm-up included)
-    outcomes: dict[str, str]  # orderId -> first terminal status seen
+    started_count: int  # orders started (warm-up included)
+    finished_count: int  # orders whose first terminal event the generator read
+    start_counts: StartCounts  # intended starts of every order, binned
     start_s: float  # monotonic seconds (ev.now_us's clock) when the load began
     start_wall_s: float  # the wall clock then: a label only
     measure_start_s: float  # monotonic, as start_s
@@ -63,25 +98,36 @@ class LoadResult:
 
     @property
     def in_flight(self) -> int:
-        return len(self.started) - len(self.outcomes)
+        return self.started_count - self.finished_count
 
     def wall_s(self, mono_s: float) -> float:
         """The wall-clock label of a monotonic instant, counted from the run's start."""
         return self.start_wall_s + (mono_s - self.start_s)
 
 
+def _seq(order_id, prefix: str) -> int | None:
+    """The sequence number of one of this run's orders (``<run_id>-<seq>``); None for any other id."""
+    if type(order_id) is not str or not order_id.startswith(prefix):
+        return None
+    tail = order_id[len(prefix):]
+    return int(tail) if tail.isdigit() else None
+
+
 class _Terminals(threading.Thread):
     """Consumes order-events and records latency from each order's intended start."""
 
     def __init__(self, conf: dict, partitions: int, recorders: dict[str, IntervalRecorder],
-                 measure_from_us: int, lock: threading.Lock) -> None:
+                 measure_from_us: int, lock: threading.Lock, run_id: str, in_flight: set[int]) -> None:
         super().__init__(name="terminals", daemon=True)
         self.consumer = Consumer(conf)
         self.consumer.assign([TopicPartition(ev.ORDER_EVENTS, p, OFFSET_BEGINNING) for p in range(partitions)])
         self.recorders, self.lock = recorders, lock
         self.measure_from_us = measure_from_us
         self.measure_until_us = 1 << 62
-        self.outcomes: dict[str, str] = {}
+        # Orders are f"{run_id}-{seq}": the generator's in-flight seqs are the only per-order state
+        # (added before an order is sent, removed at its first terminal event).
+        self.prefix, self.in_flight = f"{run_id}-", in_flight
+        self.foreign = 0  # terminal events of orders this run did not start (ignored)
         self.finished_total = 0
         self.finished_in_window = 0
         self.duplicates = 0
@@ -109,10 +155,14 @@ class _Terminals(threading.Thread):
                 except ValueError:
                     continue
                 order_id, status = event["orderId"], event.get("status")
-                if order_id in self.outcomes:
+                seq = _seq(order_id, self.prefix)
+                if seq is None:
+                    self.foreign += 1
+                    continue
+                if seq not in self.in_flight:
                     self.duplicates += 1  # the audit judges duplicates; latency counts the first ending only
                     continue
-                self.outcomes[order_id] = status
+                self.in_flight.discard(seq)
                 self.finished_total += 1
                 if self.measure_from_us <= now_us < self.measure_until_us:
                     self.finished_in_window += 1
@@ -166,11 +216,14 @@ class LoadGenerator:
         # Written to under `lock` by the terminal thread, rolled once a second here.
         self.recorders = {name: IntervalRecorder(name, self.out_dir / f"{name}.hlog", self.start_wall_s)
                           for name in ("e2e", "e2e-completed", "e2e-cancelled", "slip")}
-        self.terminals = _Terminals(self.consumer_conf, w.partitions, self.recorders, measure_from_us, self.lock)
+        self.in_flight: set[int] = set()  # seqs of orders started and not ended yet
+        self.started_count = 0
+        self.start_counts = StartCounts(start_us)
+        self.terminals = _Terminals(self.consumer_conf, w.partitions, self.recorders, measure_from_us, self.lock,
+                                    self.run_id, self.in_flight)
         self.terminals.measure_until_us = measure_until_us
         self.terminals.start()
         self.on_start(self.start_mono)
-        self.started: dict[str, int] = {}
         self.seconds: list[Second] = []
         self.next_tick = self.start_mono + 1.0
         self.sent_this_second = self.finished_before = 0
@@ -200,7 +253,8 @@ class LoadGenerator:
                     rec.close()
         self.clock.read()
         return LoadResult(
-            started=self.started, outcomes=dict(self.terminals.outcomes), start_s=self.start_mono,
+            started_count=self.started_count, finished_count=self.terminals.finished_total,
+            start_counts=self.start_counts, start_s=self.start_mono,
             start_wall_s=self.start_wall_s, measure_start_s=measure_from_us / 1e6, measure_end_s=measure_until_us / 1e6,
             offered_in_window=self.offered_in_window, scheduled_in_window=self.scheduled_in_window,
             finished_in_window=self.terminals.finished_in_window, send_failures=self.send_failures,
@@ -212,7 +266,8 @@ class LoadGenerator:
     def _burst(self, offsets, next_offset: float, now_s: float, load_s: float, start_us: int,
                measure_from_us: int, measure_until_us: int) -> float:
         """Send every order due by ``now_s``; returns the next order's intended offset."""
-        started, slip, produce, padding = self.started, self.recorders["slip"], self._produce, self.padding
+        in_flight, counts, slip = self.in_flight, self.start_counts, self.recorders["slip"]
+        produce, padding = self._produce, self.padding
         with self.lock:
             for _ in range(BURST_MAX):
                 if next_offset > now_s or next_offset >= load_s:
@@ -225,7 +280,9 @@ class LoadGenerator:
                          "amount": 10 + seq % 90, "items": 1 + seq % 3}
                 if padding:
                     event["padding"] = padding
-                started[order_id] = t0_us
+                in_flight.add(seq)
+                counts.add(t0_us)
+                self.started_count = seq
                 produce(ev.encode(event), order_id)
                 sent_us = ev.now_us()
                 if measure_from_us <= t0_us < measure_until_us:
@@ -262,7 +319,7 @@ class LoadGenerator:
         self.clock.read()
         with self.lock:
             finished = self.terminals.finished_total
-            in_flight = len(self.started) - len(self.terminals.outcomes)
+            in_flight = len(self.in_flight)
             now_wall = self.start_wall_s + (self.next_tick - self.start_mono)
             rolled = {name: rec.roll(now_wall) for name, rec in self.recorders.items()}
             total = self.recorders["e2e"].total
@@ -288,7 +345,7 @@ class LoadGenerator:
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             with self.lock:
-                if len(self.terminals.outcomes) >= len(self.started):
+                if not self.in_flight:
                     return
             if time.monotonic() >= self.next_tick:
                 self._tick()

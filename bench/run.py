@@ -245,10 +245,11 @@ def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, count
     records = list(read_topics(broker.bootstrap_servers, pattern.topics,
                                clients.consumer_config(broker.bootstrap_servers, workload, "audit", client_extra),
                                AUDIT_TIMEOUT_S))
-    report = audit_mod.audit(records, load_result.started, pattern)
+    started = dict.fromkeys(f"{run_id}-{seq}" for seq in range(1, load_result.started_count + 1))
+    report = audit_mod.audit(records, started, pattern)
     steps = write_step_logs(out, audit_mod.step_latencies(records, pattern), load_result)
     summary = _summary(request, broker, load_result, report, steps, used.cpu_s(), client_extra)
-    summary["cost"] = cost(len(load_result.started), used.seconds, used.processes, used.broker_s,
+    summary["cost"] = cost(load_result.started_count, used.seconds, used.processes, used.broker_s,
                            {LOAD_GENERATOR: load.batching.counts(), **service_stats})
     summary["services"] = service_stats
     summary["faults"] = _fault_summaries(injector, load_result, report, service_stats, out)

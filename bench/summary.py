@@ -34,11 +34,12 @@ class Orders:
     unknown_orders: int = 0  # orderIds in the log that the load generator never started
     undecodable: int = 0  # records that are not order events
     unconsumed: int = 0  # records on topics nobody reads (dead letters among them)
+    late_events: int = 0  # step events read after the live audit had judged their order
 
     # Any of these above zero and the audit is not clean. Records a fault injected on
     # purpose (poison) and their dead letters are not counted in the last three.
     FAULTS = ("lost", "stuck", "duplicates", "multiple_terminal", "inconsistent", "unknown_orders", "undecodable",
-              "unconsumed")
+              "unconsumed", "late_events")
 
     @property
     def clean(self) -> bool:
