@@ -465,11 +465,11 @@ class Auditor:
     # -- the fold ----------------------------------------------------------
 
     def feed(self, records: Iterable[Record]) -> None:
-        fold = self._fold
+        fold = self.fold
         for r in records:
             fold(r.topic, r.key, r.value, r.size)
 
-    def _fold(self, topic: str, key: str | None, value: dict | None, size: int) -> None:
+    def fold(self, topic: str, key: str | None, value: dict | None, size: int) -> None:
         """One record; per record only a few dict operations."""
         self.records += 1
         if key is not None and key.startswith(ev.POISON_KEY_PREFIX):
@@ -622,8 +622,10 @@ class Auditor:
             order = active.pop(seq)
             self.unknown[self.started.id(seq)] = None
             self._spans(order)
+            self._forget(order)
         for order in self.foreign.values():
             self._spans(order)
+            self._forget(order)
         self.foreign.clear()
         for order_id in self.unknown:
             tally.note("unknown_orders", order_id)

@@ -213,6 +213,7 @@ class LoadGenerator:
         self.start_mono = start_us / 1e6
         measure_from_us = start_us + int(w.warmup_s * 1e6)
         measure_until_us = measure_from_us + int(w.duration_s * 1e6)
+        self.measure_start_s, self.measure_end_s = measure_from_us / 1e6, measure_until_us / 1e6
         # Written to under `lock` by the terminal thread, rolled once a second here.
         self.recorders = {name: IntervalRecorder(name, self.out_dir / f"{name}.hlog", self.start_wall_s)
                           for name in ("e2e", "e2e-completed", "e2e-cancelled", "slip")}

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import yaml
 
-from bench import audit as audit_mod
 from bench import clients, procstat, results, runtime, topics
 from bench import summary as summary_mod
 from bench.cost import LOAD_GENERATOR, cost
@@ -28,14 +27,13 @@ from bench.broker.errors import BrokerError
 from bench.faults import FaultContext, FaultInjector
 from bench.load import LoadGenerator, LoadResult, Second
 from bench.patterns.base import Pattern
+from bench.live_audit import ROLE as AUDITOR, AuditFollower
 from bench.recording import read_hlog, summary_ms, write_hgrm
-from bench.records import read_topics
 from bench.recovery import fault_figures
-from bench.step_logs import write_step_logs
 from bench.supervisor import Supervisor
 from bench.workload import ROLE_FAULTS, Workload, WorkloadError
 
-AUDIT_TIMEOUT_S = 300.0
+AUDIT_TIMEOUT_S = 300.0  # from the load's end to the verdict; past it the audit judges what it read
 
 
 @dataclass(frozen=True)
@@ -121,10 +119,12 @@ def _claimed(broker: _Broker, workload: Workload, client_extra: dict, run_id: st
 class _Interrupts:
     """From the services' start to the written results, the first Ctrl-C (or SIGTERM) stops the
     load (before it starts: makes it end at once) and lets the run drain, audit and write results
-    marked interrupted; a second aborts."""
+    marked interrupted; during the audit it makes the audit judge what it read so far. A second aborts."""
 
     def __init__(self, echo: Callable[[str], None]) -> None:
         self.echo, self.requested, self.load = echo, False, None
+        self.auditing = False
+        self.audit_cut = False  # interrupted while the audit read the rest of the log
 
     def __enter__(self) -> "_Interrupts":
         self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -140,7 +140,11 @@ class _Interrupts:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        self.echo("interrupted: stopping load, draining briefly, writing results (Ctrl-C again to abort)")
+        if self.auditing:
+            self.audit_cut = True
+            self.echo("interrupted: auditing what was read so far, writing results (Ctrl-C again to abort)")
+        else:
+            self.echo("interrupted: stopping load, draining briefly, writing results (Ctrl-C again to abort)")
         if self.load is not None:
             self.load.stop()
 
@@ -211,43 +215,74 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
         supervisor = Supervisor(serve_args, out / "logs")
         counts = {role: workload.instances.get(role, 1) for role in pattern.roles}
         with _Interrupts(echo) as interrupts:
-            return _measure(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo)
+            return _measure(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
+                            workload_file)
 
 
 def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, counts: dict[str, int], run_id: str,
-             client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None]) -> RunOutcome:
-    """Services, load, drain, audit and results: everything a first Ctrl-C lets finish."""
+             client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None],
+             workload_file: Path) -> RunOutcome:
+    """Services, the live audit, load, drain, the audit's verdict and results: everything a first
+    Ctrl-C lets finish."""
+    workload = request.workload
+    pattern = request.pattern.topology(workload.saga)
+    # The audit follows every topic from before the first order to the end, in its own process.
+    follower = AuditFollower(out, pattern.name, workload_file, broker.bootstrap_servers, run_id,
+                             request.kafka_config, out / "logs")
+    try:
+        return _measure_with(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
+                             follower)
+    finally:
+        follower.close()
+
+
+def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, counts: dict[str, int], run_id: str,
+                  client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None],
+                  follower: AuditFollower) -> RunOutcome:
     workload = request.workload
     pattern = request.pattern.topology(workload.saga)
     try:
         echo(f"starting {sum(counts.values())} service processes for {pattern.name}")
         supervisor.start(counts)
+        follower.wait_ready()
         timeseries = results.TimeseriesWriter(out / "timeseries.csv")
+        show = _progress(echo, workload.warmup_s, timeseries)
+
+        def on_second(second: Second) -> None:
+            follower.started(load.started_count)
+            show(second)
+
         load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,
-                             backlog=supervisor.backlog, on_second=_progress(echo, workload.warmup_s, timeseries))
+                             backlog=supervisor.backlog, on_second=on_second)
         echo(f"load: {workload.arrival} {workload.rate_per_s:g} orders/s for {workload.duration_s:g}s "
              f"after {workload.warmup_s:g}s warm-up -> {out}")
         injector = FaultInjector(workload.faults, FaultContext(
             supervisor, broker.bootstrap_servers, client_extra, broker.cluster, pattern.roles), 0.0, echo)
-        load.on_start = lambda start_mono: _start_injector(injector, start_mono)
-        before = _Usage.now(supervisor, broker)
+
+        def on_start(start_mono: float) -> None:
+            follower.start(start_mono, load.start_wall_s, load.measure_start_s, load.measure_end_s)
+            _start_injector(injector, start_mono)
+
+        load.on_start = on_start
+        before = _Usage.now(supervisor, broker, follower)
         try:
             interrupts.watch(load)
             load_result = load.run()
         finally:
             injector.finish()
         timeseries.close()
-        used = _Usage.now(supervisor, broker) - before
+        used = _Usage.now(supervisor, broker, follower) - before
     finally:
         supervisor.stop()
     service_stats = supervisor.service_stats()
-    echo("auditing every topic")
-    records = list(read_topics(broker.bootstrap_servers, pattern.topics,
-                               clients.consumer_config(broker.bootstrap_servers, workload, "audit", client_extra),
-                               AUDIT_TIMEOUT_S))
-    started = dict.fromkeys(f"{run_id}-{seq}" for seq in range(1, load_result.started_count + 1))
-    report = audit_mod.audit(records, started, pattern)
-    steps = write_step_logs(out, audit_mod.step_latencies(records, pattern), load_result)
+    echo("audit: reading the rest of every topic")
+    follower.end(load_result.started_count)
+    interrupts.auditing = True
+    report, steps = follower.result(AUDIT_TIMEOUT_S, lambda: interrupts.audit_cut, echo)
+    if not report.read_to_end:
+        echo("audit: the log was not read to its end (interrupted or too slow): orders judged as far as it went")
+    if interrupts.audit_cut:
+        load_result.interrupted = True  # interrupted during the audit: results, marked for what they are
     summary = _summary(request, broker, load_result, report, steps, used.cpu_s(), client_extra)
     summary["cost"] = cost(load_result.started_count, used.seconds, used.processes, used.broker_s,
                            {LOAD_GENERATOR: load.batching.counts(), **service_stats})
@@ -287,9 +322,11 @@ class _Usage:
     broker_s: float | None  # None for a cluster that is not ours
 
     @staticmethod
-    def now(supervisor: Supervisor, broker: _Broker) -> "_Usage":
+    def now(supervisor: Supervisor, broker: _Broker, follower: AuditFollower) -> "_Usage":
         own = procstat.usage(os.getpid()) or procstat.Usage()
-        return _Usage(time.monotonic(), {LOAD_GENERATOR: own, **supervisor.usage()}, _jvm_cpu_s(broker.jvm_pids))
+        auditor = follower.usage() or procstat.Usage()
+        return _Usage(time.monotonic(), {LOAD_GENERATOR: own, **supervisor.usage(), AUDITOR: auditor},
+                      _jvm_cpu_s(broker.jvm_pids))
 
     def __sub__(self, before: "_Usage") -> "_Usage":
         zero = procstat.Usage()
@@ -298,10 +335,12 @@ class _Usage:
                       {name: u - before.processes.get(name, zero) for name, u in self.processes.items()}, broker_s)
 
     def cpu_s(self) -> dict:
-        services = {role: round(u.cpu_s, 2) for role, u in self.processes.items() if role != LOAD_GENERATOR}
+        services = {role: round(u.cpu_s, 2) for role, u in self.processes.items()
+                    if role not in (LOAD_GENERATOR, AUDITOR)}
         own = self.processes[LOAD_GENERATOR].cpu_s
-        return {"load_generator": round(own, 2), "services": services,
-                "harness_total": round(own + sum(services.values()), 2),
+        auditor = self.processes[AUDITOR].cpu_s if AUDITOR in self.processes else 0.0
+        return {"load_generator": round(own, 2), "services": services, "auditor": round(auditor, 2),
+                "harness_total": round(own + auditor + sum(services.values()), 2),
                 "broker": None if self.broker_s is None else round(self.broker_s, 2)}
 
 
