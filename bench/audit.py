@@ -122,6 +122,7 @@ class AuditReport:
 class _Order:
     """What the log said so far about one order that is not judged yet."""
 
+    seq: int = 0  # its number among the started orders (0: foreign)
     steps: StepLog = field(default_factory=dict)
     t0_us: int | None = None  # from its first step event
     progressed: bool = False  # a record past order-created
@@ -448,11 +449,11 @@ class Auditor:
         self.report, self.tally = AuditReport(orders_started=0), _Tally()
         self.judge = _Judge(topology.saga, self.report, self.tally)
         self.started_known = 0 if started.index is None else len(started.index)  # orders known to be started
-        self.active: dict[int, _Order] = {}  # started (or maybe started) orders not judged yet, by seq
+        self.active: dict[str, _Order] = {}  # started (or maybe started: numbered) orders not judged yet
         self.foreign: dict[str, _Order] = {}  # step events of orders never started, for their spans
         self.unknown: dict[str, None] = {}  # orderIds not started, in first-seen order
         self.judged = _Judged()
-        self.ended: deque = deque()  # (ended_at, seq or foreign orderId) in the order terminal events were read
+        self.ended: deque = deque()  # (ended_at, orderId, seq: 0 foreign) in the order terminal events were read
         self.waiting: list = []  # due, but not known to be started yet
         self.open_seconds: dict[int, int] = {}  # first_s -> unjudged orders with step events that can end then
         self.messages = self.bytes = 0  # records of judged started orders
@@ -483,18 +484,19 @@ class Auditor:
             value, oid = None, key
             if oid is None:
                 return
-        seq = self.started.seq(oid)
-        if seq is None:
-            if oid not in self.unknown:
-                self.unknown[oid] = None
-            order = self.foreign.get(oid)
-        else:
-            order = self.active.get(seq)
-            if order is None:
-                if seq in self.judged:
-                    self._late(oid, topic, value, size)
-                    return
-                order = self.active[seq] = _Order()
+        order = self.active.get(oid)
+        if order is None:
+            seq = self.started.seq(oid)
+            if seq is None:
+                if oid not in self.unknown:
+                    self.unknown[oid] = None
+                order = self.foreign.get(oid)
+            elif seq in self.judged:
+                self._late(oid, topic, value, size)
+                return
+            else:
+                order = self.active[oid] = _Order(seq)
+        if order is not None and order.seq:
             order.messages += 1
             order.bytes += size
             if topic not in _ENTRY_EXIT:
@@ -529,7 +531,7 @@ class Auditor:
             steps[name] = [ts]
         if order.ended_at is None and topic == ev.ORDER_EVENTS:
             order.ended_at = self.clock()
-            self.ended.append((order.ended_at, oid if seq is None else seq))
+            self.ended.append((order.ended_at, oid, order.seq))
 
     def _late(self, order_id: str, topic: str, value: dict | None, size: int) -> None:
         """A record of an order judged and forgotten already."""
@@ -583,21 +585,22 @@ class Auditor:
             cutoff = max(min(cutoff, read_to_s), now_s - MAX_HOLD_S)
         ended, due = self.ended, []
         while ended and ended[0][0] <= cutoff:
-            due.append(ended.popleft()[1])
+            due.append(ended.popleft())
         if self.waiting:
             due, self.waiting = self.waiting + due, []
         judged = 0
-        for key in due:
-            if type(key) is str:
-                order = self.foreign.pop(key, None)
+        for entry in due:
+            _, oid, seq = entry
+            if not seq:
+                order = self.foreign.pop(oid, None)
                 if order is not None:
                     self._spans(order)
                     self._forget(order)
-            elif key > self.started_known:
-                self.waiting.append(key)  # not known to be started yet: judged once it is
+            elif seq > self.started_known:
+                self.waiting.append(entry)  # not known to be started yet: judged once it is
             else:
-                self._judge_started(key, self.active.pop(key, None))
-                self.judged.add(key, self.started_known)
+                self._judge_started(seq, self.active.pop(oid, None))
+                self.judged.add(seq, self.started_known)
                 judged += 1
         return judged
 
@@ -614,8 +617,10 @@ class Auditor:
         if started_count is not None:
             self.started_known = started_count
         n = self.started_known
-        report, tally, active = self.report, self.tally, self.active
+        report, tally = self.report, self.tally
         report.orders_started = n
+        active = {order.seq: order for order in self.active.values()}
+        self.active.clear()
         for seq in list(self.judged.unjudged(n)):
             self._judge_started(seq, active.pop(seq, None))
         for seq in sorted(active):  # numbered like the run's orders but never started

@@ -255,11 +255,22 @@ class _Follower:
         report.read_to_end = read_to_end
         steps = self.steps.close() if self.steps is not None else {}
         body = {"audit": report.to_dict(), "steps": steps, "records": self.auditor.records,
-                "reopened_step_seconds": self.steps.reopened if self.steps else 0}
+                "reopened_step_seconds": self.steps.reopened if self.steps else 0, "peak_rss_kb": _peak_rss_kb()}
         tmp = self.out / f".{REPORT}.tmp"
         tmp.write_text(json.dumps(body))
         tmp.rename(self.out / REPORT)
         print("DONE", flush=True)
+
+
+def _peak_rss_kb() -> int | None:
+    """This process's peak resident set (VmHWM), for the record: the audit's memory is bounded."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def _tps(positions):

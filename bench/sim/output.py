@@ -113,6 +113,7 @@ def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogr
         cpu_s={
             "load_generator": round(result.cpu_s.get("load_generator", 0.0), 2),
             "services": services,
+            "auditor": None,  # the simulation models no audit process
             "harness_total": round(result.cpu_s.get("load_generator", 0.0) + sum(services.values()), 2),
             "broker": round(result.cpu_s["broker"], 2) if "broker" in result.cpu_s else None,
         },

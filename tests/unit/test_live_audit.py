@@ -135,7 +135,7 @@ def test_an_order_not_known_to_be_started_waits():
     auditor.started_up_to(1)
     auditor.feed(log.records)
     clock.now += GRACE_S
-    assert auditor.settle() == 1 and list(auditor.active) == [2]
+    assert auditor.settle() == 1 and list(auditor.active) == [f"{RUN}-2"]
     auditor.started_up_to(2)
     assert auditor.settle() == 1 and not auditor.active
 
