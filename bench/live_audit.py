@@ -233,15 +233,16 @@ class _Follower:
                     return False
                 time.sleep(0.5)
         next_progress = time.monotonic() + SETTLE_EVERY_S
-        while not self.reached(ends):
-            self.take(self.consumer.consume(BATCH, 0.25))
+        while True:
             if self._stopped(parent_alive):
                 return False
+            if self.reached(ends):
+                return True
+            self.take(self.consumer.consume(BATCH, 0.25))
             if time.monotonic() >= next_progress:
                 left = sum(max(0, end - self.positions.get(tp, 0)) for tp, end in ends.items())
                 self.progress("end", left)
                 next_progress = time.monotonic() + SETTLE_EVERY_S
-        return True
 
     def _stopped(self, parent_alive: Callable[[], bool]) -> bool:
         while not self.control.empty():

@@ -273,3 +273,39 @@ def test_a_killed_harness_takes_the_broker_it_started_with_it(tmp_path):
         time.sleep(0.3)
     assert not _alive(jvms), "the broker outlived the harness that started it"
     assert not _alive(children), "service processes outlived the harness"
+
+
+def test_ctrl_c_during_the_audit_writes_results_audited_as_far_as_they_go(bootstrap_servers, tmp_path):
+    """The live audit is paused (SIGSTOP) so the run is still waiting for its verdict when Ctrl-C
+    comes: the audit judges what it read, and summary.json is written, marked interrupted."""
+    out = tmp_path / "cut"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "--pattern", "orchestration", "--rate", "100", "--duration", "4s",
+         "--warmup", "1s", "--bootstrap-servers", bootstrap_servers, "--output", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "timeseries.csv").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "no load"
+        time.sleep(0.1)
+    auditor = next(pid for pid in _children_of(proc.pid)
+                   if b"live_audit" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(auditor, signal.SIGSTOP)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("audit: reading the rest"):
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    os.kill(auditor, signal.SIGCONT)
+    output, _ = proc.communicate(timeout=90)
+    output = "".join(lines) + output
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output and "not read to its end" in output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["audit"]["read_to_end"] is False
+    orders = summary["orders"]
+    assert orders["completed"] + orders["cancelled"] + orders["lost"] + orders["stuck"] == orders["started"] > 0
+    time.sleep(0.5)
+    assert not _alive([auditor])
