@@ -43,7 +43,6 @@ from bench import clients, patterns, procstat
 from bench import events as ev
 from bench.audit import Auditor, AuditReport, StartedOrders, step_names
 from bench.broker.errors import BrokerError
-from bench.records import _MOVING_LEADERSHIP
 from bench.step_logs import StepLogs
 from bench.supervisor import PARENT_ENV, parent_watch
 from bench.workload import load_workload
@@ -225,10 +224,8 @@ class _Follower:
         while ends is None:
             try:
                 ends = _Ends(self.admin, list(_tps(self.positions)), _isolation(self.isolation)).ask(10.0)
-            except Exception as exc:  # noqa: BLE001
-                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                if error is not None and not (error.retriable() or error.code() in _MOVING_LEADERSHIP):
-                    raise
+            except KafkaException as exc:  # leadership moving after a failover (e.g. a fenced epoch): ask again;
+                print(f"asking the end offsets: {exc}", file=sys.stderr, flush=True)  # the parent bounds the wait
                 if self._stopped(parent_alive):
                     return False
                 time.sleep(0.5)
