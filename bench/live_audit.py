@@ -37,10 +37,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from bench import clients, patterns, procstat
 from bench import events as ev
+from bench.records import watermarks
 from bench.audit import Auditor, AuditReport, StartedOrders, step_names
 from bench.broker.errors import BrokerError
 from bench.step_logs import StepLogs
@@ -61,27 +61,29 @@ READY_TIMEOUT_S = 60.0
 
 
 class _Ends(threading.Thread):
-    """Asks the end offset (high watermark, or last stable offset under read_committed) of every
-    partition every CHECK_EVERY_S; the follower compares them with how far it read."""
+    """Asks the end offset (high watermark) of every partition every CHECK_EVERY_S, with a consumer
+    of its own (never assigned); the follower compares them with how far it read. (The admin
+    client's list_offsets kept answering FENCED_LEADER_EPOCH for minutes after a broker failover.)"""
 
-    def __init__(self, admin: AdminClient, partitions: list[TopicPartition], isolation) -> None:
+    def __init__(self, conf: dict, partitions: list[tuple[str, int]]) -> None:
         super().__init__(name="ends", daemon=True)
-        self.admin, self.partitions, self.isolation = admin, partitions, isolation
+        self.consumer = Consumer({**conf, "client.id": "bench-auditor-ends"})
+        self.partitions = partitions
         self.latest: tuple[float, dict[tuple[str, int], int]] | None = None
         self.stopping = threading.Event()
 
     def ask(self, timeout_s: float) -> dict[tuple[str, int], int]:
-        request = {TopicPartition(tp.topic, tp.partition): OffsetSpec.latest() for tp in self.partitions}
-        futures = self.admin.list_offsets(request, isolation_level=self.isolation, request_timeout=timeout_s)
-        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+        deadline = time.monotonic() + timeout_s
+        return {tp: watermarks(self.consumer, TopicPartition(*tp), deadline)[1] for tp in self.partitions}
 
     def run(self) -> None:
         while not self.stopping.wait(CHECK_EVERY_S):
             asked_at = time.monotonic()
             try:
                 self.latest = (asked_at, self.ask(10.0))
-            except Exception:  # noqa: BLE001 - leadership moving, broker down: ask again next time
+            except KafkaException:  # leadership moving, broker down: ask again next time
                 continue
+        self.consumer.close()
 
 
 class _Follower:
@@ -95,13 +97,13 @@ class _Follower:
                      # Few, large fetches (a request costs the broker tens of microseconds whatever it
                      # carries), and a bounded prefetch: the auditor runs ~0.2 s behind, GRACE_S allows 30.
                      "fetch.wait.max.ms": 200, "fetch.min.bytes": 262_144, "queued.max.messages.kbytes": 32_768})
+        self.conf = conf
         self.consumer = Consumer(conf)
-        admin_conf = clients.admin_config(args.bootstrap_servers, extra)
-        self.admin = AdminClient(admin_conf)
         self.out = Path(args.out)
         self.auditor = Auditor(self.topology, StartedOrders(args.run_id))
         self.steps: StepLogs | None = None
         self.positions: dict[tuple[str, int], int] = {}
+        self.eof_at: dict[tuple[str, int], float] = {}  # when each partition's latest end-of-partition was read
         self.read_to_s: float | None = None  # every partition was read to its end as of then
         self.control: queue.Queue = queue.Queue()
         self.isolation = conf.get("isolation.level", "read_uncommitted")
@@ -133,6 +135,7 @@ class _Follower:
                     tp = (message.topic(), message.partition())
                     if message.offset() > positions.get(tp, 0):
                         positions[tp] = message.offset()
+                    self.eof_at[tp] = time.monotonic()
                     continue
                 if error.fatal():
                     raise KafkaException(error)
@@ -150,9 +153,13 @@ class _Follower:
             fold(tp[0], None if key is None else key.decode("utf-8", "replace"), value,
                  len(raw) + (0 if key is None else len(key)))
 
-    def reached(self, ends: dict[tuple[str, int], int]) -> bool:
-        positions = self.positions
-        return all(positions.get(tp, 0) >= end for tp, end in ends.items())
+    def reached(self, ends: dict[tuple[str, int], int], asked_at: float) -> bool:
+        """Every partition read to ``ends`` (asked at ``asked_at``). Under read_committed the end of
+        what can be read is the last stable offset, below the high watermark while a transaction
+        is open (or after one was aborted, markers last): an end-of-partition read since counts."""
+        positions, eof_at, committed = self.positions, self.eof_at, self.isolation == "read_committed"
+        return all(positions.get(tp, 0) >= end or (committed and eof_at.get(tp, -1.0) >= asked_at)
+                   for tp, end in ends.items())
 
     def handle(self, line: dict) -> str | None:
         if "start" in line:
@@ -190,7 +197,7 @@ class _Follower:
 
     def run(self) -> int:
         partitions = self.assign()
-        ends_thread = _Ends(self.admin, partitions, _isolation(self.isolation))
+        ends_thread = _Ends(self.conf, list(self.positions))
         ends_thread.start()
         print("READY", flush=True)
         parent_alive = parent_watch()
@@ -208,7 +215,7 @@ class _Follower:
                 if not parent_alive():
                     return 1
                 latest = ends_thread.latest
-                if latest is not None and self.reached(latest[1]):
+                if latest is not None and self.reached(latest[1], latest[0]):
                     self.read_to_s = latest[0]
                 self.settle(now)
                 self.progress("load")
@@ -220,10 +227,18 @@ class _Follower:
 
     def read_to_ends(self, parent_alive: Callable[[], bool]) -> bool:
         """After the load: read every partition to the end offsets it has now (the services stopped)."""
+        asker = _Ends(self.conf, list(self.positions))
+        try:
+            return self._read_to(asker, parent_alive)
+        finally:
+            asker.consumer.close()
+
+    def _read_to(self, asker: _Ends, parent_alive: Callable[[], bool]) -> bool:
         ends = None
         while ends is None:
+            asked_at = time.monotonic()
             try:
-                ends = _Ends(self.admin, list(_tps(self.positions)), _isolation(self.isolation)).ask(10.0)
+                ends = asker.ask(10.0)
             except KafkaException as exc:  # leadership moving after a failover (e.g. a fenced epoch): ask again;
                 print(f"asking the end offsets: {exc}", file=sys.stderr, flush=True)  # the parent bounds the wait
                 if self._stopped(parent_alive):
@@ -233,7 +248,7 @@ class _Follower:
         while True:
             if self._stopped(parent_alive):
                 return False
-            if self.reached(ends):
+            if self.reached(ends, asked_at):
                 return True
             self.take(self.consumer.consume(BATCH, 0.25))
             if time.monotonic() >= next_progress:
@@ -269,16 +284,6 @@ def _peak_rss_kb() -> int | None:
     except OSError:
         pass
     return None
-
-
-def _tps(positions):
-    return (TopicPartition(t, p) for t, p in positions)
-
-
-def _isolation(name: str):
-    from confluent_kafka import IsolationLevel
-
-    return IsolationLevel.READ_COMMITTED if name == "read_committed" else IsolationLevel.READ_UNCOMMITTED
 
 
 def _read_control(control: queue.Queue) -> None:
