@@ -158,7 +158,7 @@ def run_load_only(bootstrap: str, cluster, rates: list[float], duration_s: float
             result = generator.run()
             used, broker_s = procstat.usage(os.getpid()) - own, _broker_cpu(cluster) - broker
             seconds = time.monotonic() - began
-        n = len(result.started)
+        n = result.started_count
         slip = summary_ms(result.histograms["slip"])
         click.echo(f"{rate:>6g}  {n / seconds:>8.0f}  {slip['p50']:>11.3f}  {slip['p99']:>6.3f}  {slip['max']:>6.2f}"
                    f"  {used.main_s / n * 1e6:>20.1f} {used.other_s / n * 1e6:>8.1f}  {broker_s / n * 1e6:>30.1f}")

@@ -46,7 +46,7 @@ def main(workload_path: str, profile_path: str | None) -> None:
             began = time.perf_counter()
             output.write(Path(scratch) / "out", scenario, result, time.time(), wall_s)
             write_s = time.perf_counter() - began
-        click.echo(f"{pattern:<14} {len(result.load.started):>8} {result.elapsed_s:>12.1f} {wall_s:>8.1f} "
+        click.echo(f"{pattern:<14} {result.load.started_count:>8} {result.elapsed_s:>12.1f} {wall_s:>8.1f} "
                    f"{cpu_s:>7.1f} {wall_s / load_s:>10.2f} {write_s:>8.1f}")
 
 

@@ -1,15 +1,20 @@
-"""Per-step latency histograms: ``step-<name>.hlog``, written here for real runs (from the
-audit's reading of every topic) and simulated ones (:mod:`bench.sim.output`)."""
+"""Per-step latency histograms: ``step-<name>.hlog`` (1 s intervals) and each step's summary in ms.
+
+:class:`StepLogs` takes spans as the audit judges orders (live, during a real run) and writes a
+second's interval once no unjudged order can add to it, so it holds only the seconds still open;
+:func:`write_step_logs` writes them from spans collected at once; :func:`write_step_log` writes
+one step's finished intervals (a simulated run's).
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
-from bench.results.measurement import LoadResult
-from bench.results.recording import (HIGHEST_US, hlog_file, merged, new_histogram, step_histogram, summary_ms,
-                                     write_intervals)
+from bench.results.recording import (_add, _open_log, histogram_of, hlog_file, merged, new_histogram, step_histogram,
+                                     summary_ms, write_intervals)
 from bench.flow.saga import E2E
 
 
@@ -21,24 +26,85 @@ def write_step_log(out: Path, step: str, intervals: Sequence[tuple[float, float,
     return summary_ms(merged([h for _, _, h in intervals]) if intervals else new_histogram())
 
 
-def write_step_logs(out: Path, latencies: dict[str, list[tuple[float, int]]], load: LoadResult) -> dict[str, dict]:
-    """Write ``step-<name>.hlog`` (1 s intervals) per step; returns each step's summary in ms.
+class _Sink:
+    """One step's ``append((end_s, latency_us))``, as :mod:`bench.run.audit`'s span functions call it."""
 
-    Only steps that ended inside the measurement window count, as for end-to-end latency.
-    """
-    summaries = {}
-    for step, samples in latencies.items():
-        if step == E2E:
-            continue  # the load generator measures end-to-end itself, on one clock
-        intervals: dict[int, object] = {}
-        for end_s, latency_us in samples:
-            if not load.measure_start_s <= end_s < load.measure_end_s:
+    __slots__ = ("logs", "step")
+
+    def __init__(self, logs: "StepLogs", step: str) -> None:
+        self.logs, self.step = logs, step
+
+    def append(self, span: tuple[float, int]) -> None:
+        end_s, latency_us = span
+        logs = self.logs
+        if logs.measure_start_s <= end_s < logs.measure_end_s:
+            second = int(end_s - logs.start_s)
+            open_ = logs.open[self.step]
+            values = open_.get(second)
+            if values is None:
+                values = open_[second] = array("q")
+                if second < logs.written_to:
+                    logs.reopened += 1  # written already: this one follows as a second interval
+            values.append(latency_us)
+
+
+class StepLogs:
+    """The run's step logs, written as the spans come. Only steps that ended inside the
+    measurement window count, as for end-to-end latency. Latencies wait as 8-byte integers
+    per open second (a histogram is ~188 KB), and become a histogram when their second is written."""
+
+    def __init__(self, out: Path, steps: Iterable[str], start_s: float, start_wall_s: float,
+                 measure_start_s: float, measure_end_s: float) -> None:
+        self.start_s, self.measure_start_s, self.measure_end_s = start_s, measure_start_s, measure_end_s
+        names = [s for s in steps if s != E2E]  # the load generator measures end-to-end itself, on one clock
+        self.logs = {step: _open_log(out / hlog_file(step_histogram(step)), step, start_wall_s) for step in names}
+        self.open: dict[str, dict[int, array]] = {step: {} for step in names}
+        self.totals = {step: new_histogram() for step in names}
+        self.sinks = {step: _Sink(self, step) for step in names}
+        self.sinks[E2E] = _Ignore()
+        self.written_to = 0  # every second below this was written (later spans reopen it)
+        self.reopened = 0
+
+    def flush(self, before_s: float | None = None) -> None:
+        """Write every open second that ends by ``before_s`` (monotonic seconds; None: all)."""
+        limit = None if before_s is None else int(before_s - self.start_s)  # seconds k with k + 1 <= ...
+        for step, open_ in self.open.items():
+            due = sorted(k for k in open_ if limit is None or k + 1 <= limit)
+            if not due:
                 continue
-            second = int(end_s - load.start_s)
-            hist = intervals.get(second)
-            if hist is None:
-                hist = intervals[second] = new_histogram()
-            hist.record_value(min(max(latency_us, 0), HIGHEST_US))
-        ordered = [(s, s + 1, intervals[s]) for s in sorted(intervals)]
-        summaries[step] = write_step_log(out, step, ordered, load.start_wall_s)
-    return summaries
+            log, writer = self.logs[step]
+            for k in due:
+                histogram = histogram_of(open_.pop(k))
+                writer.output_interval_histogram(histogram, k, k + 1)
+                _add(self.totals[step], histogram)
+            log.flush()
+        if limit is not None:
+            self.written_to = max(self.written_to, limit)
+
+    def open_seconds(self) -> int:
+        return sum(len(open_) for open_ in self.open.values())
+
+    def close(self) -> dict[str, dict]:
+        """Write what is left; returns each step's summary in ms."""
+        self.flush()
+        for log, _ in self.logs.values():
+            log.close()
+        return {step: summary_ms(total) for step, total in self.totals.items()}
+
+
+class _Ignore:
+    __slots__ = ()
+
+    def append(self, span) -> None:
+        pass
+
+
+def write_step_logs(out: Path, latencies: dict[str, list[tuple[float, int]]], load) -> dict[str, dict]:
+    """Write ``step-<name>.hlog`` (1 s intervals) per step from every span at once; returns each
+    step's summary in ms. ``load``: the run's :class:`bench.results.measurement.LoadResult` (its clock and window)."""
+    logs = StepLogs(out, latencies, load.start_s, load.start_wall_s, load.measure_start_s, load.measure_end_s)
+    for step, samples in latencies.items():
+        sink = logs.sinks[step]
+        for span in samples:
+            sink.append(span)
+    return logs.close()

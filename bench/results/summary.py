@@ -39,12 +39,13 @@ class Orders:
     unknown_orders: int = 0  # orderIds in the log that the load generator never started
     undecodable: int = 0  # records that are not order events
     unconsumed: int = 0  # records on topics nobody reads (dead letters among them)
+    late_events: int = 0  # step events read after the live audit had judged their order
 
     # The audit's problem counts: any of these above zero and the audit is not clean. (Not the
     # faults a workload injects, which summary.json lists under ``faults``.) Records a fault
     # injected on purpose (poison) and their dead letters are not counted in the last three.
     PROBLEMS = ("lost", "stuck", "duplicates", "multiple_terminal", "inconsistent", "unknown_orders", "undecodable",
-                "unconsumed")
+                "unconsumed", "late_events")
 
     @property
     def clean(self) -> bool:
@@ -100,12 +101,15 @@ def latency_ms(totals: Mapping[str, HdrHistogram], steps: dict[str, dict]) -> di
     return {**{key: recording.summary_ms(totals[name]) for name, key in _LATENCY_KEYS.items()}, "steps": steps}
 
 
-def cpu_s(load_generator_s: float, services_s: Mapping[str, float], broker_s: float | None) -> dict[str, Any]:
-    """summary.json's ``cpu_s``: CPU seconds of the load generator, of each role's services and
-    of the broker (None when it is not the run's to measure), and the harness's total."""
+def cpu_s(load_generator_s: float, services_s: Mapping[str, float], broker_s: float | None,
+          auditor_s: float | None = None) -> dict[str, Any]:
+    """summary.json's ``cpu_s``: CPU seconds of the load generator, of each role's services, of
+    the live audit (None for a simulation, which models none) and of the broker (None when it is not
+    the run's to measure), and the harness's total."""
     services = {role: round(seconds, 2) for role, seconds in services_s.items()}
     return {"load_generator": round(load_generator_s, 2), "services": services,
-            "harness_total": round(load_generator_s + sum(services.values()), 2),
+            "auditor": None if auditor_s is None else round(auditor_s, 2),
+            "harness_total": round(load_generator_s + (auditor_s or 0.0) + sum(services.values()), 2),
             "broker": None if broker_s is None else round(broker_s, 2)}
 
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from bench.results.measurement import LoadResult
 
 MIN_FRACTION = 0.99  # achieved / offered below this: the system did not keep up
@@ -62,8 +60,7 @@ def _scheduled_shifted(load: LoadResult, shift_s: float) -> float:
     lo, hi = max(load.measure_start_s - shift_s, load.start_s), load.measure_end_s - shift_s
     if hi - lo < window_s / 2:
         lo, hi = load.measure_start_s, load.measure_end_s
-    t0 = np.fromiter(load.started.values(), dtype=np.int64, count=len(load.started))
-    inside = np.count_nonzero((t0 >= lo * 1e6) & (t0 < hi * 1e6))
+    inside = load.start_counts.between(lo * 1e6, hi * 1e6)
     return inside * window_s / (hi - lo)
 
 

@@ -23,7 +23,9 @@ through the pattern's :class:`bench.patterns.base.Topology`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 from bench.flow import events as ev
@@ -74,6 +76,7 @@ class AuditReport:
     duplicate_effects: int = 0
     duplicate_effects_by_fact: dict[str, int] = field(default_factory=dict)  # effect -> orders applying it twice
     multiple_terminal: int = 0  # orders with more than one terminal event
+    late_events: int = 0  # step events read after their order was judged (a live audit judges as it goes)
     inconsistent: int = 0
     inconsistent_by_rule: dict[str, int] = field(default_factory=dict)
     unexpected_outcome: int = 0  # completed although Saga.expected_outcome says a step fails
@@ -88,6 +91,7 @@ class AuditReport:
     messages_per_order: float | None = None
     bytes_per_order: float | None = None
     examples: dict[str, list[str]] = field(default_factory=dict)  # category -> first orderIds, for debugging
+    read_to_end: bool = True  # False: the reading was cut short (interrupted), orders judged as far as it went
 
     @property
     def finished(self) -> int:
@@ -100,7 +104,8 @@ class AuditReport:
     def orders(self) -> Orders:
         return Orders(self.orders_started, self.completed, self.cancelled, self.lost, self.stuck,
                       self.duplicate_effects, self.multiple_terminal, self.compensated_early, self.inconsistent,
-                      self.unknown_orders, sum(self.undecodable.values()), sum(self.unconsumed_topics.values()))
+                      self.unknown_orders, sum(self.undecodable.values()), sum(self.unconsumed_topics.values()),
+                      self.late_events)
 
     @property
     def clean(self) -> bool:
@@ -114,71 +119,87 @@ class AuditReport:
 
 
 @dataclass(slots=True)
-class _Log:
-    orders: dict[str, StepLog]
-    t0_us: dict[str, int]
-    messages: int = 0  # records attributed to a started order (by value's orderId, else by key)
+class _Order:
+    """What the log said so far about one order that is not judged yet."""
+
+    seq: int = 0  # its number among the started orders (0: foreign)
+    steps: StepLog = field(default_factory=dict)
+    t0_us: int | None = None  # from its first step event
+    progressed: bool = False  # a record past order-created
+    messages: int = 0  # records attributed to it (by value's orderId, else by key)
     bytes: int = 0
-    progressed: set[str] = field(default_factory=set)  # started orders with a record past order-created
-    unknown: dict[str, None] = field(default_factory=dict)  # orderIds not started, in first-seen order
-    per_topic: dict[str, int] = field(default_factory=dict)
-    undecodable: dict[str, int] = field(default_factory=dict)
-    injected: dict[str, int] = field(default_factory=dict)  # records keyed as a fault's poison, per topic
-    replays: int = 0  # replies a service marked as answering a repeated command (nothing applied)
+    ended_at: float | None = None  # the auditor's clock when its first terminal event was read
+    first_s: int | None = None  # the second its spans can end in at the earliest (t0, else its first step)
 
 
-def _collect(records: Iterable[Record], topics: Mapping[str, tuple[str, frozenset[str]]],
-             started: Mapping[str, int]) -> _Log:
-    """One pass over the records; per record only a few dict operations."""
-    log = _Log({}, {})
-    orders, t0s, progressed, unknown = log.orders, log.t0_us, log.progressed, log.unknown
-    per_topic, undecodable = log.per_topic, log.undecodable
-    messages = nbytes = 0
-    injected = log.injected
-    for r in records:
-        topic = r.topic
-        if r.key is not None and r.key.startswith(ev.POISON_KEY_PREFIX):
-            injected[topic] = injected.get(topic, 0) + 1
-            continue
-        per_topic[topic] = per_topic.get(topic, 0) + 1
-        value = r.value
-        oid = None if value is None else value.get("orderId")
-        if type(oid) is not str:
-            undecodable[topic] = undecodable.get(topic, 0) + 1
-            value, oid = None, r.key
-            if oid is None:
-                continue
-        if oid in started:
-            messages += 1
-            nbytes += r.size
-            if topic not in _ENTRY_EXIT:
-                progressed.add(oid)
+class _Judged:
+    """The orders judged and forgotten, in memory that follows what is in flight: orders end
+    roughly in sequence order, so every sequence up to ``low`` is judged except the few in
+    ``holes`` (unjudged: in flight, stuck or never seen), and above it the judged ones are listed."""
+
+    SKIP_AFTER = 2_000  # judged orders listed above ``low`` before an unjudged one is set aside as a hole
+
+    def __init__(self) -> None:
+        self.low = 0
+        self.above: set[int] = set()
+        self.holes: set[int] = set()
+
+    def __contains__(self, seq: int) -> bool:
+        return seq in self.above if seq > self.low else seq not in self.holes
+
+    def add(self, seq: int, started: int) -> None:
+        if seq <= self.low:
+            self.holes.discard(seq)
         else:
-            unknown[oid] = None
-        kind = topics.get(topic)
-        if value is None or kind is None:
-            continue
-        name = value.get(kind[0])
-        if type(name) is not str or name not in kind[1]:
-            continue
-        if value.get("replay") is True:
-            log.replays += 1  # a duplicate the service absorbed: not a step, not an effect
-            continue
-        ts = value.get("ts_us")
-        if type(ts) is not int:  # a step event without its timestamp breaks the wire format
-            undecodable[topic] = undecodable.get(topic, 0) + 1
-            continue
-        steps = orders.get(oid)
-        if steps is None:
-            orders[oid] = {name: [ts]}
-            if type(t0 := value.get("t0_us")) is int:
-                t0s[oid] = t0
-        elif name in steps:
-            steps[name].append(ts)
-        else:
-            steps[name] = [ts]
-    log.messages, log.bytes = messages, nbytes
-    return log
+            self.above.add(seq)
+        above, low = self.above, self.low
+        while True:
+            if low + 1 in above:
+                above.discard(low + 1)
+            elif len(above) > self.SKIP_AFTER and low < started:
+                self.holes.add(low + 1)  # unjudged: still judged later, at the latest by finish()
+            else:
+                break
+            low += 1
+        self.low = low
+
+    def unjudged(self, started: int) -> Iterator[int]:
+        """Every sequence 1 .. ``started`` not judged yet, in order."""
+        yield from sorted(self.holes)
+        above = self.above
+        for seq in range(self.low + 1, started + 1):
+            if seq not in above:
+                yield seq
+
+
+class StartedOrders:
+    """Which orderIds were started, each numbered 1 .. n in start order. A run's orders are
+    ``<run_id>-<seq>``; :meth:`of` numbers any mapping of orderIds (the batch audit's ``started``)."""
+
+    def __init__(self, run_id: str | None = None) -> None:
+        self.prefix = None if run_id is None else f"{run_id}-"
+        self.index: dict[str, int] | None = None
+        self.ids: list[str] | None = None
+
+    @classmethod
+    def of(cls, started: Iterable[str]) -> "StartedOrders":
+        numbered = cls()
+        numbered.ids = list(started)
+        numbered.index = {oid: i for i, oid in enumerate(numbered.ids, 1)}
+        return numbered
+
+    def seq(self, order_id: str) -> int | None:
+        """The order's number, or None for an id this run cannot have started (foreign)."""
+        if self.index is not None:
+            return self.index.get(order_id)
+        prefix = self.prefix
+        if not order_id.startswith(prefix):
+            return None
+        tail = order_id[len(prefix):]
+        return int(tail) if tail.isdigit() and tail[0] != "0" else None
+
+    def id(self, seq: int) -> str:
+        return self.ids[seq - 1] if self.ids is not None else f"{self.prefix}{seq}"
 
 
 # --- judging one order -----------------------------------------------------
@@ -295,40 +316,6 @@ class _Judge:
                 tally.note("unexpected_outcome", order_id)
 
 
-def audit(records: Iterable[Record], started: Mapping[str, int], topology: Topology) -> AuditReport:
-    """Audit the whole log of one run of ``topology`` (a pattern laid out for the run's saga).
-
-    ``started``: orderId -> intended start (t0_us) of every order the load
-    generator produced. A topic no service or the load generator reads that
-    holds messages is reported in ``unconsumed_topics``.
-    ``messages_per_order`` / ``bytes_per_order``: every record attributed to a
-    started order (on any topic read, undecodable ones by key) per finished
-    order; None when nothing finished.
-    """
-    log = _collect(records, _topics(topology), started)
-    report, tally = AuditReport(orders_started=len(started)), _Tally()
-    judge = _Judge(topology.saga, report, tally)
-    no_steps: StepLog = {}
-    for order_id in started:
-        judge(order_id, log.orders.get(order_id, no_steps), order_id in log.progressed)
-    for order_id in log.unknown:
-        tally.note("unknown_orders", order_id)
-
-    for category, count in tally.counts.items():  # every category is a field of the report
-        setattr(report, category, count)
-    report.examples = tally.examples
-    report.undecodable = log.undecodable
-    consumed = topology.consumed_topics()
-    report.unconsumed_topics = {t: n for t, n in log.per_topic.items() if t not in consumed}
-    report.replayed_replies = log.replays
-    report.injected = log.injected
-    report.dead_letters = log.per_topic.get(ev.DEAD_LETTER, 0) + log.injected.get(ev.DEAD_LETTER, 0)
-    if report.finished:
-        report.messages_per_order = log.messages / report.finished
-        report.bytes_per_order = log.bytes / report.finished
-    return report
-
-
 # --- per-step latency ------------------------------------------------------
 
 
@@ -427,6 +414,254 @@ def _topics(topology: Topology) -> dict[str, tuple[str, frozenset[str]]]:
     return topics
 
 
+
+# --- the auditor: the fold, the judgment and the spans, incrementally ------------
+
+GRACE_S = 30.0  # an order is judged this long after its first terminal event was read (and the log read past it)
+MAX_HOLD_S = 300.0  # ... and at the latest this long after, however far the reading is behind
+
+
+class Auditor:
+    """Audits a run's log while it is written, or all of it at once (:func:`audit`).
+
+    :meth:`feed` folds records into per-order state; :meth:`settle` judges every order whose
+    first terminal event was read more than ``GRACE_S`` ago (and, when the caller says how far
+    every partition was read, whose log was read past that moment), passes its step spans to
+    ``spans`` and forgets it, so memory follows the orders in flight, not the run's length;
+    :meth:`finish` judges the rest. The rules are :func:`audit`'s; settling adds one: a step
+    event of an order judged already is a ``late_event`` (the audit is then not clean), since
+    the judgment could not see it.
+
+    ``spans``: step name -> something with ``append((end_s, latency_us))`` (as
+    :func:`step_latencies` returns), or None to skip per-step latency.
+    """
+
+    def __init__(self, topology: Topology, started: StartedOrders, spans: Mapping | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.topology, self.started, self.spans, self.clock = topology, started, spans, clock
+        self.kinds = _topics(topology)
+        self.steps_of = _STEP_FUNCTIONS[topology.pattern]
+        self.report, self.tally = AuditReport(orders_started=0), _Tally()
+        self.judge = _Judge(topology.saga, self.report, self.tally)
+        self.started_known = 0 if started.index is None else len(started.index)  # orders known to be started
+        self.active: dict[str, _Order] = {}  # started (or maybe started: numbered) orders not judged yet
+        self.foreign: dict[str, _Order] = {}  # step events of orders never started, for their spans
+        self.unknown: dict[str, None] = {}  # orderIds not started, in first-seen order
+        self.judged = _Judged()
+        self.ended: deque = deque()  # (ended_at, orderId, seq: 0 foreign) in the order terminal events were read
+        self.waiting: list = []  # due, but not known to be started yet
+        self.open_seconds: dict[int, int] = {}  # first_s -> unjudged orders with step events that can end then
+        self.messages = self.bytes = 0  # records of judged started orders
+        self.per_topic: dict[str, int] = {}
+        self.undecodable: dict[str, int] = {}
+        self.injected: dict[str, int] = {}
+        self.replays = 0
+        self.records = 0
+
+    # -- the fold ----------------------------------------------------------
+
+    def feed(self, records: Iterable[Record]) -> None:
+        fold = self.fold
+        for r in records:
+            fold(r.topic, r.key, r.value, r.size)
+
+    def fold(self, topic: str, key: str | None, value: dict | None, size: int) -> None:
+        """One record; per record only a few dict operations."""
+        self.records += 1
+        if key is not None and key.startswith(ev.POISON_KEY_PREFIX):
+            self.injected[topic] = self.injected.get(topic, 0) + 1
+            return
+        per_topic = self.per_topic
+        per_topic[topic] = per_topic.get(topic, 0) + 1
+        oid = None if value is None else value.get("orderId")
+        if type(oid) is not str:
+            self.undecodable[topic] = self.undecodable.get(topic, 0) + 1
+            value, oid = None, key
+            if oid is None:
+                return
+        order = self.active.get(oid)
+        if order is None:
+            seq = self.started.seq(oid)
+            if seq is None:
+                if oid not in self.unknown:
+                    self.unknown[oid] = None
+                order = self.foreign.get(oid)
+            elif seq in self.judged:
+                self._late(oid, topic, value, size)
+                return
+            else:
+                order = self.active[oid] = _Order(seq)
+        if order is not None and order.seq:
+            order.messages += 1
+            order.bytes += size
+            if topic not in _ENTRY_EXIT:
+                order.progressed = True
+        kind = self.kinds.get(topic)
+        if value is None or kind is None:
+            return
+        name = value.get(kind[0])
+        if type(name) is not str or name not in kind[1]:
+            return
+        if value.get("replay") is True:
+            self.replays += 1  # a duplicate the service absorbed: not a step, not an effect
+            return
+        ts = value.get("ts_us")
+        if type(ts) is not int:  # a step event without its timestamp breaks the wire format
+            self.undecodable[topic] = self.undecodable.get(topic, 0) + 1
+            return
+        if order is None:  # a foreign order's first step event
+            order = self.foreign[oid] = _Order()
+        steps = order.steps
+        if not steps:
+            steps[name] = [ts]
+            t0 = value.get("t0_us")
+            if type(t0) is int:
+                order.t0_us = t0
+            first = (t0 if type(t0) is int and t0 < ts else ts) // 1_000_000
+            order.first_s = first
+            self.open_seconds[first] = self.open_seconds.get(first, 0) + 1
+        elif name in steps:
+            steps[name].append(ts)
+        else:
+            steps[name] = [ts]
+        if order.ended_at is None and topic == ev.ORDER_EVENTS:
+            order.ended_at = self.clock()
+            self.ended.append((order.ended_at, oid, order.seq))
+
+    def _late(self, order_id: str, topic: str, value: dict | None, size: int) -> None:
+        """A record of an order judged and forgotten already."""
+        self.messages += 1
+        self.bytes += size
+        kind = self.kinds.get(topic)
+        if value is None or kind is None:
+            return
+        name = value.get(kind[0])
+        if type(name) is not str or name not in kind[1]:
+            return
+        if value.get("replay") is True:
+            self.replays += 1
+        elif type(value.get("ts_us")) is not int:
+            self.undecodable[topic] = self.undecodable.get(topic, 0) + 1
+        else:
+            self.tally.note("late_events", order_id)
+
+    # -- judging -------------------------------------------------------------
+
+    def _forget(self, order: _Order) -> None:
+        if order.first_s is not None:
+            left = self.open_seconds[order.first_s] - 1
+            if left:
+                self.open_seconds[order.first_s] = left
+            else:
+                del self.open_seconds[order.first_s]
+
+    def _spans(self, order: _Order) -> None:
+        if self.spans is not None and order.steps:
+            self.steps_of(self.topology.saga, self.topology.coordinator, order.steps, order.t0_us, self.spans)
+
+    def _judge_started(self, seq: int, order: _Order | None) -> None:
+        if order is None:
+            self.judge(self.started.id(seq), _NO_STEPS, False)
+        else:
+            self.judge(self.started.id(seq), order.steps, order.progressed)
+            self.messages += order.messages
+            self.bytes += order.bytes
+            self._spans(order)
+            self._forget(order)
+
+    def settle(self, now_s: float | None = None, read_to_s: float | None = None) -> int:
+        """Judge and forget every order whose first terminal event was read ``GRACE_S`` before
+        ``now_s`` (the auditor's clock) and before ``read_to_s``, a moment by which every partition
+        had been read to its end as of then (None: not known, grace alone). Orders not known to be
+        started yet wait. Returns how many were judged."""
+        now_s = self.clock() if now_s is None else now_s
+        cutoff = now_s - GRACE_S
+        if read_to_s is not None:
+            cutoff = max(min(cutoff, read_to_s), now_s - MAX_HOLD_S)
+        ended, due = self.ended, []
+        while ended and ended[0][0] <= cutoff:
+            due.append(ended.popleft())
+        if self.waiting:
+            due, self.waiting = self.waiting + due, []
+        judged = 0
+        for entry in due:
+            _, oid, seq = entry
+            if not seq:
+                order = self.foreign.pop(oid, None)
+                if order is not None:
+                    self._spans(order)
+                    self._forget(order)
+            elif seq > self.started_known:
+                self.waiting.append(entry)  # not known to be started yet: judged once it is
+            else:
+                self._judge_started(seq, self.active.pop(oid, None))
+                self.judged.add(seq, self.started_known)
+                judged += 1
+        return judged
+
+    def started_up_to(self, count: int) -> None:
+        """The load generator has started orders 1 .. ``count`` (it says so as it goes)."""
+        self.started_known = max(self.started_known, count)
+
+    def oldest_open_s(self) -> int | None:
+        """The earliest second a span of an unjudged order can end in (None: no such order)."""
+        return min(self.open_seconds, default=None)
+
+    def finish(self, started_count: int | None = None) -> AuditReport:
+        """Judge everything left; ``started_count`` orders were started (seq 1 .. n)."""
+        if started_count is not None:
+            self.started_known = started_count
+        n = self.started_known
+        report, tally = self.report, self.tally
+        report.orders_started = n
+        active = {order.seq: order for order in self.active.values()}
+        self.active.clear()
+        for seq in list(self.judged.unjudged(n)):
+            self._judge_started(seq, active.pop(seq, None))
+        for seq in sorted(active):  # numbered like the run's orders but never started
+            order = active.pop(seq)
+            self.unknown[self.started.id(seq)] = None
+            self._spans(order)
+            self._forget(order)
+        for order in self.foreign.values():
+            self._spans(order)
+            self._forget(order)
+        self.foreign.clear()
+        for order_id in self.unknown:
+            tally.note("unknown_orders", order_id)
+        for category, count in tally.counts.items():  # every category is a field of the report
+            setattr(report, category, count)
+        report.examples = tally.examples
+        report.undecodable = self.undecodable
+        consumed = self.topology.consumed_topics()
+        report.unconsumed_topics = {t: n for t, n in self.per_topic.items() if t not in consumed}
+        report.replayed_replies = self.replays
+        report.injected = self.injected
+        report.dead_letters = self.per_topic.get(ev.DEAD_LETTER, 0) + self.injected.get(ev.DEAD_LETTER, 0)
+        if report.finished:
+            report.messages_per_order = self.messages / report.finished
+            report.bytes_per_order = self.bytes / report.finished
+        return report
+
+
+_NO_STEPS: StepLog = {}
+
+
+def audit(records: Iterable[Record], started: Mapping[str, int], topology: Topology) -> AuditReport:
+    """Audit the whole log of one run of ``topology`` (a pattern laid out for the run's saga).
+
+    ``started``: orderId -> intended start (t0_us) of every order the load
+    generator produced. A topic no service or the load generator reads that
+    holds messages is reported in ``unconsumed_topics``.
+    ``messages_per_order`` / ``bytes_per_order``: every record attributed to a
+    started order (on any topic read, undecodable ones by key) per finished
+    order; None when nothing finished.
+    """
+    auditor = Auditor(topology, StartedOrders.of(started))
+    auditor.feed(records)
+    return auditor.finish()
+
+
 def step_latencies(records: Iterable[Record], topology: Topology) -> Latencies:
     """Per step name, one ``(ts_s, latency_us)`` per order that took the step:
     ``ts_s`` is the wall-clock second the step ended, ``latency_us`` the
@@ -434,10 +669,8 @@ def step_latencies(records: Iterable[Record], topology: Topology) -> Latencies:
     hosts may disagree, so it can be negative under clock skew). Duplicated
     events count once, from their earliest copy. ``e2e`` runs from the order's
     intended start ``t0_us`` to its first terminal event's ``ts_us``."""
-    steps_of = _STEP_FUNCTIONS[topology.pattern]
-    log = _collect(records, _topics(topology), {})
     out: Latencies = {name: [] for name in topology.step_names()}
-    saga, coordinator = topology.saga, topology.coordinator
-    for order_id, steps in log.orders.items():
-        steps_of(saga, coordinator, steps, log.t0_us.get(order_id), out)
+    auditor = Auditor(topology, StartedOrders.of(()), spans=out)
+    auditor.feed(records)
+    auditor.finish()
     return out

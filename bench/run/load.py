@@ -22,8 +22,9 @@ from bench.flow import arrivals
 from bench.kafka import clients, kafkastats
 from bench.run.clock import WallClockWatch
 from bench.flow import events as ev
-from bench.results.measurement import LoadResult, Second
-from bench.results.recording import IntervalRecorder, summary_ms
+from bench.results.measurement import LoadResult, Second, StartCounts
+from bench.results.recording import (E2E, E2E_CANCELLED, E2E_COMPLETED, LOAD_HISTOGRAMS, SLIP, IntervalRecorder,
+                                     hlog_file, summary_ms)
 from bench.flow.workload import Workload
 
 TERMINAL_POLL_S = 0.05
@@ -32,18 +33,29 @@ FLUSH_MIN_S = 0.001  # librdkafka's flush timeout is in whole milliseconds
 BURST_MAX = 1000  # orders per burst, so a generator that fell behind still ticks each second
 
 
+def _seq(order_id, prefix: str) -> int | None:
+    """The sequence number of one of this run's orders (``<run_id>-<seq>``); None for any other id."""
+    if type(order_id) is not str or not order_id.startswith(prefix):
+        return None
+    tail = order_id[len(prefix):]
+    return int(tail) if tail.isdigit() else None
+
+
 class _Terminals(threading.Thread):
     """Consumes order-events and records latency from each order's intended start."""
 
     def __init__(self, conf: dict, partitions: int, recorders: dict[str, IntervalRecorder],
-                 measure_from_us: int, lock: threading.Lock) -> None:
+                 measure_from_us: int, lock: threading.Lock, run_id: str, in_flight: set[int]) -> None:
         super().__init__(name="terminals", daemon=True)
         self.consumer = Consumer(conf)
         self.consumer.assign([TopicPartition(ev.ORDER_EVENTS, p, OFFSET_BEGINNING) for p in range(partitions)])
         self.recorders, self.lock = recorders, lock
         self.measure_from_us = measure_from_us
         self.measure_until_us = 1 << 62
-        self.outcomes: dict[str, str] = {}
+        # Orders are f"{run_id}-{seq}": the generator's in-flight seqs are the only per-order state
+        # (added before an order is sent, removed at its first terminal event).
+        self.prefix, self.in_flight = f"{run_id}-", in_flight
+        self.foreign = 0  # terminal events of orders this run did not start (ignored)
         self.finished_total = 0
         self.finished_in_window = 0
         self.duplicates = 0
@@ -71,10 +83,14 @@ class _Terminals(threading.Thread):
                 except ValueError:
                     continue
                 order_id, status = event["orderId"], event.get("status")
-                if order_id in self.outcomes:
+                seq = _seq(order_id, self.prefix)
+                if seq is None:
+                    self.foreign += 1
+                    continue
+                if seq not in self.in_flight:
                     self.duplicates += 1  # the audit judges duplicates; latency counts the first ending only
                     continue
-                self.outcomes[order_id] = status
+                self.in_flight.discard(seq)
                 self.finished_total += 1
                 if self.measure_from_us <= now_us < self.measure_until_us:
                     self.finished_in_window += 1
@@ -82,8 +98,8 @@ class _Terminals(threading.Thread):
                 if t0 is None or t0 < self.measure_from_us or t0 >= self.measure_until_us:
                     continue  # warm-up orders (and any after the window) are not measured
                 latency = now_us - t0
-                self.recorders["e2e"].record_us(latency)
-                self.recorders["e2e-completed" if status == ev.COMPLETED else "e2e-cancelled"].record_us(latency)
+                self.recorders[E2E].record_us(latency)
+                self.recorders[E2E_COMPLETED if status == ev.COMPLETED else E2E_CANCELLED].record_us(latency)
 
 
 class LoadGenerator:
@@ -125,14 +141,18 @@ class LoadGenerator:
         self.start_mono = start_us / 1e6
         measure_from_us = start_us + int(w.warmup_s * 1e6)
         measure_until_us = measure_from_us + int(w.duration_s * 1e6)
+        self.measure_start_s, self.measure_end_s = measure_from_us / 1e6, measure_until_us / 1e6
         # Written to under `lock` by the terminal thread, rolled once a second here.
-        self.recorders = {name: IntervalRecorder(name, self.out_dir / f"{name}.hlog", self.start_wall_s)
-                          for name in ("e2e", "e2e-completed", "e2e-cancelled", "slip")}
-        self.terminals = _Terminals(self.consumer_conf, w.partitions, self.recorders, measure_from_us, self.lock)
+        self.recorders = {name: IntervalRecorder(name, self.out_dir / hlog_file(name), self.start_wall_s)
+                          for name in LOAD_HISTOGRAMS}
+        self.in_flight: set[int] = set()  # seqs of orders started and not ended yet
+        self.started_count = 0
+        self.start_counts = StartCounts(start_us)
+        self.terminals = _Terminals(self.consumer_conf, w.partitions, self.recorders, measure_from_us, self.lock,
+                                    self.run_id, self.in_flight)
         self.terminals.measure_until_us = measure_until_us
         self.terminals.start()
         self.on_start(self.start_mono)
-        self.started: dict[str, int] = {}
         self.seconds: list[Second] = []
         self.next_tick = self.start_mono + 1.0
         self.sent_this_second = self.finished_before = 0
@@ -162,7 +182,8 @@ class LoadGenerator:
                     rec.close()
         self.clock.read()
         return LoadResult(
-            started=self.started, outcomes=dict(self.terminals.outcomes), start_s=self.start_mono,
+            started_count=self.started_count, finished_count=self.terminals.finished_total,
+            start_counts=self.start_counts, start_s=self.start_mono,
             start_wall_s=self.start_wall_s, measure_start_s=measure_from_us / 1e6, measure_end_s=measure_until_us / 1e6,
             offered_in_window=self.offered_in_window, scheduled_in_window=self.scheduled_in_window,
             finished_in_window=self.terminals.finished_in_window, send_failures=self.send_failures,
@@ -174,7 +195,8 @@ class LoadGenerator:
     def _burst(self, offsets, next_offset: float, now_s: float, load_s: float, start_us: int,
                measure_from_us: int, measure_until_us: int) -> float:
         """Send every order due by ``now_s``; returns the next order's intended offset."""
-        started, slip, produce, padding = self.started, self.recorders["slip"], self._produce, self.padding
+        in_flight, counts, slip = self.in_flight, self.start_counts, self.recorders[SLIP]
+        produce, padding = self._produce, self.padding
         with self.lock:
             for _ in range(BURST_MAX):
                 if next_offset > now_s or next_offset >= load_s:
@@ -187,7 +209,9 @@ class LoadGenerator:
                          "amount": 10 + seq % 90, "items": 1 + seq % 3}
                 if padding:
                     event["padding"] = padding
-                started[order_id] = t0_us
+                in_flight.add(seq)
+                counts.add(t0_us)
+                self.started_count = seq
                 produce(ev.encode(event), order_id)
                 sent_us = ev.now_us()
                 if measure_from_us <= t0_us < measure_until_us:
@@ -224,13 +248,13 @@ class LoadGenerator:
         self.clock.read()
         with self.lock:
             finished = self.terminals.finished_total
-            in_flight = len(self.started) - len(self.terminals.outcomes)
+            in_flight = len(self.in_flight)
             now_wall = self.start_wall_s + (self.next_tick - self.start_mono)
             rolled = {name: rec.roll(now_wall) for name, rec in self.recorders.items()}
-            total = self.recorders["e2e"].total
+            total = self.recorders[E2E].total
         second = Second(round(self.next_tick - self.start_mono), self.sent_this_second,
                         finished - self.finished_before, in_flight, self.backlog(),
-                        summary_ms(rolled["e2e"])["p99"], summary_ms(total)["p99"])
+                        summary_ms(rolled[E2E])["p99"], summary_ms(total)["p99"])
         self.seconds.append(second)
         self.on_second(second)
         self.sent_this_second, self.finished_before = 0, finished
@@ -250,7 +274,7 @@ class LoadGenerator:
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             with self.lock:
-                if len(self.terminals.outcomes) >= len(self.started):
+                if not self.in_flight:
                     return
             if time.monotonic() >= self.next_tick:
                 self._tick()

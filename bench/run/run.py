@@ -19,7 +19,6 @@ from pathlib import Path
 import yaml
 
 from bench import inputs
-from bench.run import audit as audit_mod
 from bench.kafka import clients, topics
 from bench.run import procstat, runtime
 from bench.results import files as results
@@ -33,13 +32,12 @@ from bench.results.measurement import LoadResult, Second
 from bench.run.load import LoadGenerator
 from bench.patterns.base import Pattern
 from bench.results.recording import E2E_HLOG, hgrm_file, read_hlog, write_hgrm
-from bench.kafka.records import read_topics
+from bench.run.live_audit import ROLE as AUDITOR, AuditFollower
 from bench.run.recovery import fault_figures
-from bench.results.step_logs import write_step_logs
 from bench.run.supervisor import Supervisor
 from bench.flow.workload import ROLE_FAULTS, Workload, WorkloadError
 
-AUDIT_TIMEOUT_S = 300.0
+AUDIT_TIMEOUT_S = 300.0  # from the load's end to the verdict; past it the audit judges what it read
 
 
 @dataclass(frozen=True)
@@ -125,10 +123,12 @@ def _claimed(broker: _Broker, workload: Workload, client_extra: dict, run_id: st
 class _Interrupts:
     """From the services' start to the written results, the first Ctrl-C (or SIGTERM) stops the
     load (before it starts: makes it end at once) and lets the run drain, audit and write results
-    marked interrupted; a second aborts."""
+    marked interrupted; during the audit it makes the audit judge what it read so far. A second aborts."""
 
     def __init__(self, echo: Callable[[str], None]) -> None:
         self.echo, self.requested, self.load = echo, False, None
+        self.auditing = False
+        self.audit_cut = False  # interrupted while the audit read the rest of the log
 
     def __enter__(self) -> "_Interrupts":
         self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -144,7 +144,11 @@ class _Interrupts:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        self.echo("interrupted: stopping load, draining briefly, writing results (Ctrl-C again to abort)")
+        if self.auditing:
+            self.audit_cut = True
+            self.echo("interrupted: auditing what was read so far, writing results (Ctrl-C again to abort)")
+        else:
+            self.echo("interrupted: stopping load, draining briefly, writing results (Ctrl-C again to abort)")
         if self.load is not None:
             self.load.stop()
 
@@ -225,44 +229,76 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
         supervisor = Supervisor(serve_args, out / "logs")
         counts = {role: workload.instances.get(role, 1) for role in topology.roles}
         with _Interrupts(echo) as interrupts:
-            return _measure(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo)
+            return _measure(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
+                            workload_file)
 
 
 def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, counts: dict[str, int], run_id: str,
-             client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None]) -> RunOutcome:
-    """Services, load, drain, audit and results: everything a first Ctrl-C lets finish."""
+             client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None],
+             workload_file: Path) -> RunOutcome:
+    """Services, the live audit, load, drain, the audit's verdict and results: everything a first
+    Ctrl-C lets finish."""
+    workload = request.workload
+    topology = request.pattern.topology(workload.saga)
+    # The audit follows every topic from before the first order to the end, in its own process.
+    follower = AuditFollower(out, topology.name, workload_file, broker.bootstrap_servers, run_id,
+                             request.kafka_config, out / "logs")
+    try:
+        return _measure_with(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
+                             follower)
+    finally:
+        follower.close()
+
+
+def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, counts: dict[str, int], run_id: str,
+                  client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None],
+                  follower: AuditFollower) -> RunOutcome:
     workload = request.workload
     topology = request.pattern.topology(workload.saga)
     try:
         echo(f"starting {sum(counts.values())} service processes for {topology.name}")
         supervisor.start(counts)
+        follower.wait_ready()
         timeseries = results.TimeseriesWriter(out / results.TIMESERIES)
+        show = _progress(echo, workload.warmup_s, timeseries)
+
+        def on_second(second: Second) -> None:
+            follower.started(load.started_count)
+            show(second)
+
         load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,
-                             backlog=supervisor.backlog, on_second=_progress(echo, workload.warmup_s, timeseries))
+                             backlog=supervisor.backlog, on_second=on_second)
         echo(f"load: {workload.arrival} {workload.rate_per_s:g} orders/s for {workload.duration_s:g}s "
              f"after {workload.warmup_s:g}s warm-up -> {out}")
         injector = FaultInjector(workload.faults, FaultContext(
             supervisor, broker.bootstrap_servers, client_extra, broker.cluster, topology.roles), 0.0, echo)
-        load.on_start = lambda start_mono: _start_injector(injector, start_mono)
-        before = _Usage.now(supervisor, broker)
+
+        def on_start(start_mono: float) -> None:
+            follower.start(start_mono, load.start_wall_s, load.measure_start_s, load.measure_end_s)
+            _start_injector(injector, start_mono)
+
+        load.on_start = on_start
+        before = _Usage.now(supervisor, broker, follower)
         try:
             interrupts.watch(load)
             load_result = load.run()
         finally:
             injector.finish()
         timeseries.close()
-        used = _Usage.now(supervisor, broker) - before
+        used = _Usage.now(supervisor, broker, follower) - before
     finally:
         supervisor.stop()
     service_stats = supervisor.service_stats()
-    echo("auditing every topic")
-    records = list(read_topics(broker.bootstrap_servers, topology.topics,
-                               clients.consumer_config(broker.bootstrap_servers, workload, "audit", client_extra),
-                               AUDIT_TIMEOUT_S))
-    report = audit_mod.audit(records, load_result.started, topology)
-    steps = write_step_logs(out, audit_mod.step_latencies(records, topology), load_result)
+    echo("audit: reading the rest of every topic")
+    follower.end(load_result.started_count)
+    interrupts.auditing = True
+    report, steps = follower.result(AUDIT_TIMEOUT_S, lambda: interrupts.audit_cut, echo)
+    if not report.read_to_end:
+        echo("audit: the log was not read to its end (interrupted or too slow): orders judged as far as it went")
+    if interrupts.audit_cut:
+        load_result.interrupted = True  # interrupted during the audit: results, marked for what they are
     summary = _summary(request, broker, load_result, report, steps, used.cpu_s(), client_extra)
-    summary["cost"] = cost(len(load_result.started), used.seconds, used.processes, used.broker_s,
+    summary["cost"] = cost(load_result.started_count, used.seconds, used.processes, used.broker_s,
                            {LOAD_GENERATOR: load.batching.counts(), **service_stats})
     summary["services"] = service_stats
     summary["faults"] = _fault_summaries(injector, load_result, report, service_stats, out)
@@ -301,9 +337,11 @@ class _Usage:
     broker_s: float | None  # None for a cluster that is not ours
 
     @staticmethod
-    def now(supervisor: Supervisor, broker: _Broker) -> "_Usage":
+    def now(supervisor: Supervisor, broker: _Broker, follower: AuditFollower) -> "_Usage":
         own = procstat.usage(os.getpid()) or procstat.Usage()
-        return _Usage(time.monotonic(), {LOAD_GENERATOR: own, **supervisor.usage()}, _jvm_cpu_s(broker.jvm_pids))
+        auditor = follower.usage() or procstat.Usage()
+        return _Usage(time.monotonic(), {LOAD_GENERATOR: own, **supervisor.usage(), AUDITOR: auditor},
+                      _jvm_cpu_s(broker.jvm_pids))
 
     def __sub__(self, before: "_Usage") -> "_Usage":
         zero = procstat.Usage()
@@ -312,8 +350,9 @@ class _Usage:
                       {name: u - before.processes.get(name, zero) for name, u in self.processes.items()}, broker_s)
 
     def cpu_s(self) -> dict:
-        services = {role: u.cpu_s for role, u in self.processes.items() if role != LOAD_GENERATOR}
-        return summary_mod.cpu_s(self.processes[LOAD_GENERATOR].cpu_s, services, self.broker_s)
+        services = {role: u.cpu_s for role, u in self.processes.items() if role not in (LOAD_GENERATOR, AUDITOR)}
+        auditor = self.processes[AUDITOR].cpu_s if AUDITOR in self.processes else None
+        return summary_mod.cpu_s(self.processes[LOAD_GENERATOR].cpu_s, services, self.broker_s, auditor)
 
 
 def _summary(request: RunRequest, broker: _Broker, load: LoadResult, report, steps: dict, cpu: dict,

@@ -17,7 +17,7 @@ import simpy
 
 from bench.errors import BadInput
 from bench.flow import events as ev
-from bench.results.measurement import LoadResult
+from bench.results.measurement import LoadResult, StartCounts
 from bench.patterns.base import Pattern, Stateless, Topology
 from bench.patterns.orchestration import ORCHESTRATION
 from bench.sim import faults as faults_mod
@@ -76,6 +76,9 @@ class SimResult:
     unexpected_outcomes: int
     mean_utilisation: float | None
     processed: dict[str, int]  # role -> messages handled
+    # The model's own per-order record (a real run keeps none: its LoadResult has counts only).
+    started: dict[str, int] = dataclasses.field(default_factory=dict)  # orderId -> intended start, us
+    outcomes: dict[str, str] = dataclasses.field(default_factory=dict)  # orderId -> first terminal status
 
 
 def linger_s(workload: Workload) -> float:
@@ -209,8 +212,12 @@ def _result(world: World) -> SimResult:
     # with faults (replays, restores) the model checks it, as the audit does for a real run.
     unexpected = sum(1 for order_id, status in terminals.outcomes.items()
                      if status != w.saga.expected_outcome(order_id)) if w.faults else 0
+    start_counts = StartCounts(0)
+    for t0_us in load.started.values():
+        start_counts.add(t0_us)
     load_result = LoadResult(
-        started=load.started, outcomes=terminals.outcomes, start_s=0.0, start_wall_s=0.0,
+        started_count=len(load.started), finished_count=len(terminals.outcomes), start_counts=start_counts,
+        start_s=0.0, start_wall_s=0.0,
         measure_start_s=w.warmup_s, measure_end_s=w.warmup_s + w.duration_s,
         offered_in_window=load.offered_in_window, scheduled_in_window=load.scheduled_in_window,
         finished_in_window=terminals.finished_in_window, send_failures=0, seconds=load.seconds,
@@ -227,6 +234,8 @@ def _result(world: World) -> SimResult:
         elapsed_s=world.env.now,
         duplicates=terminals.duplicates,
         unexpected_outcomes=unexpected,
+        started=load.started,
+        outcomes=terminals.outcomes,
         mean_utilisation=mean_utilisation(world.hosts, world.env.now),
         processed={role: sum(i.processed for i in insts) for role, insts in world.instances.items()},
     )

@@ -74,10 +74,10 @@ def _write_timeseries(directory: Path, result: SimResult, e2e: list[HdrHistogram
 def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogram], steps: dict,
              start_wall_s: float, wall_s: float) -> dict:
     w, load = scenario.workload, result.load
-    started = len(load.started)
-    completed = sum(1 for status in load.outcomes.values() if status == "completed")
-    cancelled = len(load.outcomes) - completed
-    unfinished = started - len(load.outcomes)
+    started = load.started_count
+    completed = sum(1 for status in result.outcomes.values() if status == "completed")
+    cancelled = load.finished_count - completed
+    unfinished = started - load.finished_count
     # The model loses nothing (it has no broker to lose a record); an order it never finished
     # is stuck. Its only duplicate is an order that ended twice, which took its last step twice.
     orders = summary.Orders(started=started, completed=completed, cancelled=cancelled, lost=0, stuck=unfinished,
@@ -92,7 +92,7 @@ def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogr
     audit = {
         "simulated": True,
         "orders_started": started, "completed": completed, "cancelled": cancelled, "lost": 0, "stuck": unfinished,
-        "finished": len(load.outcomes), "unfinished": unfinished, "multiple_terminal": result.duplicates,
+        "finished": load.finished_count, "unfinished": unfinished, "multiple_terminal": result.duplicates,
         "unexpected_outcome": result.unexpected_outcomes, "inconsistent": result.unexpected_outcomes,
         "compensations": {s.name: len(result.steps.ends.get(s.undo_span, ()))
                           for s in topology.saga.steps if s.compensable},

@@ -37,4 +37,4 @@ def test_quick_calibration_measures_what_the_model_needs(bootstrap_servers, tmp_
 
     workload = load_workload().with_overrides(rate_per_s=100.0, duration_s=2.0, warmup_s=0.5)
     simulated = simulate(Scenario(patterns.get("orchestration"), workload, profile))
-    assert len(simulated.load.outcomes) == len(simulated.load.started) > 0
+    assert len(simulated.outcomes) == len(simulated.started) > 0

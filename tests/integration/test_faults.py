@@ -33,6 +33,8 @@ def assert_nothing_lost(outcome):
     assert orders["lost"] == orders["stuck"] == orders["duplicates"] == orders["inconsistent"] == 0, (orders, s["audit"]["examples"])
     assert orders["completed"] + orders["cancelled"] == orders["started"] > 2000
     assert s["audit"]["multiple_terminal"] == 0 and s["audit"]["clean"], s["audit"]["examples"]
+    # The live audit judged no order before its last step event was read (GRACE_S holds under faults).
+    assert s["audit"]["late_events"] == 0 and s["audit"]["read_to_end"], s["audit"]["examples"]
     assert s["faults"] and s["faults"][0]["error"] is None, s["faults"]
     return s
 

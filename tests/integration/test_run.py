@@ -51,7 +51,12 @@ def test_every_order_finishes_with_compensations_and_a_clean_audit(bootstrap_ser
     cost = s["cost"]
     assert cost["orders"] == orders["started"]
     roles = set(patterns.get(pattern).topology(small_workload().saga).roles)
-    assert set(cost["cpu_us_per_order"]) == roles | {"load_generator", "harness", "broker", "total"}
+    assert set(cost["cpu_us_per_order"]) == roles | {"load_generator", "auditor", "harness", "broker", "total"}
+    # The audit followed the topics during the load, in its own process, and its CPU is part of the cost.
+    assert cost["cpu_us_per_order"]["auditor"]["main"] > 0 and s["cpu_s"]["auditor"] > 0
+    assert cost["switches_per_s"]["auditor"] > 0  # its library threads may use less than a clock tick here
+    assert s["audit"]["read_to_end"] is True and s["audit"]["late_events"] == 0
+    assert json.loads((out / "audit.json").read_text())["audit"]["orders_started"] == orders["started"]
     for name in roles | {"load_generator"}:
         assert cost["cpu_us_per_order"][name]["main"] > 0 and cost["cpu_us_per_order"][name]["library"] > 0, name
         assert cost["switches_per_s"][name] > 0, name
@@ -268,3 +273,39 @@ def test_a_killed_harness_takes_the_broker_it_started_with_it(tmp_path):
         time.sleep(0.3)
     assert not _alive(jvms), "the broker outlived the harness that started it"
     assert not _alive(children), "service processes outlived the harness"
+
+
+def test_ctrl_c_during_the_audit_writes_results_audited_as_far_as_they_go(bootstrap_servers, tmp_path):
+    """The live audit is paused (SIGSTOP) so the run is still waiting for its verdict when Ctrl-C
+    comes: the audit judges what it read, and summary.json is written, marked interrupted."""
+    out = tmp_path / "cut"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "--pattern", "orchestration", "--rate", "100", "--duration", "4s",
+         "--warmup", "1s", "--bootstrap-servers", bootstrap_servers, "--output", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "timeseries.csv").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "no load"
+        time.sleep(0.1)
+    auditor = next(pid for pid in _children_of(proc.pid)
+                   if b"live_audit" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(auditor, signal.SIGSTOP)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("audit: reading the rest"):
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    os.kill(auditor, signal.SIGCONT)
+    output, _ = proc.communicate(timeout=90)
+    output = "".join(lines) + output
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output and "not read to its end" in output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["audit"]["read_to_end"] is False
+    orders = summary["orders"]
+    assert orders["completed"] + orders["cancelled"] + orders["lost"] + orders["stuck"] == orders["started"] > 0
+    time.sleep(0.5)
+    assert not _alive([auditor])

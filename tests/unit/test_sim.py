@@ -143,7 +143,7 @@ def test_per_second_splits_by_end_time():
 @pytest.mark.parametrize("pattern", ["choreography", "orchestration"])
 def test_every_order_ends_as_decide_says(pattern):
     result = simulate(Scenario(patterns.get(pattern), small(), FLAT))
-    started, outcomes = result.load.started, result.load.outcomes
+    started, outcomes = result.started, result.outcomes
     assert len(outcomes) == len(started) > 0
     assert result.unexpected_outcomes == 0 and result.duplicates == 0
     assert set(outcomes.values()) == {"completed", "cancelled"}  # failures happen, compensations run
@@ -155,7 +155,7 @@ def test_a_killed_instance_restarts_and_no_order_is_left(pattern):
     role = "orchestrator" if pattern == "orchestration" else "payment"
     workload = small(duration=8.0, faults=(Fault(type="kill", at_s=3.0, duration_s=1.0, role=role),))
     result = simulate(Scenario(patterns.get(pattern), workload, FLAT))
-    assert len(result.load.outcomes) == len(result.load.started)
+    assert len(result.outcomes) == len(result.started)
     assert result.unexpected_outcomes == 0
     # The stall shows: some order waited for the restart and the rebalance.
     assert result.e2e[1].max() > FLAT.startup_s + FLAT.rebalance_s
@@ -282,11 +282,11 @@ def test_the_simulation_runs_the_six_step_workload_as_a_run_does(tmp_path, patte
     assert set(s["audit"]["compensations"]) == set(names[:-1])
     happy = simulate(Scenario(patterns.get(pattern), six.with_overrides(
         saga={"steps": [{"name": n} for n in names]}), FLAT))
-    assert sum(happy.messages.values()) == per_order(6) * len(happy.load.started)
+    assert sum(happy.messages.values()) == per_order(6) * len(happy.started)
 
 
 def test_the_simulation_runs_a_parallel_group_with_every_order_as_decided():
     par = load_workload(WORKLOADS / "saga-parallel.yaml").with_overrides(rate_per_s=200.0, duration_s=4.0, warmup_s=1.0)
     for pattern in ("choreography", "orchestration"):
         result = simulate(Scenario(patterns.get(pattern), par, FLAT))
-        assert result.load.outcomes == {o: par.saga.expected_outcome(o) for o in result.load.started}
+        assert result.outcomes == {o: par.saga.expected_outcome(o) for o in result.started}

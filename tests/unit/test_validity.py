@@ -1,7 +1,7 @@
 """Run validity and per-fault recovery figures from synthetic per-second series."""
 from __future__ import annotations
 
-from bench.results.measurement import LoadResult, Second
+from bench.results.measurement import LoadResult, Second, StartCounts
 from bench.results.recording import new_histogram
 from bench.run.recovery import fault_figures
 from bench.results.validity import judge
@@ -9,12 +9,19 @@ from bench.results.validity import judge
 RATE = 1000
 
 
+def starts(start_s: float, t0s) -> StartCounts:
+    counts = StartCounts(int(start_s * 1e6))
+    for t0 in t0s:
+        counts.add(t0)
+    return counts
+
+
 def load_result(finished_per_s=RATE, in_flight=lambda t: 50, seconds=40, warmup=10, interrupted=False):
     start = 1_000_000.0
-    started = {f"o{i}": int((start + i / RATE) * 1e6) for i in range(RATE * seconds)}
+    started = starts(start, (int((start + i / RATE) * 1e6) for i in range(RATE * seconds)))
     window = seconds - warmup
     return LoadResult(
-        started=started, outcomes={}, start_s=start, start_wall_s=start, measure_start_s=start + warmup, measure_end_s=start + seconds,
+        started_count=started.total, finished_count=0, start_counts=started, start_s=start, start_wall_s=start, measure_start_s=start + warmup, measure_end_s=start + seconds,
         offered_in_window=RATE * window, scheduled_in_window=RATE * window,
         finished_in_window=finished_per_s * window, send_failures=0,
         seconds=[Second(t, RATE, finished_per_s, in_flight(t), 0, 10.0, 10.0) for t in range(1, seconds + 1)],
@@ -33,8 +40,8 @@ def test_finishing_too_few_orders_is_invalid_with_the_rates_named():
 def test_a_short_run_a_few_orders_short_at_the_edge_is_valid_and_a_real_shortfall_is_not():
     def short(finished):
         start, rate, window = 1_000_000.0, 54, 4
-        started = {f"o{i}": int((start + 1 + i / rate) * 1e6) for i in range(rate * window)}
-        return LoadResult(started=started, outcomes={}, start_s=start, start_wall_s=start, measure_start_s=start + 1,
+        started = starts(start, (int((start + 1 + i / rate) * 1e6) for i in range(rate * window)))
+        return LoadResult(started_count=started.total, finished_count=0, start_counts=started, start_s=start, start_wall_s=start, measure_start_s=start + 1,
                           measure_end_s=start + 1 + window, offered_in_window=rate * window,
                           scheduled_in_window=rate * window, finished_in_window=finished, send_failures=0,
                           seconds=[], interrupted=False)
