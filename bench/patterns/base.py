@@ -94,6 +94,16 @@ class Topology:
         """The step latency names of a run of this topology, in display order, e2e last."""
         return (*self.saga.spans(self.coordinator), E2E)
 
+    def step_topics(self) -> dict[str, tuple[str, frozenset[str]]]:
+        """topic -> (the field naming the step, the values that are steps): how the audit reads
+        this pattern's log. order-created and order-events are every pattern's."""
+        return {ev.ORDER_CREATED: ("status", frozenset((ev.CREATED,))), ev.ORDER_EVENTS: ("status", frozenset(ev.TERMINAL))}
+
+    def order_spans(self, steps: "StepLog", t0_us: int | None, out: "Latencies") -> None:
+        """Append to ``out`` the step latencies one order's log shows (``steps``: its step events'
+        ``ts_us`` by status or command; ``t0_us``: its intended start)."""
+        raise NotImplementedError(f"{self.pattern}: its topology does not say how its log gives step latencies")
+
     def span_finder(self) -> SpanFinder:
         """Which step latency producing ``event`` on ``topic`` in reaction to ``source`` ends, if
         any: the names the audit derives from ``ts_us`` stamps (bench.run.audit.step_latencies),
@@ -130,3 +140,38 @@ class Stateless:
 
     def revoke(self, partitions: set[int]) -> None:
         pass
+
+
+# --- reading one order's log: what the audit and a topology's order_spans share ---------
+
+StepLog = dict[str, list[int]]  # step key (a status or a command) -> ts_us of each message, in read order
+Latencies = dict[str, list[tuple[float, int]]]  # step name -> (end_s, latency_us) per order that took it
+
+
+def first_terminal(steps: StepLog) -> tuple[str, int] | None:
+    """The order's first terminal event, (status, ts_us), or None when it has none."""
+    completed, cancelled = steps.get(ev.COMPLETED), steps.get(ev.CANCELLED)
+    if completed and (not cancelled or min(completed) <= min(cancelled)):
+        return ev.COMPLETED, min(completed)
+    return (ev.CANCELLED, min(cancelled)) if cancelled else None
+
+
+def earliest(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
+
+
+def add_span(out: Latencies, step: str, start: int | None, end: int | None) -> None:
+    if start is not None and end is not None:
+        out[step].append((end / 1e6, end - start))
+
+
+def latest(times) -> int | None:
+    """When the last of ``times`` happened; None unless all did."""
+    latest = None
+    for t in times:
+        if t is None:
+            return None
+        latest = t if latest is None or t > latest else latest
+    return latest

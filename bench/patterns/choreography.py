@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from bench.flow import events as ev
 from bench.flow.ledger import Ledger, StepLedger
-from bench.patterns.base import Outbox, Pattern, SpanFinder, Topology
-from bench.flow.saga import ORDER_SERVICE, Saga, Step
+from bench.patterns.base import (Latencies, Outbox, Pattern, SpanFinder, StepLog, Topology, earliest, first_terminal,
+                                 latest, add_span)
+from bench.flow.saga import E2E, ORDER_SERVICE, Saga, Step
 from bench.flow.workload import Workload
 
 _APPLY, _UNDO_AFTER, _UNDO_BESIDE = "apply", "undo-after", "undo-beside"
@@ -224,6 +225,38 @@ class ChoreographyTopology(Topology):
             if s.compensable:
                 spans[s.undone] = s.undo_span
         return lambda topic, event, source: spans.get(event.get("status"))
+
+    def step_topics(self) -> dict[str, tuple[str, frozenset[str]]]:
+        # Each step's facts on its own events topic.
+        return {**super().step_topics(), **{s.events_topic: ("status", frozenset(s.facts)) for s in self.saga.steps}}
+
+    def order_spans(self, steps: StepLog, t0_us: int | None, out: Latencies) -> None:
+        saga, coordinator = self.saga, self.coordinator
+        first = {key: min(seen) for key, seen in steps.items()}
+        get = first.get
+
+        def rolled_back(stage) -> int | None:  # when the last member of a stage failed or was undone
+            return latest(earliest(get(s.failed), get(s.undone) if s.compensable else None) for s in stage)
+
+        for step in saga.steps:
+            before = saga.before(step)
+            start = latest(get(s.ok) for s in before) if before else get(ev.CREATED)
+            add_span(out, step.name, start, earliest(get(step.ok), get(step.failed)))
+            if step.compensable and step.undone in first:
+                trigger = None
+                for s in saga.siblings(step):
+                    trigger = earliest(trigger, get(s.failed))
+                after = saga.after(step)
+                trigger = earliest(trigger, rolled_back(after) if after else None)
+                if trigger is not None:
+                    ok = get(step.ok)
+                    add_span(out, step.undo_span, trigger if ok is None or ok <= trigger else ok, first[step.undone])
+        terminal = first_terminal(steps)
+        if terminal is not None:
+            outcome, end = terminal
+            ender = get(saga.pivot.ok) if outcome == ev.COMPLETED else rolled_back(saga.stages[0])
+            add_span(out, coordinator, ender, end)
+            add_span(out, E2E, t0_us, end)
 
 
 def derive(pattern: Pattern, saga: Saga) -> Topology:

@@ -27,8 +27,9 @@ import heapq
 
 from bench.flow import events as ev
 from bench.flow.ledger import Ledger, StepLedger
-from bench.patterns.base import Outbox, Pattern, SpanFinder, Stateless, Topology
-from bench.flow.saga import FAILED, OK, ORCHESTRATOR, UNDONE, Saga, Step
+from bench.patterns.base import (Latencies, Outbox, Pattern, SpanFinder, Stateless, StepLog, Topology, add_span,
+                                 first_terminal)
+from bench.flow.saga import E2E, FAILED, OK, ORCHESTRATOR, UNDONE, Saga, Step
 from bench.flow.workload import Workload
 
 MAX_BACKOFF = 8  # a step's timeout grows 1x, 2x, 4x, 8x, 8x ... the workload's step_timeout
@@ -300,6 +301,37 @@ class OrchestrationTopology(Topology):
                 return commands.get(source.get("command"))
             return coordinator if topic in outputs else None
         return span
+
+    def step_topics(self) -> dict[str, tuple[str, frozenset[str]]]:
+        # The steps' facts as replies on one topic; each step's commands on its commands topic.
+        topics = {**super().step_topics(), ev.REPLIES: ("status", frozenset(self.saga.fact))}
+        for s in self.saga.steps:
+            topics[s.commands_topic] = ("command", frozenset(s.commands))
+        return topics
+
+    def order_spans(self, steps: StepLog, t0_us: int | None, out: Latencies) -> None:
+        saga, coordinator = self.saga, self.coordinator
+        for step in saga.steps:
+            for command, span, answers in ((step.do, step.name, (step.ok, step.failed)),
+                                           (step.undo, step.undo_span, (step.undone,))):
+                if command in steps and (step.compensable or command == step.do):
+                    sent = max(steps[command])  # the latest attempt
+                    replies = [ts for status in answers for ts in steps.get(status, ()) if ts >= sent]
+                    add_span(out, span, sent, min(replies, default=None))
+        # Orchestrator time: from what it reacted to (order-created or a reply) to what it
+        # sent next (a command or the terminal event). A retry after a timeout follows no input;
+        # the second command of a parallel stage follows the same input as the first.
+        inputs = sorted(ts for key in (ev.CREATED, *saga.fact) for ts in steps.get(key, ()))
+        outputs = sorted(ts for key in (*saga.command, *ev.TERMINAL) for ts in steps.get(key, ()))
+        i, pending = 0, None
+        for sent in outputs:
+            while i < len(inputs) and inputs[i] <= sent:
+                pending, i = inputs[i], i + 1
+            add_span(out, coordinator, pending, sent)
+            pending = None
+        terminal = first_terminal(steps)
+        if terminal is not None:
+            add_span(out, E2E, t0_us, terminal[1])
 
 
 def derive(pattern: Pattern, saga: Saga) -> Topology:

@@ -29,16 +29,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 from bench.flow import events as ev
-from bench.patterns.base import Topology
+from bench.patterns.base import Latencies, StepLog, Topology, first_terminal
 from bench.kafka.records import Record
-from bench.flow.saga import E2E, Saga
+from bench.flow.saga import Saga
 from bench.results.summary import Orders
 
 EXAMPLES_PER_CATEGORY = 5
 _ENTRY_EXIT = frozenset({ev.ORDER_CREATED, ev.ORDER_EVENTS})
-
-StepLog = dict[str, list[int]]  # step key (a status or a command) -> ts_us of each message, in read order
-Latencies = dict[str, list[tuple[float, int]]]
 
 
 @dataclass
@@ -215,14 +212,6 @@ def _effects(steps: StepLog, status: str) -> int:
     return 1 if len(seen) == 1 else len(set(seen))
 
 
-def _first_terminal(steps: StepLog) -> tuple[str, int] | None:
-    """The order's first terminal event, (status, ts_us), or None when it has none."""
-    completed, cancelled = steps.get(ev.COMPLETED), steps.get(ev.CANCELLED)
-    if completed and (not cancelled or min(completed) <= min(cancelled)):
-        return ev.COMPLETED, min(completed)
-    return (ev.CANCELLED, min(cancelled)) if cancelled else None
-
-
 def _violations(steps: StepLog, outcome: str, expected: str, effects: Mapping[str, int], saga: Saga) -> list[str]:
     rules = []
     if ev.COMPLETED in steps and ev.CANCELLED in steps:
@@ -293,7 +282,7 @@ class _Judge:
         for s in self.compensable:
             report.compensations[s.name] += effects[s.undone]
 
-        terminal = _first_terminal(steps)
+        terminal = first_terminal(steps)
         if terminal is None:
             tally.note("stuck" if progressed else "lost", order_id)
             return
@@ -317,102 +306,6 @@ class _Judge:
 
 
 # --- per-step latency ------------------------------------------------------
-
-
-def _earliest(a: int | None, b: int | None) -> int | None:
-    if a is None:
-        return b
-    return a if b is None or a <= b else b
-
-
-def _span(out: Latencies, step: str, start: int | None, end: int | None) -> None:
-    if start is not None and end is not None:
-        out[step].append((end / 1e6, end - start))
-
-
-def _latest(times) -> int | None:
-    """When the last of ``times`` happened; None unless all did."""
-    latest = None
-    for t in times:
-        if t is None:
-            return None
-        latest = t if latest is None or t > latest else latest
-    return latest
-
-
-def _choreography_steps(saga: Saga, coordinator: str, steps: StepLog, t0_us: int | None, out: Latencies) -> None:
-    first = {key: min(seen) for key, seen in steps.items()}
-    get = first.get
-
-    def rolled_back(stage) -> int | None:  # when the last member of a stage failed or was undone
-        return _latest(_earliest(get(s.failed), get(s.undone) if s.compensable else None) for s in stage)
-
-    for step in saga.steps:
-        before = saga.before(step)
-        start = _latest(get(s.ok) for s in before) if before else get(ev.CREATED)
-        _span(out, step.name, start, _earliest(get(step.ok), get(step.failed)))
-        if step.compensable and step.undone in first:
-            trigger = None
-            for s in saga.siblings(step):
-                trigger = _earliest(trigger, get(s.failed))
-            after = saga.after(step)
-            trigger = _earliest(trigger, rolled_back(after) if after else None)
-            if trigger is not None:
-                ok = get(step.ok)
-                _span(out, step.undo_span, trigger if ok is None or ok <= trigger else ok, first[step.undone])
-    terminal = _first_terminal(steps)
-    if terminal is not None:
-        outcome, end = terminal
-        ender = get(saga.pivot.ok) if outcome == ev.COMPLETED else rolled_back(saga.stages[0])
-        _span(out, coordinator, ender, end)
-        _span(out, E2E, t0_us, end)
-
-
-def _orchestration_steps(saga: Saga, coordinator: str, steps: StepLog, t0_us: int | None, out: Latencies) -> None:
-    for step in saga.steps:
-        for command, span, answers in ((step.do, step.name, (step.ok, step.failed)),
-                                       (step.undo, step.undo_span, (step.undone,))):
-            if command in steps and (step.compensable or command == step.do):
-                sent = max(steps[command])  # the latest attempt
-                replies = [ts for status in answers for ts in steps.get(status, ()) if ts >= sent]
-                _span(out, span, sent, min(replies, default=None))
-    # Orchestrator time: from what it reacted to (order-created or a reply) to what it
-    # sent next (a command or the terminal event). A retry after a timeout follows no input;
-    # the second command of a parallel stage follows the same input as the first.
-    inputs = sorted(ts for key in (ev.CREATED, *saga.fact) for ts in steps.get(key, ()))
-    outputs = sorted(ts for key in (*saga.command, *ev.TERMINAL) for ts in steps.get(key, ()))
-    i, pending = 0, None
-    for sent in outputs:
-        while i < len(inputs) and inputs[i] <= sent:
-            pending, i = inputs[i], i + 1
-        _span(out, coordinator, pending, sent)
-        pending = None
-    terminal = _first_terminal(steps)
-    if terminal is not None:
-        _span(out, E2E, t0_us, terminal[1])
-
-
-StepFunction = Callable[[Saga, str, StepLog, "int | None", Latencies], None]
-_STEP_FUNCTIONS: dict[str, StepFunction] = {"choreography": _choreography_steps, "orchestration": _orchestration_steps}
-
-
-def _statuses(statuses) -> tuple[str, frozenset[str]]:
-    return "status", frozenset(statuses)
-
-
-def _topics(topology: Topology) -> dict[str, tuple[str, frozenset[str]]]:
-    """topic -> (the field naming the step, the values that are steps) for the topology's topics."""
-    saga = topology.saga
-    topics = {ev.ORDER_CREATED: _statuses((ev.CREATED,)), ev.ORDER_EVENTS: _statuses(ev.TERMINAL)}
-    if topology.pattern == "orchestration":
-        topics[ev.REPLIES] = _statuses(saga.fact)
-        for step in saga.steps:
-            topics[step.commands_topic] = ("command", frozenset(step.commands))
-    else:
-        for step in saga.steps:
-            topics[step.events_topic] = _statuses(step.facts)
-    return topics
-
 
 
 # --- the auditor: the fold, the judgment and the spans, incrementally ------------
@@ -439,8 +332,8 @@ class Auditor:
     def __init__(self, topology: Topology, started: StartedOrders, spans: Mapping | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.topology, self.started, self.spans, self.clock = topology, started, spans, clock
-        self.kinds = _topics(topology)
-        self.steps_of = _STEP_FUNCTIONS[topology.pattern]
+        self.kinds = topology.step_topics()
+        self.steps_of = topology.order_spans
         self.report, self.tally = AuditReport(orders_started=0), _Tally()
         self.judge = _Judge(topology.saga, self.report, self.tally)
         self.started_known = 0 if started.index is None else len(started.index)  # orders known to be started
@@ -557,7 +450,7 @@ class Auditor:
 
     def _spans(self, order: _Order) -> None:
         if self.spans is not None and order.steps:
-            self.steps_of(self.topology.saga, self.topology.coordinator, order.steps, order.t0_us, self.spans)
+            self.steps_of(order.steps, order.t0_us, self.spans)
 
     def _judge_started(self, seq: int, order: _Order | None) -> None:
         if order is None:
