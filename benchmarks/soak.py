@@ -108,7 +108,7 @@ def _disk_mb(broker_dir: Path) -> float:
     for path in broker_dir.rglob("*"):
         try:
             if path.is_file():
-                total += path.stat().st_size
+                total += path.stat().st_blocks * 512  # Kafka's index files are preallocated, sparse
         except OSError:
             pass
     return total / 2**20

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 import signal
 import tempfile
@@ -37,6 +38,11 @@ from bench.run.recovery import fault_figures
 from bench.run.supervisor import Supervisor
 from bench.flow.workload import ROLE_FAULTS, Workload, WorkloadError
 
+# What an order leaves in the broker's log, per message of the saga (record, batch and index
+# overhead included; the default saga's 12 messages take ~1.7 KB, benchmarks/soak.py), and the
+# share of the free space a run may plan to fill: a broker dies when its disk is full.
+DISK_BYTES_PER_MESSAGE = 145
+DISK_USABLE = 0.8
 AUDIT_TIMEOUT_S = 300.0  # from the load's end to the verdict; past it the audit judges what it read
 
 
@@ -175,6 +181,22 @@ def _progress(echo: Callable[[str], None], warmup_s: float, timeseries: results.
     return show
 
 
+def check_disk(cluster: embedded.Cluster | None, workload: Workload) -> None:
+    """A run whose log the embedded broker's disk cannot hold fails before it starts, with one
+    line, rather than when the broker dies at a full disk. (A cluster that is not ours: its
+    disks are not ours to see.)"""
+    if cluster is None or not cluster.nodes:
+        return
+    messages = 4 * len(workload.saga.steps)  # a command and a reply per step, their saga state, and more
+    need = (workload.rate_per_s * (workload.warmup_s + workload.duration_s) * messages
+            * (DISK_BYTES_PER_MESSAGE + workload.payload_bytes) * workload.replication_factor)
+    log_dir = Path(cluster.nodes[0].dir)
+    free = shutil.disk_usage(log_dir).free
+    if need > DISK_USABLE * free:
+        raise BrokerError(f"this run would write about {need / 1e9:.1f} GB to the broker's log in {log_dir}, which has "
+                          f"{free / 1e9:.1f} GB free: shorten it, lower the rate, or set BENCH_BROKER_DIR to a larger disk")
+
+
 def check_faults(workload: Workload, pattern: Pattern) -> None:
     """Faults aimed at a role must name one of the pattern's roles, before anything starts."""
     topology = pattern.topology(workload.saga)
@@ -212,6 +234,7 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
     run_id = uuid.uuid4().hex[:8]
     with _broker(request, echo) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch, \
             _claimed(broker, workload, client_extra, run_id) as (admin, registry):
+        check_disk(broker.cluster, workload)
         topics.recreate(admin, topology.topics, workload, compacted=topology.compacted, registry=registry,
                         force=request.recreate_topics)
         out = request.output or results.result_dir(topology.name, workload.rate_per_s, base=request.results_base)

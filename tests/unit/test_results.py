@@ -160,3 +160,4 @@ def test_timeseries_rows_are_on_disk_before_close(tmp_path):
         ["2.0", "1000", "1001", "9", "", ""],
     ]
     writer.close()
+
