@@ -131,6 +131,18 @@ class Cluster:
     def alive_nodes(self) -> list[NodeInfo]:
         return [n for n in self.nodes if _pid_is_ours(n)]
 
+    def disk_mb(self) -> float:
+        """What the nodes' directories (their logs) take on disk, in MB: blocks used, since
+        Kafka preallocates its index files sparse."""
+        used = 0
+        for node in self.nodes:
+            for path in Path(node.dir).rglob("*"):
+                try:
+                    used += path.lstat().st_blocks * 512
+                except OSError:
+                    pass  # a segment deleted meanwhile
+        return used / 2**20
+
 
 def _pid_is_ours(node: NodeInfo | int) -> bool:
     """True when the node's pid is still the kafka.Kafka JVM bench started: alive, started when

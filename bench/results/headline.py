@@ -16,12 +16,27 @@ def headline(s: dict) -> str:
             f"lost {orders['lost']}  stuck {orders['stuck']}  duplicates {orders['duplicates']}  inconsistent {orders['inconsistent']}"
             + _foreign(orders) + "\n"
             f"  messages/order {s['messages_per_order']}  bytes/order {s['bytes_per_order']}  harness CPU {s['cpu_s']['harness_total']}s  broker CPU {fmt(s['cpu_s']['broker'])}s"
-            + _cost_line(s.get("cost")) + _clock_line(s.get("clock")))
+            + _cost_line(s.get("cost")) + _clock_line(s.get("clock")) + _drift_line(s.get("drift")))
 
 
 def _clock_line(moved: dict | None) -> str:
     line = describe_clock(moved)
     return f"\n  clock   {line}" if line else ""
+
+
+def _drift_line(drift: dict | None) -> str:
+    line = describe_drift(drift)
+    return f"\n  drift   {line}" if line else ""
+
+
+def describe_drift(drift: dict | None) -> str | None:
+    """One line for a run whose last tenth of the window differs from its first past the bounds
+    summary.json's ``drift`` names (:mod:`bench.run.drift`); None otherwise."""
+    if not drift or not drift.get("changed"):
+        return None
+    first, last = drift["first_tenth"], drift["last_tenth"]
+    parts = [f"{name} {first[name]:g} -> {last[name]:g}" for name in drift["changed"]]
+    return f"the last tenth of the window differs from the first ({drift['tenth_s']:g} s each): {', '.join(parts)}"
 
 
 def _foreign(orders: dict) -> str:

@@ -326,3 +326,10 @@ def histogram_of(values_us) -> HdrHistogram:
     histogram.min_value = int(values.min())
     histogram.max_value = int(values.max())
     return histogram
+
+
+def window_summary(intervals: Sequence[HdrHistogram], lo_wall_s: float, hi_wall_s: float) -> dict:
+    """The summary in ms of the intervals that start in [lo_wall_s, hi_wall_s) (their wall-clock
+    labels, as the log stores them); {} when none does."""
+    chosen = [h for h in intervals if lo_wall_s <= h.get_start_time_stamp() / 1000 < hi_wall_s]
+    return summary_ms(merged(chosen)) if chosen else {}

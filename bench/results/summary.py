@@ -84,6 +84,7 @@ def build(*, mode: str, pattern: str, workload, load, orders: Orders, latency_ms
         "cpu_s": cpu_s,
         "timeline": timeline,
         "clock": load.clock,  # how the wall clock moved (run.clock); a simulation has none to watch
+        "drift": None,  # the first against the last tenth of the window (run.drift): a real run fills it
         "environment": environment,
         "config": config,
         **extra,

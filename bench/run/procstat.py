@@ -61,3 +61,14 @@ def usage(pid: int) -> Usage | None:
     except OSError:
         return None
     return Usage(main * _TICK_S, (total - main) * _TICK_S, switches)
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a live process in MB (None when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None

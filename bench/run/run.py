@@ -32,7 +32,8 @@ from bench.run.faults import FaultContext, FaultInjector
 from bench.results.measurement import LoadResult, Second
 from bench.run.load import LoadGenerator
 from bench.patterns.base import Pattern
-from bench.results.recording import E2E_HLOG, hgrm_file, read_hlog, write_hgrm
+from bench.results.recording import E2E_HLOG, hgrm_file, read_hlog, window_summary, write_hgrm
+from bench.run.drift import DriftSampler, Reading
 from bench.run.live_audit import ROLE as AUDITOR, AuditFollower
 from bench.run.recovery import fault_figures
 from bench.run.supervisor import Supervisor
@@ -285,9 +286,12 @@ def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, 
         timeseries = results.TimeseriesWriter(out / results.TIMESERIES)
         show = _progress(echo, workload.warmup_s, timeseries)
 
+        drift = DriftSampler(workload.warmup_s, workload.duration_s, _reading(supervisor, broker, follower, lambda: load))
+
         def on_second(second: Second) -> None:
             follower.started(load.started_count)
             show(second)
+            drift.on_second(second.t_s)
 
         load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,
                              backlog=supervisor.backlog, on_second=on_second)
@@ -305,6 +309,7 @@ def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, 
         try:
             interrupts.watch(load)
             load_result = load.run()
+            drift.finish(time.monotonic() - load_result.start_s)
         finally:
             injector.finish()
         timeseries.close()
@@ -325,11 +330,33 @@ def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, 
                            {LOAD_GENERATOR: load.batching.counts(), **service_stats})
     summary["services"] = service_stats
     summary["faults"] = _fault_summaries(injector, load_result, report, service_stats, out)
+    summary["drift"] = _drift(drift, load_result, out)
     for name, hist in load_result.histograms.items():
         write_hgrm(hist, out / hgrm_file(name))
     results.write_summary(out, summary)
     results.mark_complete(out)
     return RunOutcome(out, summary, summary_mod.exit_code(summary))
+
+
+def _reading(supervisor: Supervisor, broker: _Broker, follower: AuditFollower,
+             load: Callable[[], LoadGenerator]) -> Callable[[float], Reading]:
+    """One reading of what drift compares: CPU of every process of the run, orders started, the broker's memory and disk."""
+    def read(t_s: float) -> Reading:
+        usage = _Usage.now(supervisor, broker, follower)
+        cpu_s = sum(u.cpu_s for u in usage.processes.values()) + (usage.broker_s or 0.0)
+        ours = broker.cluster is not None and broker.jvm_pids
+        rss = sum(procstat.rss_mb(pid) or 0.0 for pid in broker.jvm_pids) if ours else None
+        return Reading(t_s, cpu_s, load().started_count, rss, broker.cluster.disk_mb() if ours else None)
+    return read
+
+
+def _drift(drift: DriftSampler, load: LoadResult, out: Path) -> dict | None:
+    """The first and the last tenth of the window: latency from e2e.hlog, the rest from the readings."""
+    if len(drift.readings) < len(drift.marks):
+        return None
+    intervals = read_hlog(out / E2E_HLOG)
+    start, end, tenth = load.wall_s(load.measure_start_s), load.wall_s(load.measure_end_s), drift.tenth_s
+    return drift.summary(window_summary(intervals, start, start + tenth), window_summary(intervals, end - tenth, end))
 
 
 def _start_injector(injector: FaultInjector, start_mono: float) -> None:
