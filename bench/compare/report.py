@@ -328,6 +328,29 @@ def _runs_html(results: Sequence[Result]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+_DRIFT_FIGURES = (("e2e_p50_ms", "e2e p50 ms"), ("e2e_p99_ms", "e2e p99 ms"), ("started_per_s", "started/s"),
+                  ("cpu_us_per_order", "CPU us/order"), ("broker_rss_mb", "broker RSS MB"),
+                  ("broker_disk_mb", "broker disk MB"))
+
+
+def _drift_html(results: Sequence[Result]) -> str:
+    """Each run's first against its last tenth of the window (summary.json's ``drift``); what
+    changed past the bounds is marked. Empty when no run has drift (simulated, older, cut short)."""
+    rows = []
+    for i, r in enumerate(results):
+        drift = r.summary.get("drift")
+        if not isinstance(drift, dict):
+            continue
+        first, last, changed = drift.get("first_tenth") or {}, drift.get("last_tenth") or {}, drift.get("changed") or []
+        cells = "".join(f"<td class=num{' bad' if key in changed else ''}>{fmt_value(first.get(key))} &rarr; "
+                        f"{fmt_value(last.get(key))}</td>" for key, _ in _DRIFT_FIGURES)
+        rows.append(f"<tr><th>{label(i)}</th><td class=num>{fmt_value(drift.get('tenth_s'))}</td>{cells}</tr>")
+    if not rows:
+        return ""
+    head = "<tr><th></th><th>tenth s</th>" + "".join(f"<th>{name}</th>" for _, name in _DRIFT_FIGURES) + "</tr>"
+    return (f"<h2>Drift: first against last tenth of the window</h2>\n<table>{head}{''.join(rows)}</table>\n")
+
+
 def _table_html(results: Sequence[Result]) -> str:
     head = "<tr><th>metric</th><th>unit</th>" + "".join(
         f"<th>{label(i)}</th>" if i == 0 else f"<th>{label(i)}</th><th>vs {label(0)}</th>"
@@ -351,7 +374,7 @@ def render_html(results: Sequence[Result], charts: Sequence[Chart], now: datetim
     return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>bench report</title>"
             f"<style>{_STYLE}</style></head><body>\n<h1>bench report</h1>\n<p>Generated {when}. "
             f"Latency is measured from each order's intended start (open loop); warm-up is excluded.</p>\n"
-            f"<h2>Runs</h2>\n{_runs_html(results)}\n{figures}<h2>Side by side</h2>\n{_table_html(results)}\n"
+            f"<h2>Runs</h2>\n{_runs_html(results)}\n{_drift_html(results)}{figures}<h2>Side by side</h2>\n{_table_html(results)}\n"
             f"</body></html>\n")
 
 

@@ -234,6 +234,9 @@ _SCHEMA = _Obj({
     "environment": _opt(_Obj({"git": _opt(_Obj({"commit": _opt((str,)), "dirty": _opt((bool,))}, nullable=True))},
                              nullable=True)),
     "workload": _opt(_Obj({"name": _req((str,))})),
+    "drift": _opt(_Obj({"tenth_s": _opt(_NUMBER), "changed": _opt(_List((str,))),
+                        **{tenth: _opt(_Each((*_NUMBER, _NONE))) for tenth in ("first_tenth", "last_tenth")}},
+                       nullable=True)),
 })
 
 
