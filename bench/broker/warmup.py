@@ -10,6 +10,7 @@ consumer that commits, on a scratch topic that is deleted afterwards.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -21,8 +22,10 @@ DURATION_S = 6.0
 PER_FLUSH = 8
 
 
-def warm_up(bootstrap_servers: str, duration_s: float = DURATION_S) -> int:
-    """Produce and consume through a scratch topic for ``duration_s``; returns the messages sent."""
+def warm_up(bootstrap_servers: str, duration_s: float = DURATION_S,
+            progress: Callable[[str, float, float | None], None] = lambda phase, done, total: None) -> int:
+    """Produce and consume through a scratch topic for ``duration_s``; returns the messages sent.
+    ``progress`` hears the seconds done of ``duration_s``."""
     # A new broker answers "coordinator load in progress" for a moment; the clients retry, quietly.
     quiet = {"bootstrap.servers": bootstrap_servers, "logger": silent_logger("warm-up")}
     admin = AdminClient(quiet)
@@ -36,14 +39,17 @@ def warm_up(bootstrap_servers: str, duration_s: float = DURATION_S) -> int:
     producer.produce(TOPIC, value, "first")
     producer.flush(60)
     sent = 1
-    deadline = time.monotonic() + duration_s
+    began = time.monotonic()
+    deadline = began + duration_s
     try:
         while time.monotonic() < deadline:
+            progress("warming the broker up", min(time.monotonic() - began, duration_s), duration_s)
             for i in range(PER_FLUSH):
                 producer.produce(TOPIC, value, str(i))
             producer.flush(1.0)
             sent += PER_FLUSH
             consumer.consume(PER_FLUSH * 4, 0)
+        progress("warming the broker up", duration_s, duration_s)
     finally:
         consumer.close()
         producer.flush(5)

@@ -11,6 +11,7 @@ from bench.results.headline import headline
 from bench.results import series
 from bench.run import series as run_series
 from bench.results import summary as run_summary
+from bench.cli.progress import Phases
 from bench.cli.options import Ranged, load_options, with_overrides
 from bench.run.run import RunRequest, check, run as run_benchmark
 
@@ -39,7 +40,11 @@ def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_conf
     check(request)  # every input (workload, properties, output path, numbers) before any broker is touched
     echo = lambda line: click.echo(line, err=True)
     if repeat == 1:
-        outcome = run_benchmark(request, echo=echo)
+        phases = Phases(echo)
+        try:
+            outcome = run_benchmark(request, echo=echo, progress=phases)
+        finally:
+            phases.close()
         click.echo(headline(outcome.summary))
         click.echo(f"results: {outcome.directory}")
         sys.exit(outcome.exit_code)

@@ -2,9 +2,9 @@
 
 The run (:mod:`bench.run`) starts it before the load (:class:`AuditFollower`); it reads every
 partition of the pattern's topics from the beginning via assign() (no group, no commits), folds
-the records into a :class:`bench.audit.Auditor`, and about once a second judges and forgets the
-orders that ended :data:`bench.audit.GRACE_S` ago and writes the per-step latency seconds no
-unjudged order can add to (:class:`bench.step_logs.StepLogs`). So its memory follows what is in
+the records into a :class:`bench.run.audit.Auditor`, and about once a second judges and forgets the
+orders that ended :data:`bench.run.audit.GRACE_S` ago and writes the per-step latency seconds no
+unjudged order can add to (:class:`bench.results.step_logs.StepLogs`). So its memory follows what is in
 flight, and the verdict comes a few seconds after the load's end, not after a read of the whole log.
 
 Its own process: it does not take the load generator's GIL, its CPU is read from /proc like a
@@ -38,7 +38,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from bench import patterns
+from bench import inputs, patterns
 from bench.flow import events as ev
 from bench.flow.workload import load_workload
 from bench.kafka import clients
@@ -47,6 +47,7 @@ from bench.kafka.records import watermarks
 from bench.results.step_logs import StepLogs
 from bench.run import procstat
 from bench.run.audit import Auditor, AuditReport, StartedOrders
+from bench.run.progress import Progress, no_progress
 from bench.run.supervisor import PARENT_ENV, parent_watch
 
 REPORT = "audit.json"
@@ -127,7 +128,7 @@ class _Follower:
         return partitions
 
     def take(self, messages: list) -> None:
-        """Fold a batch: the reading rules of :func:`bench.records.read_topics` (tombstones skipped,
+        """Fold a batch: the reading rules of :func:`bench.kafka.records.read_topics` (tombstones skipped,
         undecodable values kept as None, EOF noted as a position)."""
         fold, positions, decode = self.auditor.fold, self.positions, ev.decode
         for message in messages:
@@ -333,8 +334,8 @@ class AuditFollower:
     """The live audit process of one run, as the run sees it."""
 
     def __init__(self, out: Path, pattern: str, workload_file: Path, bootstrap_servers: str, run_id: str,
-                 kafka_config: Path | None, log_dir: Path) -> None:
-        self.out = out
+                 kafka_config: Path | None, log_dir: Path, progress: Progress = no_progress) -> None:
+        self.out, self.progress = out, progress
         cmd = [sys.executable, "-m", "bench.run.live_audit", "--pattern", pattern, "--workload", str(workload_file),
                "--bootstrap-servers", bootstrap_servers, "--run-id", run_id, "--out", str(out)]
         if kafka_config:
@@ -393,12 +394,10 @@ class AuditFollower:
     def usage(self) -> procstat.Usage | None:
         return procstat.usage(self.process.pid) if self.process.poll() is None else None
 
-    def result(self, timeout_s: float, interrupted: Callable[[], bool] = lambda: False,
-               echo: Callable[[str], None] = print) -> tuple[AuditReport, dict[str, dict]]:
+    def result(self, timeout_s: float, interrupted: Callable[[], bool] = lambda: False) -> tuple[AuditReport, dict[str, dict]]:
         """Wait for its report (``stop()`` it when ``timeout_s`` passes or ``interrupted()``)."""
         deadline = time.monotonic() + timeout_s
         stopped = False
-        next_echo = time.monotonic() + 5.0
         while self.process.poll() is None:
             if not stopped and (time.monotonic() >= deadline or interrupted()):
                 self.stop()
@@ -406,17 +405,15 @@ class AuditFollower:
             elif stopped and time.monotonic() >= deadline:
                 self.kill()
                 break
-            if time.monotonic() >= next_echo and self.latest:
-                p = self.latest
-                left = f", {p['left']} left" if "left" in p else ""
-                echo(f"audit: {p['records']} records read{left}, {p['open_orders']} orders open")
-                next_echo = time.monotonic() + 5.0
+            if self.latest and "left" in self.latest:
+                read, left = self.latest["records"], self.latest["left"]
+                self.progress("audit: reading the rest of every topic", read, read + left)
             time.sleep(0.05)
         path = self.out / REPORT
         if not path.exists():
             raise AuditError(f"the live audit wrote no report (exit {self.process.poll()}; log {self.log_path}):\n"
                              f"{_tail(self.log_path)}")
-        body = json.loads(path.read_text())
+        body = inputs.read_json(path, "the live audit's report", AuditError)
         return report_from_dict(body["audit"]), body["steps"]
 
     def kill(self) -> None:

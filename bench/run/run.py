@@ -35,6 +35,7 @@ from bench.patterns.base import Pattern
 from bench.results.recording import E2E_HLOG, hgrm_file, read_hlog, window_summary, write_hgrm
 from bench.run.drift import DriftSampler, Reading
 from bench.run.live_audit import ROLE as AUDITOR, AuditFollower
+from bench.run.progress import Progress, no_progress
 from bench.run.recovery import fault_figures
 from bench.run.supervisor import Supervisor
 from bench.flow.workload import ROLE_FAULTS, Workload, WorkloadError
@@ -80,7 +81,7 @@ def _nodes_needed(workload: Workload) -> int:
 
 
 @contextlib.contextmanager
-def _broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[_Broker]:
+def _broker(request: RunRequest, echo: Callable[[str], None], progress: Progress = no_progress) -> Iterator[_Broker]:
     """The cluster to run against; an embedded one is started for the run when none is running."""
     if request.bootstrap_servers:
         ours = embedded.running_at(request.bootstrap_servers)  # then its CPU can be measured too
@@ -98,7 +99,7 @@ def _broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[_Broke
     echo(f"starting the embedded Kafka ({nodes} node{'s' if nodes > 1 else ''}) for this run")
     with embedded.embedded(nodes=nodes, port=embedded.default_port()) as cluster:
         began = time.monotonic()
-        sent = warm_up(cluster.bootstrap_servers)
+        sent = warm_up(cluster.bootstrap_servers, progress=progress)
         echo(f"warmed the new broker up: {sent} messages in small requests, {time.monotonic() - began:.1f}s, discarded")
         yield _Broker(cluster.bootstrap_servers, dist.KAFKA_VERSION, [n.pid for n in cluster.nodes], cluster,
                       warm_up_messages=sent)
@@ -228,12 +229,13 @@ def check(request: RunRequest) -> dict:
     return client_extra
 
 
-def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
+def run(request: RunRequest, echo: Callable[[str], None] = print, progress: Progress = no_progress) -> RunOutcome:
+    """One run; ``echo`` prints its lines, ``progress`` hears its long phases (bench.run.progress)."""
     workload = request.workload
     topology = request.pattern.topology(workload.saga)
     client_extra = check(request)
     run_id = uuid.uuid4().hex[:8]
-    with _broker(request, echo) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch, \
+    with _broker(request, echo, progress) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch, \
             _claimed(broker, workload, client_extra, run_id) as (admin, registry):
         check_disk(broker.cluster, workload)
         topics.recreate(admin, topology.topics, workload, compacted=topology.compacted, registry=registry,
@@ -250,23 +252,23 @@ def run(request: RunRequest, echo: Callable[[str], None] = print) -> RunOutcome:
                       "--bootstrap-servers", broker.bootstrap_servers, "--group-prefix", f"bench-{run_id}"]
         if request.kafka_config:
             serve_args += ["--kafka-config", str(request.kafka_config)]
-        supervisor = Supervisor(serve_args, out / "logs")
+        supervisor = Supervisor(serve_args, out / "logs", progress)
         counts = {role: workload.instances.get(role, 1) for role in topology.roles}
         with _Interrupts(echo) as interrupts:
             return _measure(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
-                            workload_file)
+                            workload_file, progress)
 
 
 def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, counts: dict[str, int], run_id: str,
              client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None],
-             workload_file: Path) -> RunOutcome:
+             workload_file: Path, progress: Progress) -> RunOutcome:
     """Services, the live audit, load, drain, the audit's verdict and results: everything a first
     Ctrl-C lets finish."""
     workload = request.workload
     topology = request.pattern.topology(workload.saga)
     # The audit follows every topic from before the first order to the end, in its own process.
     follower = AuditFollower(out, topology.name, workload_file, broker.bootstrap_servers, run_id,
-                             request.kafka_config, out / "logs")
+                             request.kafka_config, out / "logs", progress)
     try:
         return _measure_with(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
                              follower)
@@ -320,7 +322,7 @@ def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, 
     echo("audit: reading the rest of every topic")
     follower.end(load_result.started_count)
     interrupts.auditing = True
-    report, steps = follower.result(AUDIT_TIMEOUT_S, lambda: interrupts.audit_cut, echo)
+    report, steps = follower.result(AUDIT_TIMEOUT_S, lambda: interrupts.audit_cut)
     if not report.read_to_end:
         echo("audit: the log was not read to its end (interrupted or too slow): orders judged as far as it went")
     if interrupts.audit_cut:

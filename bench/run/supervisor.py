@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.run import procstat
+from bench.run.progress import Progress, no_progress
 from bench.kafka.errors import BrokerError
 
 READY_TIMEOUT_S = 60.0
@@ -82,10 +83,12 @@ def _follow(inst: Instance) -> None:
 
 
 class Supervisor:
-    def __init__(self, serve_args: list[str], log_dir: Path) -> None:
-        """``serve_args``: the `bench serve` options every instance shares (pattern, workload, broker)."""
+    def __init__(self, serve_args: list[str], log_dir: Path, progress: Progress = no_progress) -> None:
+        """``serve_args``: the `bench serve` options every instance shares (pattern, workload, broker);
+        ``progress`` hears how many of the instances being started are ready."""
         self.serve_args = serve_args
         self.log_dir = log_dir
+        self.progress = progress
         self.instances: dict[str, Instance] = {}
 
     def spawn(self, role: str, index: int) -> Instance:
@@ -105,10 +108,12 @@ class Supervisor:
 
     def start(self, counts: dict[str, int], timeout_s: float = READY_TIMEOUT_S) -> None:
         spawned = [self.spawn(role, i) for role, n in counts.items() for i in range(n)]
-        self.wait_ready(spawned, timeout_s)
+        self.wait_ready(spawned, timeout_s, self.progress)
 
-    def wait_ready(self, instances: list[Instance], timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Block until every instance printed READY (it joined its consumer group)."""
+    def wait_ready(self, instances: list[Instance], timeout_s: float = READY_TIMEOUT_S,
+                   progress: Progress = no_progress) -> None:
+        """Block until every instance printed READY (it joined its consumer group). Restarts
+        during the load say no progress: the live lines are on screen then."""
         selector = selectors.DefaultSelector()
         for inst in instances:
             selector.register(inst.process.stdout, selectors.EVENT_READ, inst)
@@ -116,6 +121,7 @@ class Supervisor:
         deadline = time.monotonic() + timeout_s
         try:
             while waiting:
+                progress("starting services", len(instances) - len(waiting), len(instances))
                 left = deadline - time.monotonic()
                 if left <= 0:
                     name = sorted(waiting)[0]
@@ -131,6 +137,7 @@ class Supervisor:
                     elif not line:
                         raise BrokerError(f"service {inst.name} exited during start (code {inst.process.wait()}); "
                                           f"log {inst.log_path}:\n{inst.log_tail()}")
+            progress("starting services", len(instances), len(instances))
         finally:
             selector.close()
 
