@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,6 +56,7 @@ ROLE = "auditor"
 BATCH = 10_000  # messages per consume(): few wake-ups at full rate
 SETTLE_EVERY_S = 1.0
 CHECK_EVERY_S = 2.0  # how often the end offsets are asked, to know how far every partition was read
+KEEP_ENDS = 30  # answers kept (a minute of them): how far behind the follower may be and still know it
 STEP_SLACK_S = 5.0  # a step's second is written this long after no unjudged order can end a span in it
 STEP_OPEN_MAX_S = 120.0  # ... and at the latest this long after it ended (a stuck order holds no memory)
 READY_TIMEOUT_S = 60.0
@@ -73,6 +75,10 @@ class _Ends(threading.Thread):
         self.consumer = Consumer({**conf, "client.id": "bench-auditor-ends"})
         self.partitions = partitions
         self.latest: tuple[float, dict[tuple[str, int], int]] | None = None
+        # The last few answers, newest last: a follower a few seconds behind has read past an
+        # older one, though never past the newest while the topics are written.
+        self.recent: deque[tuple[float, dict[tuple[str, int], int]]] = deque(maxlen=KEEP_ENDS)
+        self.lock = threading.Lock()
         self.stopping = threading.Event()
 
     def ask(self, timeout_s: float) -> dict[tuple[str, int], int]:
@@ -84,6 +90,8 @@ class _Ends(threading.Thread):
             asked_at = time.monotonic()
             try:
                 self.latest = (asked_at, self.ask(10.0))
+                with self.lock:
+                    self.recent.append(self.latest)
             except KafkaException:  # leadership moving, broker down: ask again next time
                 continue
         self.consumer.close()
@@ -217,9 +225,14 @@ class _Follower:
             if now >= next_settle:
                 if not parent_alive():
                     return 1
-                latest = ends_thread.latest
-                if latest is not None and self.reached(latest[1], latest[0]):
-                    self.read_to_s = latest[0]
+                with ends_thread.lock:
+                    recent = list(ends_thread.recent)
+                for asked_at, ends in reversed(recent):
+                    if self.read_to_s is not None and asked_at <= self.read_to_s:
+                        break
+                    if self.reached(ends, asked_at):
+                        self.read_to_s = asked_at
+                        break
                 self.settle(now)
                 self.progress("load")
                 next_settle = now + SETTLE_EVERY_S
