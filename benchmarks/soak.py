@@ -205,7 +205,7 @@ def main(minutes: str, rate: float, pattern: str, keep: Path | None) -> None:
         click.echo(f"{r['minutes']:>7g} {r['exit']:>4} {str(r['valid']):>5} {str(r['clean']):>5} {r['orders'] or 0:>9} "
                    f"{r['harness_mb']:>10.0f} {child[1]:>9.0f} ({child[0][:6]}) {verdict:>9} {r['disk_mb']:>8.0f} "
                    f"{cpu:>12} {p50:>18} {p99:>18}")
-        click.echo(f"        peak MB by role: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["roles_mb"].items())))
+        click.echo("        peak MB by role: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["roles_mb"].items())))
 
 
 if __name__ == "__main__":
