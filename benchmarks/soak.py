@@ -13,8 +13,8 @@ by role. Prints one row per length:
   exit, on this script's monotonic clock;
 - the broker's disk after the run, less what it held before the first run (each run
   recreates the saga topics, so this is the run's topics);
-- drift: e2e p50 and p99 of the first and the last tenth of the measurement window (from
-  e2e.hlog), and the run's verdict.
+- drift, as the run's summary.json says it: e2e p50 and p99, CPU per order and the broker's
+  memory in the first and the last tenth of the measurement window; and the run's verdict.
 
 Compare rows of one invocation: absolute figures move between machines and hours.
 """
@@ -114,25 +114,6 @@ def _disk_mb(broker_dir: Path) -> float:
     return total / 2**20
 
 
-def _tenths(out: Path, warmup_s: float, duration_s: float) -> tuple[dict, dict]:
-    """e2e p50/p99 (ms) of the first and the last tenth of the measurement window."""
-    sys.path.insert(0, str(ROOT))
-    from bench.results.recording import merged, read_hlog, summary_ms
-
-    intervals = read_hlog(out / "e2e.hlog")
-    if not intervals:
-        return {}, {}
-    base = min(h.get_start_time_stamp() for h in intervals) / 1000
-    tenth = duration_s / 10
-
-    def window(lo: float, hi: float) -> dict:
-        chosen = [h for h in intervals if lo <= h.get_start_time_stamp() / 1000 - base < hi]
-        return summary_ms(merged(chosen)) if chosen else {}
-
-    return (window(warmup_s, warmup_s + tenth),
-            window(warmup_s + duration_s - tenth, warmup_s + duration_s))
-
-
 def _run(minutes: float, rate: float, pattern: str, bootstrap: str, out: Path, env: dict) -> dict:
     duration_s = minutes * 60
     load_end_s = WARMUP_S + duration_s
@@ -157,7 +138,7 @@ def _run(minutes: float, rate: float, pattern: str, bootstrap: str, out: Path, e
     watch.done.set()
     watch.join()
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
-    first, last = _tenths(out, WARMUP_S, duration_s) if summary else ({}, {})
+    drift = summary.get("drift") or {}  # the run's own first and last tenth (bench.run.drift)
     roles = watch.by_role()
     return {"minutes": minutes, "exit": proc.returncode, "wall_s": ended - began,
             "verdict_after_load_s": None if load_ended is None else ended - load_ended,
@@ -165,7 +146,8 @@ def _run(minutes: float, rate: float, pattern: str, bootstrap: str, out: Path, e
             "valid": summary.get("valid"), "clean": summary.get("clean"),
             "orders": summary.get("orders", {}).get("started"),
             "cpu_us_per_order": (summary.get("cost") or {}).get("cpu_us_per_order", {}).get("total"),
-            "first_tenth": first, "last_tenth": last}
+            "first_tenth": drift.get("first_tenth", {}), "last_tenth": drift.get("last_tenth", {}),
+            "changed": drift.get("changed")}
 
 
 @click.command()
@@ -199,13 +181,16 @@ def main(minutes: str, rate: float, pattern: str, keep: Path | None) -> None:
         child = max(r["roles_mb"].items(), key=lambda kv: kv[1], default=("-", 0.0))
         verdict = "-" if r["verdict_after_load_s"] is None else f"{r['verdict_after_load_s']:.0f}"
         first, last = r["first_tenth"], r["last_tenth"]
-        p50 = f"{first.get('p50', float('nan')):.1f}/{last.get('p50', float('nan')):.1f}"
-        p99 = f"{first.get('p99', float('nan')):.1f}/{last.get('p99', float('nan')):.1f}"
+        p50 = f"{first.get('e2e_p50_ms') or float('nan'):.1f}/{last.get('e2e_p50_ms') or float('nan'):.1f}"
+        p99 = f"{first.get('e2e_p99_ms') or float('nan'):.1f}/{last.get('e2e_p99_ms') or float('nan'):.1f}"
         cpu = "-" if r["cpu_us_per_order"] is None else f"{r['cpu_us_per_order']:.0f}"
         click.echo(f"{r['minutes']:>7g} {r['exit']:>4} {str(r['valid']):>5} {str(r['clean']):>5} {r['orders'] or 0:>9} "
                    f"{r['harness_mb']:>10.0f} {child[1]:>9.0f} ({child[0][:6]}) {verdict:>9} {r['disk_mb']:>8.0f} "
                    f"{cpu:>12} {p50:>18} {p99:>18}")
         click.echo("        peak MB by role: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["roles_mb"].items())))
+        click.echo(f"        drift, first/last tenth: cpu us/order {first.get('cpu_us_per_order')}/"
+                   f"{last.get('cpu_us_per_order')}, broker RSS MB {first.get('broker_rss_mb')}/"
+                   f"{last.get('broker_rss_mb')}; changed: {r['changed']}")
 
 
 if __name__ == "__main__":

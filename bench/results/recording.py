@@ -12,8 +12,9 @@ import functools
 import io
 import math
 import re
+import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -204,29 +205,37 @@ def write_intervals(
             writer.output_interval_histogram(histogram, start_s, end_s)
 
 
-def read_hlog(path: str | Path) -> list[HdrHistogram]:
-    """The interval histograms of an ``.hlog``, in file order, with absolute
-    start/end timestamps (msec since the epoch) as HdrHistogram sets them."""
+def iter_hlog(path: str | Path) -> Iterator[HdrHistogram]:
+    """The interval histograms of an ``.hlog`` one at a time, in file order, with absolute
+    start/end timestamps (msec since the epoch) as HdrHistogram sets them. An interval is
+    188 KB in memory: a run's log (one a second) is read this way, never all at once."""
     reader = HistogramLogReader(str(path), new_histogram())
     try:
-        intervals = []
         # -inf: the reader silently skips intervals whose offset from StartTime is
         # below the range start, and float rounding can put the first one at -1e-9.
         while (histogram := reader.get_next_interval_histogram(range_start_time_sec=-math.inf)) is not None:
-            intervals.append(histogram)
-        return intervals
+            yield histogram
     finally:
         reader.close()
 
 
-def merged(histograms: Sequence[HdrHistogram]) -> HdrHistogram:
-    """One histogram holding every value of ``histograms`` (which are not changed)."""
+def read_hlog(path: str | Path) -> list[HdrHistogram]:
+    """Every interval of an ``.hlog`` at once (short logs: a comparison's, a test's)."""
+    return list(iter_hlog(path))
+
+
+def merged(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
+    """One histogram holding every value of ``histograms`` (which are not changed; taken one at a
+    time, so a generator over a long log holds one interval at a time)."""
     total = new_histogram()
+    starts, ends = [], []
     for histogram in histograms:
         _add(total, histogram)
-    if histograms:
-        total.set_start_time_stamp(min(h.get_start_time_stamp() for h in histograms))
-        total.set_end_time_stamp(max(h.get_end_time_stamp() for h in histograms))
+        starts.append(histogram.get_start_time_stamp())
+        ends.append(histogram.get_end_time_stamp())
+    if starts:
+        total.set_start_time_stamp(min(starts))
+        total.set_end_time_stamp(max(ends))
     return total
 
 
@@ -307,11 +316,19 @@ def _ms(value_us: float) -> float:
     return round(value_us / US_PER_MS, 3)
 
 
-def histogram_of(values_us) -> HdrHistogram:
+def histogram_of(values_us, into: HdrHistogram | None = None) -> HdrHistogram:
     """A histogram of ``values_us`` (microseconds, rounded; out-of-range values at the nearest bound,
     as :class:`IntervalRecorder` keeps them), filled at once: the counts index of every value as
-    hdrh's ``_counts_index_for`` computes it, vectorised, then one ``bincount``."""
-    histogram = new_histogram()
+    hdrh's ``_counts_index_for`` computes it, vectorised, then one ``bincount``. ``into``: a
+    histogram to empty and fill rather than a new one (a process with its cyclic collector off
+    must not make hdrh's histograms, which refer to themselves, once a second)."""
+    if into is None:
+        histogram = new_histogram()
+    else:
+        histogram = into
+        _counts(histogram).fill(0)  # hdrh's reset(), with the counts cleared by numpy, not a Python loop
+        histogram.total_count, histogram.min_value, histogram.max_value = 0, sys.maxsize, 0
+        histogram.start_time_stamp_msec, histogram.end_time_stamp_msec = sys.maxsize, 0
     values = np.clip(np.rint(np.asarray(values_us, dtype=np.float64)), 0, HIGHEST_US).astype(np.int64)
     if len(values) == 0:
         return histogram
@@ -328,8 +345,12 @@ def histogram_of(values_us) -> HdrHistogram:
     return histogram
 
 
-def window_summary(intervals: Sequence[HdrHistogram], lo_wall_s: float, hi_wall_s: float) -> dict:
+def window_summary(intervals: Iterable[HdrHistogram], lo_wall_s: float, hi_wall_s: float) -> dict:
     """The summary in ms of the intervals that start in [lo_wall_s, hi_wall_s) (their wall-clock
     labels, as the log stores them); {} when none does."""
-    chosen = [h for h in intervals if lo_wall_s <= h.get_start_time_stamp() / 1000 < hi_wall_s]
-    return summary_ms(merged(chosen)) if chosen else {}
+    total, chosen = new_histogram(), 0
+    for histogram in intervals:
+        if lo_wall_s <= histogram.get_start_time_stamp() / 1000 < hi_wall_s:
+            _add(total, histogram)
+            chosen += 1
+    return summary_ms(total) if chosen else {}

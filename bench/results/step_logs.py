@@ -60,6 +60,7 @@ class StepLogs:
         self.logs = {step: _open_log(out / hlog_file(step_histogram(step)), step, start_wall_s) for step in names}
         self.open: dict[str, dict[int, array]] = {step: {} for step in names}
         self.totals = {step: new_histogram() for step in names}
+        self.scratch = {step: new_histogram() for step in names}  # each second's, refilled (see histogram_of)
         self.sinks = {step: _Sink(self, step) for step in names}
         self.sinks[E2E] = _Ignore()
         self.written_to = 0  # every second below this was written (later spans reopen it)
@@ -74,7 +75,7 @@ class StepLogs:
                 continue
             log, writer = self.logs[step]
             for k in due:
-                histogram = histogram_of(open_.pop(k))
+                histogram = histogram_of(open_.pop(k), into=self.scratch[step])
                 writer.output_interval_histogram(histogram, k, k + 1)
                 _add(self.totals[step], histogram)
             log.flush()

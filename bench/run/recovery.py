@@ -16,6 +16,10 @@ For a fault starting at ``at`` and ending at ``end`` (seconds from the start of 
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
+from hdrh.histogram import HdrHistogram
+
 from bench.results.measurement import Second
 from bench.results.recording import merged, summary_ms
 
@@ -24,8 +28,10 @@ STABLE_S = 3
 TOLERANCE = 0.10
 
 
-def fault_figures(at_s: float, end_s: float | None, seconds: list[Second], intervals: list) -> dict:
-    """``intervals``: (start_s, end_s, histogram) of end-to-end latency, seconds from the start of load."""
+def fault_figures(at_s: float, end_s: float | None, seconds: list[Second],
+                  intervals: Callable[[], Iterable[tuple[float, float, HdrHistogram]]]) -> dict:
+    """``intervals``: (start_s, end_s, histogram) of end-to-end latency, seconds from the start of
+    load, read afresh on each call (a long run's log is streamed, not held)."""
     end_s = at_s if end_s is None else end_s
     before = [s for s in seconds if at_s - BASELINE_S <= s.t_s - 1 and s.t_s <= at_s and s.p99_ms is not None]
     if not before:
@@ -46,7 +52,7 @@ def fault_figures(at_s: float, end_s: float | None, seconds: list[Second], inter
             break
     window_end = recovered_at if recovered_at is not None else (seconds[-1].t_s if seconds else end_s)
     in_window = [s for s in seconds if at_s < s.t_s <= max(window_end, end_s) + 1]
-    hist = merged([h for start, stop, h in intervals if stop > at_s and start < max(window_end, end_s) + 1])
+    hist = merged(h for start, stop, h in intervals() if stop > at_s and start < max(window_end, end_s) + 1)
     latency = summary_ms(hist)
     return {
         "baseline": {"finished_per_s": round(base_rate, 1), "p99_ms": base_p99},

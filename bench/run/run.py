@@ -32,7 +32,7 @@ from bench.run.faults import FaultContext, FaultInjector
 from bench.results.measurement import LoadResult, Second
 from bench.run.load import LoadGenerator
 from bench.patterns.base import Pattern
-from bench.results.recording import E2E_HLOG, hgrm_file, read_hlog, window_summary, write_hgrm
+from bench.results.recording import E2E_HLOG, hgrm_file, iter_hlog, window_summary, write_hgrm
 from bench.run.drift import DriftSampler, Reading
 from bench.run.live_audit import ROLE as AUDITOR, AuditFollower
 from bench.run.progress import Progress, no_progress
@@ -291,6 +291,10 @@ def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, 
         drift = DriftSampler(workload.warmup_s, workload.duration_s, _reading(supervisor, broker, follower, lambda: load))
 
         def on_second(second: Second) -> None:
+            if follower.exited() and not load.stop_requested.is_set():
+                # Without its audit a run cannot judge an order: stop now, not at the end of a soak.
+                echo(f"the live audit exited during the load (log {follower.log_path}): stopping the run")
+                load.stop()
             follower.started(load.started_count)
             show(second)
             drift.on_second(second.t_s)
@@ -356,9 +360,9 @@ def _drift(drift: DriftSampler, load: LoadResult, out: Path) -> dict | None:
     """The first and the last tenth of the window: latency from e2e.hlog, the rest from the readings."""
     if len(drift.readings) < len(drift.marks):
         return None
-    intervals = read_hlog(out / E2E_HLOG)
     start, end, tenth = load.wall_s(load.measure_start_s), load.wall_s(load.measure_end_s), drift.tenth_s
-    return drift.summary(window_summary(intervals, start, start + tenth), window_summary(intervals, end - tenth, end))
+    return drift.summary(window_summary(iter_hlog(out / E2E_HLOG), start, start + tenth),
+                         window_summary(iter_hlog(out / E2E_HLOG), end - tenth, end))
 
 
 def _start_injector(injector: FaultInjector, start_mono: float) -> None:
@@ -371,8 +375,10 @@ def _fault_summaries(injector: FaultInjector, load: LoadResult, report, service_
     if not injector.records:
         return []
     # Interval timestamps are wall-clock labels counted from the run's start on the monotonic clock.
-    intervals = [(h.get_start_time_stamp() / 1000 - load.start_wall_s, h.get_end_time_stamp() / 1000 - load.start_wall_s, h)
-                 for h in read_hlog(out / E2E_HLOG)]
+    def intervals():
+        return ((h.get_start_time_stamp() / 1000 - load.start_wall_s, h.get_end_time_stamp() / 1000 - load.start_wall_s, h)
+                for h in iter_hlog(out / E2E_HLOG))
+
     absorbed = sum(s["absorbed"] for s in service_stats.values()) + report.replayed_replies
     counts = {"orders_lost": report.lost, "orders_stuck": report.stuck, "duplicates_absorbed": absorbed,
               "duplicate_effects": report.duplicate_effects, "compensations": dict(report.compensations),

@@ -74,7 +74,7 @@ def test_fault_figures_detect_recover_and_peak():
         h = new_histogram()
         h.record_value(3_000_000 if 20 <= t < 24 else 10_000)
         intervals.append((t, t + 1, h))
-    figures = fault_figures(20.0, 22.0, seconds, intervals)
+    figures = fault_figures(20.0, 22.0, seconds, lambda: iter(intervals))
     assert figures["time_to_detect_s"] == 1
     assert figures["recovery_s"] == 4  # healthy from second 27 on, i.e. 26 s: 4 s after the fault ended at 22 s
     assert figures["peak_backlog"] == 4000
