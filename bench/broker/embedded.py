@@ -62,6 +62,21 @@ def state_root() -> Path:
     return dist.cache_root() / "broker"
 
 
+def default_host() -> str:
+    """Where a broker bench starts listens for clients: $BENCH_BROKER_HOST (an address of this
+    host that agents on other hosts reach), else localhost. The controller stays on localhost."""
+    text = os.environ.get("BENCH_BROKER_HOST", "").strip()
+    if not text:
+        return "localhost"
+    try:
+        socket.inet_aton(text)
+    except OSError:
+        raise BadInput("BENCH_BROKER_HOST: expected an IPv4 address of this host, e.g. 10.0.0.1") from None
+    if text.count(".") != 3:
+        raise BadInput("BENCH_BROKER_HOST: expected an IPv4 address of this host, e.g. 10.0.0.1")
+    return text
+
+
 def default_port() -> int:
     """Node 1's client port for a broker bench starts: $BENCH_BROKER_PORT, else Kafka's 9092
     (for a machine where 9092 is taken, e.g. by a Kafka of your own)."""
@@ -83,6 +98,7 @@ class NodeInfo:
     # The process's start time (/proc/<pid>/stat), recorded at launch: with the command line naming
     # this node's server.properties, what proves a live pid is still the JVM bench started.
     start_time: int | None = None
+    host: str = "localhost"  # where its client listener binds and what it advertises ($BENCH_BROKER_HOST)
 
     @property
     def log_path(self) -> Path:
@@ -100,7 +116,7 @@ class Cluster:
 
     @property
     def bootstrap_servers(self) -> str:
-        return ",".join(f"localhost:{n.port}" for n in self.nodes)
+        return ",".join(f"{n.host}:{n.port}" for n in self.nodes)
 
     def node(self, node_id: int) -> NodeInfo:
         return next(n for n in self.nodes if n.node_id == node_id)
@@ -121,7 +137,7 @@ class Cluster:
             except BrokerError:
                 raise ValueError("not JSON") from None
             nodes = [NodeInfo(**n) for n in raw["nodes"]]
-            if not all(isinstance(n.pid, int) and isinstance(n.dir, str) for n in nodes):
+            if not all(isinstance(n.pid, int) and isinstance(n.dir, str) and isinstance(n.host, str) for n in nodes):
                 raise TypeError("pid, dir")
             return Cluster(nodes, str(raw["state_dir"]), raw.get("token"))
         except (ValueError, TypeError, KeyError, OSError, AttributeError) as exc:
@@ -136,11 +152,14 @@ class Cluster:
         Kafka preallocates its index files sparse."""
         used = 0
         for node in self.nodes:
-            for path in Path(node.dir).rglob("*"):
-                try:
-                    used += path.lstat().st_blocks * 512
-                except OSError:
-                    pass  # a segment deleted meanwhile
+            # os.walk, not rglob: Kafka deletes segments and whole partition directories while
+            # this walks (a directory gone meanwhile is skipped, not an error).
+            for parent, _, names in os.walk(node.dir):
+                for name in names:
+                    try:
+                        used += os.lstat(os.path.join(parent, name)).st_blocks * 512
+                    except OSError:
+                        pass  # a segment deleted meanwhile
         return used / 2**20
 
 
@@ -166,18 +185,18 @@ def port_owner(port: int) -> str | None:
     return None
 
 
-def check_port_free(port: int) -> None:
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind(("127.0.0.1" if host == "localhost" else host, port))
         except OSError:
             owner = port_owner(port)
             held = f" by {owner}" if owner else ""
             raise BrokerError(f"port {port} is already in use{held}: stop that process or choose another with --port") from None
 
 
-def server_properties(node_id: int, nodes: int, port: int, data_dir: Path) -> str:
+def server_properties(node_id: int, nodes: int, port: int, data_dir: Path, host: str = "localhost") -> str:
     voters = ",".join(f"{i + 1}@localhost:{port + CONTROLLER_PORT_OFFSET + i}" for i in range(nodes))
     me = node_id - 1
     replication = min(3, nodes)
@@ -185,8 +204,8 @@ def server_properties(node_id: int, nodes: int, port: int, data_dir: Path) -> st
         "process.roles": "broker,controller",
         "node.id": node_id,
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://localhost:{port + me},CONTROLLER://localhost:{port + CONTROLLER_PORT_OFFSET + me}",
-        "advertised.listeners": f"PLAINTEXT://localhost:{port + me}",
+        "listeners": f"PLAINTEXT://{host}:{port + me},CONTROLLER://localhost:{port + CONTROLLER_PORT_OFFSET + me}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port + me}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
@@ -290,9 +309,10 @@ def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_
     if existing:
         raise BrokerError(f"a bench broker is already running at {existing.bootstrap_servers}: `bench broker stop` first")
     root = state_root()
+    host = default_host()
     _remove_old_nodes(root)  # refuses before anything starts when a node-* directory is not bench's
     for i in range(nodes):
-        check_port_free(port + i)
+        check_port_free(port + i, host)
         check_port_free(port + CONTROLLER_PORT_OFFSET + i)
     dist.install()
     heap_mb = heap_mb or (768 if nodes == 1 else 512)
@@ -305,13 +325,13 @@ def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_
             node_dir = root / f"node-{i + 1}"
             node_dir.mkdir(parents=True)
             ownership.mark_dir(node_dir, cluster.token)
-            (node_dir / "server.properties").write_text(server_properties(i + 1, nodes, port, node_dir))
+            (node_dir / "server.properties").write_text(server_properties(i + 1, nodes, port, node_dir, host))
             (node_dir / "log4j2.yaml").write_text(LOG4J2.format(log=node_dir / "server.log"))
             _format(node_dir, cluster_id, node_dir / "log4j2.yaml")
         launched = []
         for i in range(nodes):
             node, proc = _launch(root / f"node-{i + 1}", i + 1, port + i, port + CONTROLLER_PORT_OFFSET + i, heap_mb,
-                                 tied)
+                                 tied, host)
             cluster.nodes.append(node)
             launched.append(proc)
             cluster.save()
@@ -339,14 +359,14 @@ def _remove_old_nodes(root: Path) -> None:
 
 
 def _launch(node_dir: Path, node_id: int, port: int, controller_port: int,
-            heap_mb: int, tied: bool = False) -> tuple[NodeInfo, subprocess.Popen]:
+            heap_mb: int, tied: bool = False, host: str = "localhost") -> tuple[NodeInfo, subprocess.Popen]:
     out = open(node_dir / "kafka.out", "ab")
     cmd = _java_command(heap_mb, node_dir / "log4j2.yaml", "kafka.Kafka", str(node_dir / "server.properties"))
     # Own session: Ctrl-C in the terminal must not reach the JVM directly; we stop it ourselves.
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                             preexec_fn=_die_with_parent if tied else None)
     out.close()
-    return NodeInfo(node_id, port, controller_port, proc.pid, str(node_dir), ownership.start_time(proc.pid)), proc
+    return NodeInfo(node_id, port, controller_port, proc.pid, str(node_dir), ownership.start_time(proc.pid), host), proc
 
 
 def _die_with_parent() -> None:
@@ -359,7 +379,7 @@ def _die_with_parent() -> None:
 def restart_node(cluster: Cluster, node_id: int, heap_mb: int = 512) -> NodeInfo:
     """Start a stopped node again on its existing storage (used by failure tests)."""
     old = cluster.node(node_id)
-    node, _ = _launch(Path(old.dir), node_id, old.port, old.controller_port, heap_mb)
+    node, _ = _launch(Path(old.dir), node_id, old.port, old.controller_port, heap_mb, host=old.host)
     cluster.nodes[cluster.nodes.index(old)] = node
     cluster.save()
     return node

@@ -14,6 +14,7 @@ from bench.cli.errors import BenchGroup
 # A command's module is imported when it is invoked or listed, so `bench compare` and `bench report`
 # never load the run stack and the Kafka client that `bench run` needs.
 COMMANDS = {
+    "agent": "bench.cli.agent:agent",
     "broker": "bench.cli.broker:broker",
     "calibrate": "bench.cli.calibrate:calibrate",
     "compare": "bench.cli.compare:compare",

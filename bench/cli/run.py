@@ -25,10 +25,12 @@ from bench.run.run import RunRequest, check, run as run_benchmark
               help="Result directory (default: results/<UTC time>-<pattern>-<rate>/).")
 @click.option("--recreate-topics", is_flag=True,
               help="Delete and recreate the pattern's topics even where bench did not create them (their records are lost).")
+@click.option("--hosts", type=click.Path(path_type=Path), default=None,
+              help="A hosts file: which service instances the agents on other hosts run (`bench agent`).")
 @click.option("--repeat", type=Ranged("repeat"), default=1, show_default=True,
               help="Runs of the same settings, written as a series: OUTPUT/1 .. OUTPUT/N (what `bench compare` judges).")
 def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_config, output, recreate_topics,
-        repeat) -> None:
+        hosts, repeat) -> None:
     """Drive a pattern at an open-loop rate, audit every order, write results.
 
     Exit codes: 0 valid and clean; 1 orders lost, stuck, duplicated or inconsistent;
@@ -36,7 +38,8 @@ def run(pattern, rate, duration, warmup, workload, bootstrap_servers, kafka_conf
     """
     workload = with_overrides(workload, rate_per_s=rate, duration_s=duration, warmup_s=warmup)
     request = RunRequest(patterns.get(pattern), workload, bootstrap_servers,
-                         Path(kafka_config) if kafka_config else None, output, recreate_topics=recreate_topics)
+                         Path(kafka_config) if kafka_config else None, output, recreate_topics=recreate_topics,
+                         hosts=hosts)
     check(request)  # every input (workload, properties, output path, numbers) before any broker is touched
     echo = lambda line: click.echo(line, err=True)
     if repeat == 1:

@@ -9,6 +9,8 @@ run (:func:`bench.results.recording.window_summary`).
 """
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,24 +29,43 @@ class Reading:
 
 
 class DriftSampler:
-    """Takes the four readings as the run's seconds pass; ``read`` takes one."""
+    """Takes the four readings as the run's seconds pass; ``read`` takes one. The load generator's
+    tick hands the seconds over, so a reading is taken by a thread of the sampler's own: walking
+    a soak's broker log directories must not hold up the schedule."""
 
     def __init__(self, warmup_s: float, duration_s: float, read: Callable[[float], Reading]) -> None:
         tenth = duration_s * TENTH
         self.tenth_s = tenth
         self.marks = (warmup_s, warmup_s + tenth, warmup_s + duration_s - tenth, warmup_s + duration_s)
         self.read = read
-        self.readings: list[Reading] = []
+        self.readings: list[Reading] = []  # complete once finish() returned
+        self.asked = 0
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.worker = threading.Thread(target=self._work, name="drift", daemon=True)
+        self.worker.start()
+
+    def _work(self) -> None:
+        while (t_s := self.queue.get()) is not None:
+            try:
+                self.readings.append(self.read(t_s))
+            except Exception:  # noqa: BLE001 - a reading that fails leaves the run without drift, not broken
+                self.asked = len(self.marks) + 1
+
+    def _ask(self, t_s: float) -> None:
+        self.asked += 1
+        self.queue.put(t_s)
 
     def on_second(self, t_s: float) -> None:
-        if len(self.readings) < len(self.marks) - 1 and t_s >= self.marks[len(self.readings)]:
-            self.readings.append(self.read(t_s))
+        if self.asked < len(self.marks) - 1 and t_s >= self.marks[self.asked]:
+            self._ask(t_s)
 
     def finish(self, t_s: float) -> None:
         """The last reading, when the load (and its drain) ended: the orders of the last tenth
         finish in the drain, and their cost with them. None unless the window ran to its end."""
-        if len(self.readings) == len(self.marks) - 1 and t_s >= self.marks[-1]:
-            self.readings.append(self.read(t_s))
+        if self.asked == len(self.marks) - 1 and t_s >= self.marks[-1]:
+            self._ask(t_s)
+        self.queue.put(None)
+        self.worker.join(60.0)
 
     def summary(self, first_latency: dict, last_latency: dict) -> dict | None:
         """summary.json's ``drift``: each figure of the first and the last tenth, and which changed

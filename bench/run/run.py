@@ -20,8 +20,8 @@ from pathlib import Path
 import yaml
 
 from bench import inputs
-from bench.kafka import clients, topics
-from bench.run import procstat, runtime
+from bench.kafka import clients, secrets, topics
+from bench.run import control, procstat, remote, runtime
 from bench.results import files as results
 from bench.results import summary as summary_mod
 from bench.run.cost import LOAD_GENERATOR, cost
@@ -57,6 +57,7 @@ class RunRequest:
     output: Path | None = None
     results_base: Path = Path("results")
     recreate_topics: bool = False  # delete and recreate existing topics bench did not create
+    hosts: Path | None = None  # a hosts file: service instances other hosts' agents run (bench.run.remote)
 
 
 @dataclass
@@ -226,7 +227,19 @@ def check(request: RunRequest) -> dict:
         embedded.default_port()  # $BENCH_BROKER_PORT, and the cache, checked before a broker is started
         embedded.state_root()
     clients.check(workload, client_extra, str(request.kafka_config or workload.source or "the workload's client settings"))
+    placement(request)
     return client_extra
+
+
+def placement(request: RunRequest) -> remote.Placement | None:
+    """The hosts file read and checked against the pattern's roles, and its secret read (None: one host)."""
+    if request.hosts is None:
+        return None
+    placed = remote.read_placement(request.hosts)
+    topology = request.pattern.topology(request.workload.saga)
+    placed.check(topology.roles, {r: request.workload.instances.get(r, 1) for r in topology.roles}, str(request.hosts))
+    control.read_secret(placed.secret_file)
+    return placed
 
 
 def run(request: RunRequest, echo: Callable[[str], None] = print, progress: Progress = no_progress) -> RunOutcome:
@@ -252,11 +265,38 @@ def run(request: RunRequest, echo: Callable[[str], None] = print, progress: Prog
                       "--bootstrap-servers", broker.bootstrap_servers, "--group-prefix", f"bench-{run_id}"]
         if request.kafka_config:
             serve_args += ["--kafka-config", str(request.kafka_config)]
-        supervisor = Supervisor(serve_args, out / "logs", progress)
         counts = {role: workload.instances.get(role, 1) for role in topology.roles}
-        with _Interrupts(echo) as interrupts:
-            return _measure(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
-                            workload_file, progress)
+        with _hosts(request, topology.name, broker.bootstrap_servers, run_id, counts, echo) as placed:
+            supervisor = Supervisor(serve_args, out / "logs", progress, placed)
+            with _Interrupts(echo) as interrupts:
+                return _measure(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
+                                workload_file, progress)
+
+
+@contextlib.contextmanager
+def _hosts(request: RunRequest, pattern: str, bootstrap_servers: str, run_id: str, counts: dict[str, int],
+           echo: Callable[[str], None]) -> Iterator[dict[str, remote.Host]]:
+    """The run opened on every host of the hosts file: instance name -> its host ({}: one host)."""
+    placed = placement(request)
+    if placed is None:
+        yield {}
+        return
+    secret = control.read_secret(placed.secret_file)
+    # The agents get the workload without credentials: each host's services read its own --kafka-config.
+    source = request.workload.to_source()
+    source["client"] = {k: v for k, v in (source.get("client") or {}).items() if secrets.harmless(k)}
+    text = yaml.safe_dump(source, sort_keys=False)
+    hosts = {spec.name: remote.Host(spec.name, spec.address, secret, run_id) for spec in placed.hosts}
+    opened = []
+    try:
+        for host in hosts.values():
+            host.open(pattern, text, bootstrap_servers)
+            opened.append(host)
+            echo(f"host {host.name}: agent at {host.address[0]}:{host.address[1]} ready")
+        yield {name: hosts[spec.name] for name, spec in placed.instances(counts).items()}
+    finally:
+        for host in opened:
+            host.close()
 
 
 def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, counts: dict[str, int], run_id: str,

@@ -3,7 +3,9 @@
 Each instance is ``python -m bench serve ...`` in its own process group (a
 Ctrl-C in the terminal reaches only the harness, which then stops the services
 in order) and stops by itself when the harness that spawned it is gone, so no
-run leaves orphans behind.
+run leaves orphans behind. An instance placed on another host is started there by
+that host's agent (:mod:`bench.run.remote`, :mod:`bench.run.agent`) and is driven
+through the same methods.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.run import procstat
 from bench.run.progress import Progress, no_progress
@@ -67,6 +70,33 @@ class Instance:
         except OSError:
             return ""
 
+    def usage(self) -> procstat.Usage | None:
+        return procstat.usage(self.process.pid) if self.alive() else None
+
+    def send(self, sig: int) -> None:
+        if self.alive():
+            self.process.send_signal(sig)
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        self.process.wait(timeout_s)
+
+    def terminate(self) -> None:
+        """SIGCONT (a paused instance cannot handle SIGTERM), then SIGTERM."""
+        if self.process.returncode is None:
+            try:
+                os.kill(self.process.pid, signal.SIGCONT)
+                self.process.terminate()
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        """Done with it: stopped, or killed when it would not stop."""
+        if self.alive():
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+
 
 def _follow(inst: Instance) -> None:
     """Keep the instance's latest backlog report, until it exits (one line a second)."""
@@ -83,15 +113,29 @@ def _follow(inst: Instance) -> None:
 
 
 class Supervisor:
-    def __init__(self, serve_args: list[str], log_dir: Path, progress: Progress = no_progress) -> None:
+    def __init__(self, serve_args: list[str], log_dir: Path, progress: Progress = no_progress,
+                 placed: Mapping[str, Any] | None = None) -> None:
         """``serve_args``: the `bench serve` options every instance shares (pattern, workload, broker);
-        ``progress`` hears how many of the instances being started are ready."""
+        ``progress`` hears how many of the instances being started are ready; ``placed``: instance
+        name (``<role>-<n>``) -> the host that runs it (:class:`bench.run.remote.Host`; the rest
+        run here)."""
         self.serve_args = serve_args
         self.log_dir = log_dir
         self.progress = progress
-        self.instances: dict[str, Instance] = {}
+        self.placed = dict(placed or {})
+        self.instances: dict[str, Any] = {}  # Instance, or remote.RemoteInstance: the same methods
 
-    def spawn(self, role: str, index: int) -> Instance:
+    def spawn(self, role: str, index: int) -> Any:
+        """Start one instance: here (ready once wait_ready says so), or on its host (ready on return)."""
+        host = self.placed.get(f"{role}-{index}")
+        if host is not None:
+            previous = self.instances.get(f"{role}-{index}")
+            instance = host.spawn(role, index, previous.used_before if previous else procstat.Usage(), self.log_dir)
+            self.instances[instance.name] = instance
+            return instance
+        return self._spawn_here(role, index)
+
+    def _spawn_here(self, role: str, index: int) -> Instance:
         log_path = self.log_dir / f"{role}-{index}.log"
         cmd = [sys.executable, "-m", "bench", "serve", *self.serve_args, "--role", role, "--instance", str(index)]
         env = {**os.environ, PARENT_ENV: str(os.getpid())}
@@ -108,7 +152,7 @@ class Supervisor:
 
     def start(self, counts: dict[str, int], timeout_s: float = READY_TIMEOUT_S) -> None:
         spawned = [self.spawn(role, i) for role, n in counts.items() for i in range(n)]
-        self.wait_ready(spawned, timeout_s, self.progress)
+        self.wait_ready([i for i in spawned if isinstance(i, Instance)], timeout_s, self.progress)
 
     def wait_ready(self, instances: list[Instance], timeout_s: float = READY_TIMEOUT_S,
                    progress: Progress = no_progress) -> None:
@@ -142,21 +186,20 @@ class Supervisor:
             selector.close()
 
     def signal(self, name: str, sig: int) -> None:
-        inst = self.instances[name]
-        if inst.alive():
-            inst.process.send_signal(sig)
+        self.instances[name].send(sig)
 
     def kill(self, name: str) -> None:
         """SIGKILL an instance (a crash), remembering the CPU it used."""
         inst = self.instances[name]
-        inst.used_before += procstat.usage(inst.process.pid) or procstat.Usage()
-        self.signal(name, signal.SIGKILL)
-        inst.process.wait()
+        inst.used_before += inst.usage() or procstat.Usage()
+        inst.send(signal.SIGKILL)
+        inst.wait()
 
-    def restart(self, name: str) -> Instance:
+    def restart(self, name: str) -> Any:
         inst = self.instances[name]
         new = self.spawn(inst.role, inst.index)
-        self.wait_ready([new])
+        if isinstance(new, Instance):
+            self.wait_ready([new])
         return new
 
     def backlog(self) -> int | None:
@@ -168,7 +211,7 @@ class Supervisor:
         """CPU and context switches per role, summed over instances and their incarnations."""
         per_role: dict[str, procstat.Usage] = {}
         for inst in self.instances.values():
-            now = (procstat.usage(inst.process.pid) if inst.alive() else None) or procstat.Usage()
+            now = inst.usage() or procstat.Usage()
             per_role[inst.role] = per_role.get(inst.role, procstat.Usage()) + inst.used_before + now
         return per_role
 
@@ -194,22 +237,22 @@ class Supervisor:
         return totals
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
-        """SIGTERM everyone (they commit and leave their groups), SIGKILL stragglers."""
+        """SIGTERM everyone (they commit and leave their groups), SIGKILL stragglers; the logs of
+        instances on other hosts are fetched into the run's log directory."""
         live = [i for i in self.instances.values() if i.alive()]
         for inst in live:
-            if inst.process.returncode is None:
-                try:
-                    os.kill(inst.process.pid, signal.SIGCONT)  # a paused instance cannot handle SIGTERM
-                    inst.process.terminate()
-                except ProcessLookupError:
-                    pass
+            inst.terminate()
         deadline = time.monotonic() + grace_s
         for inst in live:
             try:
-                inst.process.wait(max(0.0, deadline - time.monotonic()))
+                inst.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                inst.process.kill()
-                inst.process.wait()
+                pass  # close() kills it
         for inst in self.instances.values():
-            if inst.process.stdout:
-                inst.process.stdout.close()
+            inst.close()
+        for host in {id(h): h for h in self.placed.values()}.values():
+            try:
+                host.stop(self.log_dir, [name for name, placed_on in self.placed.items()
+                                         if placed_on is host and name in self.instances])
+            except BrokerError as err:  # its instances' logs stay there; the run's results do not wait on them
+                (self.log_dir / f"agent-{host.name}.log").write_text(f"{err}\n")

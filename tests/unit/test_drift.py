@@ -36,3 +36,16 @@ def test_a_run_that_ended_before_its_window_did_has_no_drift():
         sampler.on_second(float(t))
     sampler.finish(50.0)  # interrupted
     assert sampler.summary({}, {}) is None
+
+
+def test_a_reading_that_fails_leaves_the_run_without_drift_not_broken():
+    def read(t: float) -> Reading:
+        if t >= 100:
+            raise FileNotFoundError("a segment directory Kafka deleted meanwhile")
+        return Reading(t, 0.0, 0, None, None)
+
+    sampler = DriftSampler(10.0, 100.0, read)
+    for t in range(0, 110):
+        sampler.on_second(float(t))
+    sampler.finish(110.0)
+    assert sampler.summary({}, {}) is None

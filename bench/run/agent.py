@@ -1,0 +1,272 @@
+"""`bench agent`: one per host; starts, signals, measures and stops the service instances a run's
+coordinator places on this host (:mod:`bench.run.remote` is the coordinator's side).
+
+A remote process launcher is a door into the host, so it is a narrow one:
+
+- it listens only where it is told (``--listen ADDR:PORT``; no default address);
+- it obeys only requests signed with the shared secret (:mod:`bench.run.control`);
+- it starts only bench's own service roles (``python -m bench serve``) of a pattern and workload it
+  validated itself, never a command it is sent; signals are the few a fault needs;
+- it hosts one run at a time, in a directory it created and marked (:mod:`bench.ownership`), and
+  deletes only that;
+- a run whose coordinator went silent for ``LEASE_S`` is stopped (its instances would otherwise
+  run on for ever); the instances also stop when the agent itself is gone.
+
+Endpoints (POST, JSON in and out): ``/session`` (unsigned: a session id to sign requests with),
+``/run`` (the run's id, pattern, workload text and bootstrap servers), ``/spawn`` (role, index:
+returns once the instance is ready), ``/signal`` (name, signal), ``/status`` (per instance: alive,
+backlog, CPU), ``/log`` (name: its log), ``/stop`` (every instance), ``/end`` (the run's directory
+removed).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from bench import ownership, patterns
+from bench.errors import BadInput
+from bench.flow.workload import load_workload
+from bench.kafka.errors import BrokerError
+from bench.run import control, procstat
+from bench.run.supervisor import Supervisor
+
+LEASE_S = 30.0  # a hosted run whose coordinator said nothing this long is stopped
+MAX_BODY = 1 << 20
+MAX_SESSIONS = 64
+SIGNALS = {"KILL": signal.SIGKILL, "STOP": signal.SIGSTOP, "CONT": signal.SIGCONT, "TERM": signal.SIGTERM,
+           "USR1": signal.SIGUSR1, "USR2": signal.SIGUSR2}  # USR1/USR2: a service's slow-down on and off (faults)
+_RUN_ID = "abcdefghijklmnopqrstuvwxyz0123456789-"
+
+
+class Refused(Exception):
+    """A request the agent will not carry out: (HTTP status, one line)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _HostedRun:
+    def __init__(self, run_id: str, directory: Path, token: str, supervisor: Supervisor, roles: set[str]) -> None:
+        self.run_id, self.directory, self.token, self.supervisor, self.roles = run_id, directory, token, supervisor, roles
+
+
+class Agent:
+    def __init__(self, secret: bytes, work_dir: Path, kafka_config: Path | None = None,
+                 lease_s: float = LEASE_S) -> None:
+        self.secret, self.work_dir, self.kafka_config, self.lease_s = secret, work_dir, kafka_config, lease_s
+        self.sessions: OrderedDict[str, int] = OrderedDict()  # session -> the last counter used
+        self.lock = threading.Lock()
+        self.run: _HostedRun | None = None
+        self.last_heard = time.monotonic()
+
+    # -- authentication ---------------------------------------------------------------------
+
+    def new_session(self) -> str:
+        with self.lock:
+            session = secrets.token_hex(16)
+            self.sessions[session] = -1
+            while len(self.sessions) > MAX_SESSIONS:
+                self.sessions.popitem(last=False)
+            return session
+
+    def authenticate(self, auth: str | None, method: str, path: str, body: bytes) -> None:
+        parsed = control.parse_header(auth)
+        if parsed is None:
+            raise Refused(401, "unsigned request")
+        session, counter, mac = parsed
+        with self.lock:
+            last = self.sessions.get(session)
+            if last is None or counter <= last or not control.valid(self.secret, session, counter, mac, method, path,
+                                                                     body):
+                raise Refused(401, "bad signature, unknown session or a counter used before")
+            self.sessions[session] = counter
+            self.last_heard = time.monotonic()
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def handle(self, path: str, request: dict) -> dict:
+        if path == "/run":
+            return self.open_run(request)
+        hosted = self.run
+        if hosted is None or request.get("run_id") != hosted.run_id:
+            raise Refused(409, "no such run on this agent")
+        if path == "/spawn":
+            role, index = _string(request, "role"), request.get("index")
+            if type(index) is not int or not 0 <= index < 1000:
+                raise Refused(400, "index: an integer 0 .. 999")
+            if role not in hosted.roles:
+                raise Refused(400, f"role: not a role of this run's pattern ({', '.join(sorted(hosted.roles))})")
+            try:
+                instance = hosted.supervisor.spawn(role, index)
+                hosted.supervisor.wait_ready([instance])
+            except BrokerError as err:
+                raise Refused(500, str(err).splitlines()[0]) from None
+            return {"name": instance.name}
+        if path == "/signal":
+            name = _string(request, "signal")
+            if name not in SIGNALS:
+                raise Refused(400, f"signal: one of {', '.join(SIGNALS)}")
+            instance = self._instance(hosted, request)
+            instance.send(SIGNALS[name])
+            if name == "KILL":
+                instance.wait()
+            return {}
+        if path == "/status":
+            # The current incarnation's CPU only: the coordinator adds up earlier ones (it killed them).
+            return {"instances": {name: {"alive": inst.alive(), "backlog": inst.backlog,
+                                         "usage": _usage(inst.usage() or procstat.Usage())}
+                                  for name, inst in list(hosted.supervisor.instances.items())}}
+        if path == "/log":
+            instance = self._instance(hosted, request)
+            return {"log": instance.log_path.read_text(errors="replace") if instance.log_path.exists() else ""}
+        if path == "/stop":
+            hosted.supervisor.stop()
+            return {}
+        if path == "/end":
+            self.end_run()
+            return {}
+        raise Refused(404, "no such command")
+
+    def open_run(self, request: dict) -> dict:
+        run_id = _string(request, "run_id")
+        if not 1 <= len(run_id) <= 64 or any(c not in _RUN_ID for c in run_id):
+            raise Refused(400, "run_id: 1-64 characters of a-z, 0-9 and -")
+        if self.run is not None:
+            if self.run.run_id == run_id:
+                raise Refused(409, "this run is open on this agent already")
+            self.end_run()  # a coordinator that went away without ending its run
+        pattern = patterns.PATTERNS.get(_string(request, "pattern"))
+        if pattern is None:
+            raise Refused(400, f"pattern: one of {', '.join(sorted(patterns.PATTERNS))}")
+        bootstrap = _string(request, "bootstrap_servers")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        directory = Path(tempfile.mkdtemp(prefix=f"run-{run_id}-", dir=self.work_dir))
+        token = ownership.new_token()
+        ownership.mark_dir(directory, token)
+        try:
+            workload_file = directory / "workload.yaml"
+            workload_file.write_text(_string(request, "workload"))
+            try:
+                workload = load_workload(workload_file)  # the one validated reader, as `bench run` reads it
+            except BadInput as err:
+                raise Refused(400, f"workload: {err}") from None
+            serve_args = ["--pattern", pattern.name, "--workload", str(workload_file), "--bootstrap-servers", bootstrap,
+                          "--group-prefix", f"bench-{run_id}"]
+            if self.kafka_config:
+                serve_args += ["--kafka-config", str(self.kafka_config)]
+            (directory / "logs").mkdir()
+            hosted = _HostedRun(run_id, directory, token, Supervisor(serve_args, directory / "logs"),
+                                set(pattern.topology(workload.saga).roles))
+        except BaseException:
+            ownership.remove_owned_dir(directory, token)
+            raise
+        self.run = hosted
+        return {"roles": sorted(hosted.roles)}
+
+    def end_run(self) -> None:
+        hosted, self.run = self.run, None
+        if hosted is not None:
+            hosted.supervisor.stop()
+            ownership.remove_owned_dir(hosted.directory, hosted.token)
+
+    def _instance(self, hosted: _HostedRun, request: dict):
+        instance = hosted.supervisor.instances.get(_string(request, "name"))
+        if instance is None:
+            raise Refused(404, "no such instance in this run")
+        return instance
+
+    def expire(self) -> bool:
+        """Stop a run whose coordinator went silent; True when one was stopped."""
+        if self.run is not None and time.monotonic() - self.last_heard > self.lease_s:
+            self.end_run()
+            return True
+        return False
+
+
+def _string(request: dict, key: str) -> str:
+    value = request.get(key)
+    if type(value) is not str or not value or len(value) > MAX_BODY:
+        raise Refused(400, f"{key}: a non-empty string")
+    return value
+
+
+def _usage(usage: procstat.Usage) -> dict:
+    return {"main_s": usage.main_s, "other_s": usage.other_s, "switches": usage.switches}
+
+
+def _handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "bench-agent"
+
+        def log_message(self, format, *args) -> None:  # noqa: A002 - http.server's name
+            pass  # one line per request would drown the agent's own log
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                if not 0 <= length <= MAX_BODY:
+                    raise Refused(413, "request too large")
+                body = self.rfile.read(length)
+                if self.path == "/session":
+                    self._reply(200, {"session": agent.new_session()})
+                    return
+                agent.authenticate(self.headers.get(control.HEADER), "POST", self.path, body)
+                try:
+                    request = json.loads(body or b"{}")
+                except ValueError:
+                    raise Refused(400, "the body is not JSON") from None
+                if not isinstance(request, dict):
+                    raise Refused(400, "the body is not a JSON object")
+                self._reply(200, agent.handle(self.path, request))
+            except Refused as refused:
+                self._reply(refused.status, {"error": str(refused)})
+
+        def _reply(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise BadInput(f"--listen: {text!r} is not ADDRESS:PORT (e.g. 10.0.0.2:7070)")
+    return host.strip("[]"), int(port)
+
+
+def serve(listen: tuple[str, int], agent: Agent, ready=lambda address: None, stop: threading.Event | None = None) -> None:
+    """Serve until ``stop`` is set (or for ever); a hosted run is ended on the way out."""
+    try:
+        server = ThreadingHTTPServer(listen, _handler(agent))
+    except OSError as err:
+        raise BadInput(f"--listen {listen[0]}:{listen[1]}: cannot listen there: {err.strerror or err}") from None
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="agent-http",
+                              daemon=True)
+    thread.start()
+    ready(server.server_address)
+    stop = stop or threading.Event()
+    try:
+        while not stop.wait(1.0):
+            agent.expire()
+    finally:
+        server.shutdown()
+        server.server_close()
+        agent.end_run()
+
+
+def default_work_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "bench-agent"

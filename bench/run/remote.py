@@ -1,0 +1,273 @@
+"""The coordinator's side of an agent (:mod:`bench.run.agent`): a host that runs some of a run's
+service instances, and those instances, driven through the methods the supervisor drives its own.
+
+A host is polled once a second from a thread of its own (alive, backlog, CPU per instance), so the
+load generator's tick reads the backlog from memory, never over the network.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import inputs
+from bench.errors import BadInput
+from bench.kafka.errors import BrokerError
+from bench.run import control, procstat
+
+TIMEOUT_S = 90.0  # a spawn returns once the instance is ready (its consumer group joined)
+POLL_S = 1.0
+SIGNAL_NAMES = {signal.SIGKILL: "KILL", signal.SIGSTOP: "STOP", signal.SIGCONT: "CONT", signal.SIGTERM: "TERM",
+                signal.SIGUSR1: "USR1", signal.SIGUSR2: "USR2"}
+
+
+class AgentError(BrokerError):
+    """An agent that cannot be reached or refused a command: the run cannot go on as placed."""
+
+
+class Host:
+    """One agent, as a run's coordinator sees it."""
+
+    def __init__(self, name: str, address: tuple[str, int], secret: bytes, run_id: str) -> None:
+        self.name, self.address, self.secret, self.run_id = name, address, secret, run_id
+        self.session: str | None = None
+        self.counter = 0
+        self.lock = threading.Lock()
+        self.status: dict[str, dict] = {}
+        self.stopping = threading.Event()
+        self.poller: threading.Thread | None = None
+        self.ended = False
+
+    def __repr__(self) -> str:
+        return f"agent {self.name} at {self.address[0]}:{self.address[1]}"
+
+    # -- the wire ---------------------------------------------------------------------------
+
+    def _post(self, path: str, body: bytes, headers: dict, timeout_s: float) -> dict:
+        connection = http.client.HTTPConnection(*self.address, timeout=timeout_s)
+        try:
+            connection.request("POST", path, body, {"Content-Type": "application/json", **headers})
+            response = connection.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as err:
+            raise AgentError(f"{self!r}: {path[1:]}: cannot reach it ({type(err).__name__}: {err}); is `bench agent` "
+                             f"running there, listening on that address?") from None
+        finally:
+            connection.close()
+        try:
+            answer = json.loads(data or b"{}")
+        except ValueError:
+            answer = {}
+        if response.status != 200:
+            raise AgentError(f"{self!r}: {path[1:]}: refused ({response.status}): {answer.get('error', '?')}")
+        return answer if isinstance(answer, dict) else {}
+
+    def call(self, path: str, request: dict | None = None, timeout_s: float = 15.0) -> dict:
+        body = json.dumps({"run_id": self.run_id, **(request or {})}).encode()
+        with self.lock:
+            if self.session is None:
+                self.session = str(self._post("/session", b"", {}, timeout_s).get("session", ""))
+            self.counter += 1
+            auth = control.header(self.secret, self.session, self.counter, "POST", path, body)
+        return self._post(path, body, {control.HEADER: auth}, timeout_s)
+
+    # -- a run's life on this host ----------------------------------------------------------
+
+    def open(self, pattern: str, workload_text: str, bootstrap_servers: str) -> None:
+        self.call("/run", {"pattern": pattern, "workload": workload_text, "bootstrap_servers": bootstrap_servers})
+        self.poller = threading.Thread(target=self._poll, name=f"agent-{self.name}", daemon=True)
+        self.poller.start()
+
+    def _poll(self) -> None:
+        while not self.stopping.wait(POLL_S):
+            try:
+                self.refresh()
+            except AgentError:
+                continue  # a host unreachable for a moment: its instances keep their last state
+
+    def refresh(self) -> dict[str, dict]:
+        self.status = self.call("/status").get("instances", {})
+        return self.status
+
+    def spawn(self, role: str, index: int, used_before: procstat.Usage, log_dir: Path) -> "RemoteInstance":
+        name = str(self.call("/spawn", {"role": role, "index": index}, TIMEOUT_S).get("name"))
+        self.refresh()
+        return RemoteInstance(role, index, self, log_dir / f"{name}.log", used_before)
+
+    def signal(self, name: str, sig: int) -> None:
+        self.call("/signal", {"name": name, "signal": SIGNAL_NAMES[sig]})
+
+    def stop(self, log_dir: Path, names: list[str]) -> None:
+        """Stop every instance here and bring their logs into ``log_dir`` (the run's own)."""
+        self.stopping.set()
+        self.call("/stop", timeout_s=30.0)
+        for name in names:
+            (log_dir / f"{name}.log").write_text(self.call("/log", {"name": name}).get("log", ""))
+
+    def close(self) -> None:
+        """End the run on this host (its instances stopped, its directory removed); once."""
+        self.stopping.set()
+        if self.poller is not None:
+            self.poller.join(5.0)
+        if not self.ended:
+            self.ended = True
+            try:
+                self.call("/end", timeout_s=30.0)
+            except AgentError:
+                pass  # unreachable: its lease ends the run there
+
+
+class RemoteInstance:
+    """A service instance on another host: the methods :class:`bench.run.supervisor.Instance` has."""
+
+    def __init__(self, role: str, index: int, host: Host, log_path: Path, used_before: procstat.Usage) -> None:
+        self.role, self.index, self.host, self.log_path, self.used_before = role, index, host, log_path, used_before
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}-{self.index}"
+
+    def _state(self) -> dict:
+        return self.host.status.get(self.name, {})
+
+    @property
+    def backlog(self) -> int | None:
+        value = self._state().get("backlog")
+        return value if type(value) is int else None
+
+    def alive(self) -> bool:
+        return bool(self._state().get("alive"))
+
+    def usage(self) -> procstat.Usage | None:
+        state = self.host.refresh().get(self.name, {})
+        used = state.get("usage") or {}
+        if not state.get("alive"):
+            return None
+        return procstat.Usage(float(used.get("main_s", 0.0)), float(used.get("other_s", 0.0)),
+                              int(used.get("switches", 0)))
+
+    def send(self, sig: int) -> None:
+        self.host.signal(self.name, sig)
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.host.refresh().get(self.name, {}).get("alive"):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.name, timeout_s)
+            time.sleep(0.1)
+
+    def terminate(self) -> None:
+        if self.alive():
+            self.send(signal.SIGCONT)  # a paused instance cannot handle SIGTERM
+            self.send(signal.SIGTERM)
+
+    def close(self) -> None:
+        if self.alive():
+            self.send(signal.SIGKILL)
+
+    def log_tail(self, lines: int = 8) -> str:
+        try:
+            text = self.host.call("/log", {"name": self.name}).get("log", "")
+        except AgentError:
+            return ""
+        return "\n".join(str(text).splitlines()[-lines:])
+
+
+# --- placement: which host runs which service instances ----------------------------------------
+
+
+class HostsError(BadInput):
+    pass
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    address: tuple[str, int]
+    services: dict[str, int]  # role -> instances of it on this host
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A hosts file (``bench run --hosts``)::
+
+        secret_file: agent-secret    # optional: else $BENCH_AGENT_SECRET
+        hosts:
+          - name: h1
+            agent: 10.0.0.2:7070
+            services: {payment: 1, shipping: 2}
+
+    A role's instances are numbered 0 .. n-1 (the workload's ``instances``); the hosts take them
+    in the order they are listed, and whatever no host takes runs where `bench run` runs."""
+
+    hosts: tuple[HostSpec, ...]
+    secret_file: Path | None
+
+    def instances(self, counts: dict[str, int]) -> dict[str, HostSpec]:
+        """Instance name -> the host that runs it, for a run with ``counts`` instances per role."""
+        placed, next_index = {}, dict.fromkeys(counts, 0)
+        for host in self.hosts:
+            for role, n in host.services.items():
+                for _ in range(n):
+                    placed[f"{role}-{next_index[role]}"] = host
+                    next_index[role] += 1
+        return placed
+
+    def check(self, roles: tuple[str, ...] | list[str], counts: dict[str, int], where: str) -> None:
+        """Before anything starts: every role placed is the pattern's, and no more than it has."""
+        taken: dict[str, int] = {}
+        for host in self.hosts:
+            for role, n in host.services.items():
+                if role not in roles:
+                    raise HostsError(f"{where}: hosts[{host.name}].services: {role!r} is not a role of this pattern "
+                                     f"({', '.join(roles)})")
+                taken[role] = taken.get(role, 0) + n
+        for role, n in taken.items():
+            if n > counts.get(role, 1):
+                raise HostsError(f"{where}: {n} instances of {role} placed, the workload runs {counts.get(role, 1)} "
+                                 f"(raise instances.{role}, or place fewer)")
+
+
+def read_placement(path: Path) -> Placement:
+    """A hosts file, through the one validated reader; one line naming the key on a problem."""
+    raw = inputs.read_yaml(path, "hosts file", HostsError)
+    where = str(path)
+    if not isinstance(raw, dict):
+        raise HostsError(f"{where}: a hosts file is a mapping with a 'hosts' list")
+    unknown = sorted(set(map(str, raw)) - {"hosts", "secret_file"})
+    if unknown:
+        raise HostsError(f"{where}: unknown key {unknown[0]!r} (known: hosts, secret_file)")
+    secret_file = raw.get("secret_file")
+    if secret_file is not None and (type(secret_file) is not str or not secret_file):
+        raise HostsError(f"{where}: secret_file: a path")
+    entries = raw.get("hosts")
+    if not isinstance(entries, list) or not entries or len(entries) > 256:
+        raise HostsError(f"{where}: hosts: a list of 1 .. 256 hosts")
+    hosts, names = [], set()
+    for i, entry in enumerate(entries):
+        key = f"hosts[{i}]"
+        if not isinstance(entry, dict) or set(map(str, entry)) - {"name", "agent", "services"}:
+            raise HostsError(f"{where}: {key}: a mapping of name, agent and services")
+        name = entry.get("name")
+        if type(name) is not str or not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+            raise HostsError(f"{where}: {key}.name: 1-64 letters, digits, - and _")
+        if name in names:
+            raise HostsError(f"{where}: {key}.name: {name} is listed twice")
+        names.add(name)
+        agent = entry.get("agent")
+        if type(agent) is not str:
+            raise HostsError(f"{where}: {key}.agent: ADDRESS:PORT of the host's `bench agent`")
+        host, sep, port = agent.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise HostsError(f"{where}: {key}.agent: not ADDRESS:PORT (e.g. 10.0.0.2:7070)")
+        services = entry.get("services", {})
+        if not isinstance(services, dict) or not all(type(r) is str and type(n) is int and not isinstance(n, bool)
+                                                     and 0 <= n <= 1000 for r, n in services.items()):
+            raise HostsError(f"{where}: {key}.services: role -> instances on this host (0 .. 1000)")
+        hosts.append(HostSpec(name, (host.strip("[]"), int(port)), dict(services)))
+    return Placement(tuple(hosts), None if secret_file is None else (path.parent / secret_file))

@@ -1,0 +1,170 @@
+"""A run whose services sit on other hosts: network namespaces on a bridge are the hosts, each with
+a `bench agent`; the broker listens on the bridge; `bench run --hosts` places service instances on
+the agents, kills one there mid-run (restarted there), and the audit is as clean as on one host.
+Traffic goes only to the namespaces' own addresses; everything made is removed, even on failure."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from netns import Hosts  # noqa: E402
+
+pytestmark = pytest.mark.broker
+AGENT_PORT = 7070
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def hosts():
+    with Hosts(2) as made:
+        yield made
+
+
+@pytest.fixture
+def bridge_broker(hosts, tmp_path, monkeypatch):
+    """A broker of this test's own, listening on the bridge (reachable from every namespace)."""
+    from bench.broker import embedded
+
+    monkeypatch.setenv("BENCH_BROKER_DIR", str(tmp_path / "broker"))
+    monkeypatch.setenv("BENCH_BROKER_HOST", hosts.root_address)
+    port = free_port()
+    monkeypatch.setenv("BENCH_BROKER_PORT", str(port))
+    cluster = embedded.start(port=port, tied=True)
+    try:
+        yield cluster
+    finally:
+        embedded._kill(cluster)
+
+
+def start_agent(hosts: Hosts, host: str, env: dict, log: Path) -> subprocess.Popen:
+    out = log.open("w")
+    agent = hosts.popen(host, [sys.executable, "-m", "bench", "agent", "--listen",
+                               f"{hosts.address(host)}:{AGENT_PORT}", "--work-dir", str(log.parent / f"agent-{host}")],
+                        env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while "listening on" not in log.read_text():
+        assert agent.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    return agent
+
+
+def pids_in(hosts: Hosts, host: str) -> set[int]:
+    listed = subprocess.run(["ip", "netns", "pids", hosts.namespace(host)], capture_output=True, text=True).stdout
+    return {int(p) for p in listed.split()}
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_services_on_two_other_hosts_with_a_kill_there_audit_clean(hosts, bridge_broker, tmp_path):
+    secret = secrets.token_hex(32)
+    env = {**os.environ, "BENCH_AGENT_SECRET": secret, "PYTHONPATH": str(ROOT)}
+    agents = [start_agent(hosts, h, env, tmp_path / f"agent-{h}.log") for h in hosts.names]
+    try:
+        (tmp_path / "hosts.yaml").write_text(
+            "hosts:\n"
+            f"  - {{name: h1, agent: '{hosts.address('h1')}:{AGENT_PORT}', services: {{payment: 1}}}}\n"
+            f"  - {{name: h2, agent: '{hosts.address('h2')}:{AGENT_PORT}', services: {{shipping: 1, inventory: 1}}}}\n")
+        (tmp_path / "workload.yaml").write_text(
+            "name: placed\nrate: 200\nduration: 10s\nwarmup: 3s\ndrain: 30s\n"
+            "faults:\n  - {type: kill, at: 6s, duration: 1s, role: payment}\n")
+        seen: dict[str, set[str]] = {h: set() for h in hosts.names}
+        done = threading.Event()
+
+        def watch() -> None:  # which bench roles run inside each namespace, while the run goes
+            while not done.wait(0.5):
+                for h in hosts.names:
+                    for pid in pids_in(hosts, h):
+                        line = cmdline(pid)
+                        if " serve " in line and "--role" in line:
+                            seen[h].add(line.split("--role", 1)[1].split()[0])
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        out = tmp_path / "run"
+        done_run = subprocess.run(
+            [sys.executable, "-m", "bench", "run", "--pattern", "orchestration", "--workload",
+             str(tmp_path / "workload.yaml"), "--bootstrap-servers", bridge_broker.bootstrap_servers,
+             "--hosts", str(tmp_path / "hosts.yaml"), "--output", str(out)],
+            env=env, capture_output=True, text=True, timeout=300)
+        done.set()
+        watcher.join()
+        # 3: the rate was not held while payment was down (restarting it rejoins its group: seconds);
+        # what must hold is the audit.
+        assert done_run.returncode in (0, 3), done_run.stderr[-3000:]
+        summary = json.loads((out / "summary.json").read_text())
+        orders = summary["orders"]
+        assert summary["clean"] and orders["lost"] == 0 and orders["stuck"] == 0
+        assert orders["completed"] + orders["cancelled"] == orders["started"] > 1500
+        # Each role ran where the hosts file put it, and the killed payment came back there.
+        assert seen == {"h1": {"payment"}, "h2": {"shipping", "inventory"}}
+        assert summary["faults"] and summary["faults"][0]["type"] == "kill"
+        # Their logs came home (each incarnation's STATS line: what `services` in the summary sums).
+        assert "STATS" in (out / "logs" / "shipping-0.log").read_text()
+        assert summary["services"]["shipping"]["processed"] > 0
+        # Their CPU is measured on their host and counted.
+        per_order = summary["cost"]["cpu_us_per_order"]
+        assert per_order["payment"]["main"] > 0 and per_order["shipping"]["main"] > 0
+        # The run ended on every agent: no service left, their run directories removed.
+        time.sleep(1.0)
+        for h in hosts.names:
+            assert not [p for p in pids_in(hosts, h) if " serve " in cmdline(p)]
+            assert not list((tmp_path / f"agent-{h}").glob("run-*"))
+    finally:
+        for agent in agents:
+            agent.terminate()
+        for agent in agents:
+            try:
+                agent.wait(15)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+
+
+def test_an_agent_obeys_only_the_secret_and_starts_only_bench_roles(hosts, tmp_path):
+    from bench.run import remote
+
+    secret = secrets.token_hex(32)
+    env = {**os.environ, "BENCH_AGENT_SECRET": secret, "PYTHONPATH": str(ROOT)}
+    agent = start_agent(hosts, "h1", env, tmp_path / "agent.log")
+    try:
+        address = (hosts.address("h1"), AGENT_PORT)
+        impostor = remote.Host("h1", address, b"not-the-secret-but-long-enough", "r1")
+        with pytest.raises(remote.AgentError, match="refused \\(401\\)"):
+            impostor.call("/status")
+        host = remote.Host("h1", address, secret.encode(), "r1")
+        with pytest.raises(remote.AgentError, match="not a role"):
+            host.open("orchestration", "name: t\nrate: 10\n", "127.0.0.1:1")
+            host.call("/spawn", {"role": "sh -c 'touch /tmp/x'", "index": 0})
+        with pytest.raises(remote.AgentError, match="signal: one of"):
+            host.call("/signal", {"name": "payment-0", "signal": "HUP"})
+        # A captured request replayed (same session and counter) is refused.
+        body = json.dumps({"run_id": "r1"}).encode()
+        header = {"X-Bench-Auth": remote.control.header(secret.encode(), host.session, host.counter, "POST", "/status",
+                                                         body)}
+        with pytest.raises(remote.AgentError, match="401"):
+            host._post("/status", body, header, 5.0)
+        host.close()
+        assert "not-the-secret" not in (tmp_path / "agent.log").read_text() and secret not in (tmp_path / "agent.log").read_text()
+    finally:
+        agent.terminate()
+        agent.wait(15)
