@@ -123,7 +123,7 @@ class Cluster:
 
     def save(self) -> None:
         path = Path(self.state_dir) / "state.json"
-        path.write_text(json.dumps({"nodes": [asdict(n) for n in self.nodes], "state_dir": self.state_dir,
+        path.write_text(json.dumps({"nodes": [_saved(n) for n in self.nodes], "state_dir": self.state_dir,
                                     "token": self.token}, indent=2))
 
     @staticmethod
@@ -161,6 +161,15 @@ class Cluster:
                     except OSError:
                         pass  # a segment deleted meanwhile
         return used / 2**20
+
+
+def _saved(node: NodeInfo) -> dict:
+    """A node as state.json keeps it; ``host`` only when it is not localhost, so that an earlier
+    bench (which knows no ``host``) still reads the state of a broker on localhost."""
+    saved = asdict(node)
+    if node.host == "localhost":
+        del saved["host"]
+    return saved
 
 
 def _pid_is_ours(node: NodeInfo | int) -> bool:
