@@ -9,6 +9,7 @@ ports are kept in ``state.json`` in the state directory so ``stop``,
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import signal
@@ -69,12 +70,9 @@ def default_host() -> str:
     if not text:
         return "localhost"
     try:
-        socket.inet_aton(text)
-    except OSError:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
         raise BadInput("BENCH_BROKER_HOST: expected an IPv4 address of this host, e.g. 10.0.0.1") from None
-    if text.count(".") != 3:
-        raise BadInput("BENCH_BROKER_HOST: expected an IPv4 address of this host, e.g. 10.0.0.1")
-    return text
 
 
 def default_port() -> int:

@@ -16,7 +16,25 @@ def headline(s: dict) -> str:
             f"lost {orders['lost']}  stuck {orders['stuck']}  duplicates {orders['duplicates']}  inconsistent {orders['inconsistent']}"
             + _foreign(orders) + "\n"
             f"  messages/order {s['messages_per_order']}  bytes/order {s['bytes_per_order']}  harness CPU {s['cpu_s']['harness_total']}s  broker CPU {fmt(s['cpu_s']['broker'])}s"
-            + _cost_line(s.get("cost")) + _clock_line(s.get("clock")) + _drift_line(s.get("drift")))
+            + _cost_line(s.get("cost")) + _clock_line(s.get("clock")) + _drift_line(s.get("drift"))
+            + _hosts_line(s.get("hosts")))
+
+
+def _hosts_line(hosts: dict | None) -> str:
+    line = describe_hosts(hosts)
+    return f"\n  hosts   {line}" if line else ""
+
+
+def describe_hosts(hosts: dict | None) -> str | None:
+    """Where a run's services ran (None: all on one host), and which hosts' step spans are not
+    latencies (their monotonic clock is not the coordinator's: :meth:`bench.run.remote.Host.clock`)."""
+    if not hosts:
+        return None
+    placed = "; ".join(f"{name} ({', '.join(h.get('instances', []))})" for name, h in hosts.items())
+    apart = [name for name, h in hosts.items() if h.get("shared_monotonic_clock") is False]
+    note = (f"; step latencies through {', '.join(apart)} are not comparable (another monotonic clock: "
+            f"end-to-end latency, measured by the load generator alone, is)") if apart else ""
+    return f"services on {placed}{note}"
 
 
 def _clock_line(moved: dict | None) -> str:

@@ -85,6 +85,7 @@ def build(*, mode: str, pattern: str, workload, load, orders: Orders, latency_ms
         "timeline": timeline,
         "clock": load.clock,  # how the wall clock moved (run.clock); a simulation has none to watch
         "drift": None,  # the first against the last tenth of the window (run.drift): a real run fills it
+        "hosts": None,  # services on other hosts (run.remote.describe); None: every process on one host
         "environment": environment,
         "config": config,
         **extra,
@@ -234,6 +235,8 @@ _SCHEMA = _Obj({
     "environment": _opt(_Obj({"git": _opt(_Obj({"commit": _opt((str,)), "dirty": _opt((bool,))}, nullable=True))},
                              nullable=True)),
     "workload": _opt(_Obj({"name": _req((str,))})),
+    "hosts": _opt(_Each(_Obj({"agent": _opt((str,)), "instances": _opt(_List((str,))),
+                              "shared_monotonic_clock": _opt((bool,))}), nullable=True)),
     "drift": _opt(_Obj({"tenth_s": _opt(_NUMBER), "changed": _opt(_List((str,))),
                         **{tenth: _opt(_Each((*_NUMBER, _NONE))) for tenth in ("first_tenth", "last_tenth")}},
                        nullable=True)),

@@ -16,13 +16,12 @@ Endpoints (POST, JSON in and out): ``/session`` (unsigned: a session id to sign 
 ``/run`` (the run's id, pattern, workload text and bootstrap servers), ``/spawn`` (role, index:
 returns once the instance is ready), ``/signal`` (name, signal), ``/status`` (per instance: alive,
 backlog, CPU), ``/log`` (name: its log), ``/stop`` (every instance), ``/end`` (the run's directory
-removed).
+removed), ``/clock`` (its monotonic and wall clocks, which the coordinator times as NTP does).
 """
 from __future__ import annotations
 
 import json
 import secrets
-import signal
 import tempfile
 import threading
 import time
@@ -39,9 +38,12 @@ from bench.run.supervisor import Supervisor
 
 LEASE_S = 30.0  # a hosted run whose coordinator said nothing this long is stopped
 MAX_BODY = 1 << 20
-MAX_SESSIONS = 64
-SIGNALS = {"KILL": signal.SIGKILL, "STOP": signal.SIGSTOP, "CONT": signal.SIGCONT, "TERM": signal.SIGTERM,
-           "USR1": signal.SIGUSR1, "USR2": signal.SIGUSR2}  # USR1/USR2: a service's slow-down on and off (faults)
+# Sessions handed out but never used are capped (anyone may ask for one); a session that has
+# carried a signed request is never pushed out by new ones, or asking for sessions would be a way
+# to lock a coordinator out.
+MAX_PENDING_SESSIONS = 64
+MAX_SESSIONS = 1024
+REQUEST_TIMEOUT_S = 30.0  # a client that stops mid-request does not hold a thread for ever
 _RUN_ID = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
 
@@ -56,25 +58,27 @@ class Refused(Exception):
 class _HostedRun:
     def __init__(self, run_id: str, directory: Path, token: str, supervisor: Supervisor, roles: set[str]) -> None:
         self.run_id, self.directory, self.token, self.supervisor, self.roles = run_id, directory, token, supervisor, roles
+        self.last_heard = time.monotonic()  # a signed request naming this run: its coordinator is there
 
 
 class Agent:
     def __init__(self, secret: bytes, work_dir: Path, kafka_config: Path | None = None,
                  lease_s: float = LEASE_S) -> None:
         self.secret, self.work_dir, self.kafka_config, self.lease_s = secret, work_dir, kafka_config, lease_s
-        self.sessions: OrderedDict[str, int] = OrderedDict()  # session -> the last counter used
-        self.lock = threading.Lock()
+        self.pending: OrderedDict[str, None] = OrderedDict()  # sessions handed out, not used yet
+        self.sessions: OrderedDict[str, int] = OrderedDict()  # used sessions -> the last counter used
+        self.lock = threading.Lock()  # the sessions
+        self.state = threading.RLock()  # the hosted run: opened, spawned into, ended one at a time
         self.run: _HostedRun | None = None
-        self.last_heard = time.monotonic()
 
     # -- authentication ---------------------------------------------------------------------
 
     def new_session(self) -> str:
         with self.lock:
             session = secrets.token_hex(16)
-            self.sessions[session] = -1
-            while len(self.sessions) > MAX_SESSIONS:
-                self.sessions.popitem(last=False)
+            self.pending[session] = None
+            while len(self.pending) > MAX_PENDING_SESSIONS:
+                self.pending.popitem(last=False)
             return session
 
     def authenticate(self, auth: str | None, method: str, path: str, body: bytes) -> None:
@@ -83,39 +87,54 @@ class Agent:
             raise Refused(401, "unsigned request")
         session, counter, mac = parsed
         with self.lock:
-            last = self.sessions.get(session)
+            last = self.sessions.get(session, -1 if session in self.pending else None)
             if last is None or counter <= last or not control.valid(self.secret, session, counter, mac, method, path,
                                                                      body):
                 raise Refused(401, "bad signature, unknown session or a counter used before")
+            self.pending.pop(session, None)
             self.sessions[session] = counter
-            self.last_heard = time.monotonic()
+            self.sessions.move_to_end(session)
+            while len(self.sessions) > MAX_SESSIONS:
+                self.sessions.popitem(last=False)
 
     # -- commands ---------------------------------------------------------------------------
 
     def handle(self, path: str, request: dict) -> dict:
+        if path == "/clock":  # read as NTP reads a server: the coordinator times the round trip
+            if self.run is not None and request.get("run_id") == self.run.run_id:
+                self.run.last_heard = time.monotonic()
+            return {"mono_ns": time.monotonic_ns(), "wall_ns": time.time_ns()}
         if path == "/run":
-            return self.open_run(request)
+            with self.state:
+                return self.open_run(request)
         hosted = self.run
         if hosted is None or request.get("run_id") != hosted.run_id:
             raise Refused(409, "no such run on this agent")
+        hosted.last_heard = time.monotonic()
         if path == "/spawn":
             role, index = _string(request, "role"), request.get("index")
             if type(index) is not int or not 0 <= index < 1000:
                 raise Refused(400, "index: an integer 0 .. 999")
             if role not in hosted.roles:
                 raise Refused(400, f"role: not a role of this run's pattern ({', '.join(sorted(hosted.roles))})")
-            try:
-                instance = hosted.supervisor.spawn(role, index)
-                hosted.supervisor.wait_ready([instance])
-            except BrokerError as err:
-                raise Refused(500, str(err).splitlines()[0]) from None
+            with self.state:  # not into a run that was ended meanwhile
+                if self.run is not hosted:
+                    raise Refused(409, "no such run on this agent")
+                running = hosted.supervisor.instances.get(f"{role}-{index}")
+                if running is not None and running.alive():
+                    raise Refused(409, f"{role}-{index} is running already")
+                try:
+                    instance = hosted.supervisor.spawn(role, index)
+                    hosted.supervisor.wait_ready([instance])
+                except BrokerError as err:
+                    raise Refused(500, str(err).splitlines()[0]) from None
             return {"name": instance.name}
         if path == "/signal":
             name = _string(request, "signal")
-            if name not in SIGNALS:
-                raise Refused(400, f"signal: one of {', '.join(SIGNALS)}")
+            if name not in control.SIGNALS:
+                raise Refused(400, f"signal: one of {', '.join(control.SIGNALS)}")
             instance = self._instance(hosted, request)
-            instance.send(SIGNALS[name])
+            instance.send(control.SIGNALS[name])
             if name == "KILL":
                 instance.wait()
             return {}
@@ -131,7 +150,9 @@ class Agent:
             hosted.supervisor.stop()
             return {}
         if path == "/end":
-            self.end_run()
+            with self.state:
+                if self.run is hosted:
+                    self.end_run()
             return {}
         raise Refused(404, "no such command")
 
@@ -142,7 +163,11 @@ class Agent:
         if self.run is not None:
             if self.run.run_id == run_id:
                 raise Refused(409, "this run is open on this agent already")
-            self.end_run()  # a coordinator that went away without ending its run
+            silent_s = time.monotonic() - self.run.last_heard
+            if silent_s <= self.lease_s:  # another coordinator's run is live: it is not ours to end
+                raise Refused(409, f"another run ({self.run.run_id}) is open on this agent; its coordinator was heard "
+                                   f"{silent_s:.0f} s ago")
+            self.end_run()  # its coordinator went away without ending it
         pattern = patterns.PATTERNS.get(_string(request, "pattern"))
         if pattern is None:
             raise Refused(400, f"pattern: one of {', '.join(sorted(patterns.PATTERNS))}")
@@ -150,7 +175,11 @@ class Agent:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         directory = Path(tempfile.mkdtemp(prefix=f"run-{run_id}-", dir=self.work_dir))
         token = ownership.new_token()
-        ownership.mark_dir(directory, token)
+        try:
+            ownership.mark_dir(directory, token)
+        except BaseException:
+            directory.rmdir()  # made empty by mkdtemp a moment ago, in this call
+            raise
         try:
             workload_file = directory / "workload.yaml"
             workload_file.write_text(_string(request, "workload"))
@@ -185,9 +214,10 @@ class Agent:
 
     def expire(self) -> bool:
         """Stop a run whose coordinator went silent; True when one was stopped."""
-        if self.run is not None and time.monotonic() - self.last_heard > self.lease_s:
-            self.end_run()
-            return True
+        with self.state:
+            if self.run is not None and time.monotonic() - self.run.last_heard > self.lease_s:
+                self.end_run()
+                return True
         return False
 
 
@@ -205,6 +235,7 @@ def _usage(usage: procstat.Usage) -> dict:
 def _handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "bench-agent"
+        timeout = REQUEST_TIMEOUT_S
 
         def log_message(self, format, *args) -> None:  # noqa: A002 - http.server's name
             pass  # one line per request would drown the agent's own log
@@ -228,6 +259,10 @@ def _handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, agent.handle(self.path, request))
             except Refused as refused:
                 self._reply(refused.status, {"error": str(refused)})
+            except ValueError:  # a Content-Length that is not a number
+                self._reply(400, {"error": "bad request"})
+            except Exception as err:  # noqa: BLE001 - one line back, never a traceback and a dropped connection
+                self._reply(500, {"error": f"the agent failed: {type(err).__name__}"})
 
         def _reply(self, status: int, body: dict) -> None:
             data = json.dumps(body).encode()
@@ -241,10 +276,7 @@ def _handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise BadInput(f"--listen: {text!r} is not ADDRESS:PORT (e.g. 10.0.0.2:7070)")
-    return host.strip("[]"), int(port)
+    return control.parse_address(text, "--listen")
 
 
 def serve(listen: tuple[str, int], agent: Agent, ready=lambda address: None, stop: threading.Event | None = None) -> None:

@@ -17,12 +17,14 @@ import hashlib
 import hmac
 import os
 import re
+import signal
 from pathlib import Path
 
 from bench import inputs
 from bench.errors import BadInput
 
 SECRET_ENV = "BENCH_AGENT_SECRET"
+_from_env: str | None = None  # the secret once taken out of the environment (see read_secret)
 MIN_SECRET_BYTES = 16
 HEADER = "X-Bench-Auth"  # session=<hex>;counter=<n>;mac=<hex>
 _HEADER = re.compile(r"^session=([0-9a-f]{32});counter=([0-9]{1,18});mac=([0-9a-f]{64})$")
@@ -37,8 +39,13 @@ def read_secret(path: Path | None) -> bytes:
         lines = text.splitlines()
         secret = lines[0].strip() if lines else ""
     else:
+        global _from_env
         where = f"${SECRET_ENV}"
-        secret = os.environ.get(SECRET_ENV, "").strip()
+        # Taken out of the environment on first read: every process bench starts (services, the
+        # live audit, the broker's JVM) inherits the environment, and none of them needs it.
+        if _from_env is None and SECRET_ENV in os.environ:
+            _from_env = os.environ.pop(SECRET_ENV)
+        secret = (_from_env or "").strip()
         if not secret:
             raise BadInput(f"no agent secret: set {SECRET_ENV}, or give --secret-file (a file only you can read)")
     data = secret.encode("utf-8", "surrogateescape")
@@ -46,6 +53,20 @@ def read_secret(path: Path | None) -> bytes:
         raise BadInput(f"{where}: the secret is shorter than {MIN_SECRET_BYTES} bytes: use a random one, "
                        "e.g. `openssl rand -hex 32`")
     return data
+
+
+# The signals an agent passes on, by name: what the faults need (kill; pause and resume; a
+# service's slow-down on and off, SIGUSR1/SIGUSR2), and SIGTERM to stop.
+SIGNALS = {"KILL": signal.SIGKILL, "STOP": signal.SIGSTOP, "CONT": signal.SIGCONT, "TERM": signal.SIGTERM,
+           "USR1": signal.SIGUSR1, "USR2": signal.SIGUSR2}
+
+
+def parse_address(text: str, what: str, error: type[BadInput] = BadInput) -> tuple[str, int]:
+    """``ADDRESS:PORT`` (an agent's) as (address, port); one line naming ``what`` otherwise."""
+    host, sep, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise error(f"{what}: not ADDRESS:PORT (e.g. 10.0.0.2:7070)")
+    return host.strip("[]"), int(port)
 
 
 def mac(secret: bytes, session: str, counter: int, method: str, path: str, body: bytes) -> str:

@@ -22,12 +22,17 @@ from bench.run import control, procstat
 
 TIMEOUT_S = 90.0  # a spawn returns once the instance is ready (its consumer group joined)
 POLL_S = 1.0
-SIGNAL_NAMES = {signal.SIGKILL: "KILL", signal.SIGSTOP: "STOP", signal.SIGCONT: "CONT", signal.SIGTERM: "TERM",
-                signal.SIGUSR1: "USR1", signal.SIGUSR2: "USR2"}
+CLOCK_SAMPLES = 8
+SPAN_RESOLUTION_MS = 1.0  # step latencies are read to the millisecond
+SIGNAL_NAMES = {number: name for name, number in control.SIGNALS.items()}
 
 
 class AgentError(BrokerError):
     """An agent that cannot be reached or refused a command: the run cannot go on as placed."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the agent's HTTP answer; None: not reached
 
 
 class Host:
@@ -35,13 +40,16 @@ class Host:
 
     def __init__(self, name: str, address: tuple[str, int], secret: bytes, run_id: str) -> None:
         self.name, self.address, self.secret, self.run_id = name, address, secret, run_id
-        self.session: str | None = None
-        self.counter = 0
-        self.lock = threading.Lock()
+        # A session per calling thread (the poller, the run, the drift sampler, the fault injector):
+        # the agent takes a session's counters in rising order only, and one thread's requests
+        # arrive in the order it sent them.
+        self.sessions = threading.local()
         self.status: dict[str, dict] = {}
         self.stopping = threading.Event()
         self.poller: threading.Thread | None = None
         self.ended = False
+        self.clock_at_open: dict = {}
+        self.refreshed_at = float("-inf")
 
     def __repr__(self) -> str:
         return f"agent {self.name} at {self.address[0]}:{self.address[1]}"
@@ -64,21 +72,23 @@ class Host:
         except ValueError:
             answer = {}
         if response.status != 200:
-            raise AgentError(f"{self!r}: {path[1:]}: refused ({response.status}): {answer.get('error', '?')}")
+            raise AgentError(f"{self!r}: {path[1:]}: refused ({response.status}): {answer.get('error', '?')}",
+                             response.status)
         return answer if isinstance(answer, dict) else {}
 
     def call(self, path: str, request: dict | None = None, timeout_s: float = 15.0) -> dict:
         body = json.dumps({"run_id": self.run_id, **(request or {})}).encode()
-        with self.lock:
-            if self.session is None:
-                self.session = str(self._post("/session", b"", {}, timeout_s).get("session", ""))
-            self.counter += 1
-            auth = control.header(self.secret, self.session, self.counter, "POST", path, body)
+        mine = self.sessions
+        if getattr(mine, "id", None) is None:
+            mine.id, mine.counter = str(self._post("/session", b"", {}, timeout_s).get("session", "")), 0
+        mine.counter += 1
+        auth = control.header(self.secret, mine.id, mine.counter, "POST", path, body)
         return self._post(path, body, {control.HEADER: auth}, timeout_s)
 
     # -- a run's life on this host ----------------------------------------------------------
 
     def open(self, pattern: str, workload_text: str, bootstrap_servers: str) -> None:
+        self.clock_at_open = self.clock()
         self.call("/run", {"pattern": pattern, "workload": workload_text, "bootstrap_servers": bootstrap_servers})
         self.poller = threading.Thread(target=self._poll, name=f"agent-{self.name}", daemon=True)
         self.poller.start()
@@ -87,17 +97,61 @@ class Host:
         while not self.stopping.wait(POLL_S):
             try:
                 self.refresh()
-            except AgentError:
-                continue  # a host unreachable for a moment: its instances keep their last state
+            except AgentError as err:
+                if err.status == 409:  # the run is gone there (ended by its lease): so are its instances
+                    self.status = {}
+                # not reached: a host unreachable for a moment keeps its instances' last state
+
+    def clock(self, samples: int = CLOCK_SAMPLES) -> dict:
+        """This host's clocks against the coordinator's, as NTP reads a server: of ``samples`` round
+        trips, the shortest; the agent read its clocks within it, so an offset is known to +-RTT/2.
+        Monotonic clocks of two machines share no origin: a step span whose events were stamped on
+        hosts whose monotonic offset passes that bound is not a latency (network namespaces share
+        one kernel, and so one monotonic clock)."""
+        best = None
+        for _ in range(samples):
+            sent_mono, sent_wall = time.monotonic_ns(), time.time_ns()
+            answer = self.call("/clock")
+            back_mono, back_wall = time.monotonic_ns(), time.time_ns()
+            rtt = back_mono - sent_mono
+            if best is None or rtt < best[0]:
+                best = (rtt, int(answer.get("mono_ns", 0)) - (sent_mono + back_mono) // 2,
+                        int(answer.get("wall_ns", 0)) - (sent_wall + back_wall) // 2)
+        rtt, mono, wall = best
+        return {"rtt_ms": round(rtt / 1e6, 3), "error_ms": round(rtt / 2e6, 3),
+                "monotonic_offset_ms": round(mono / 1e6, 3), "wall_offset_ms": round(wall / 1e6, 3)}
+
+    def describe(self, instances: list[str]) -> dict:
+        """summary.json's ``hosts.<name>``: where its agent was, what it ran, its clocks at the
+        run's start and end, and whether step spans across it and the coordinator are latencies."""
+        try:
+            at_end = self.clock()
+        except AgentError:
+            at_end = None  # gone by the end: judged on its clock at the start alone
+        readings = [self.clock_at_open] + ([at_end] if at_end else [])
+        bound = max(r["error_ms"] for r in readings) + SPAN_RESOLUTION_MS
+        return {"agent": f"{self.address[0]}:{self.address[1]}", "instances": sorted(instances),
+                "clock_at_start": self.clock_at_open, "clock_at_end": at_end,
+                "shared_monotonic_clock": max(abs(r["monotonic_offset_ms"]) for r in readings) <= bound}
 
     def refresh(self) -> dict[str, dict]:
         self.status = self.call("/status").get("instances", {})
+        self.refreshed_at = time.monotonic()
+        return self.status
+
+    def fresh_status(self) -> dict[str, dict]:
+        """The instances' state read within the last half second; the last known when unreachable."""
+        if time.monotonic() - self.refreshed_at > 0.5:
+            try:
+                return self.refresh()
+            except AgentError:
+                pass
         return self.status
 
     def spawn(self, role: str, index: int, used_before: procstat.Usage, log_dir: Path) -> "RemoteInstance":
-        name = str(self.call("/spawn", {"role": role, "index": index}, TIMEOUT_S).get("name"))
+        self.call("/spawn", {"role": role, "index": index}, TIMEOUT_S)
         self.refresh()
-        return RemoteInstance(role, index, self, log_dir / f"{name}.log", used_before)
+        return RemoteInstance(role, index, self, log_dir / f"{role}-{index}.log", used_before)
 
     def signal(self, name: str, sig: int) -> None:
         self.call("/signal", {"name": name, "signal": SIGNAL_NAMES[sig]})
@@ -144,7 +198,7 @@ class RemoteInstance:
         return bool(self._state().get("alive"))
 
     def usage(self) -> procstat.Usage | None:
-        state = self.host.refresh().get(self.name, {})
+        state = self.host.fresh_status().get(self.name, {})
         used = state.get("usage") or {}
         if not state.get("alive"):
             return None
@@ -156,7 +210,7 @@ class RemoteInstance:
 
     def wait(self, timeout_s: float | None = None) -> None:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self.host.refresh().get(self.name, {}).get("alive"):
+        while self.host.fresh_status().get(self.name, {}).get("alive"):
             if deadline is not None and time.monotonic() >= deadline:
                 raise subprocess.TimeoutExpired(self.name, timeout_s)
             time.sleep(0.1)
@@ -248,7 +302,7 @@ def read_placement(path: Path) -> Placement:
     entries = raw.get("hosts")
     if not isinstance(entries, list) or not entries or len(entries) > 256:
         raise HostsError(f"{where}: hosts: a list of 1 .. 256 hosts")
-    hosts, names = [], set()
+    hosts, names, addresses = [], set(), set()
     for i, entry in enumerate(entries):
         key = f"hosts[{i}]"
         if not isinstance(entry, dict) or set(map(str, entry)) - {"name", "agent", "services"}:
@@ -259,15 +313,24 @@ def read_placement(path: Path) -> Placement:
         if name in names:
             raise HostsError(f"{where}: {key}.name: {name} is listed twice")
         names.add(name)
-        agent = entry.get("agent")
-        if type(agent) is not str:
-            raise HostsError(f"{where}: {key}.agent: ADDRESS:PORT of the host's `bench agent`")
-        host, sep, port = agent.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise HostsError(f"{where}: {key}.agent: not ADDRESS:PORT (e.g. 10.0.0.2:7070)")
+        address = control.parse_address(entry.get("agent"), f"{where}: {key}.agent", HostsError)
+        if address in addresses:
+            raise HostsError(f"{where}: {key}.agent: {address[0]}:{address[1]} is another host's agent too "
+                             "(an agent hosts one run's instances for one host)")
+        addresses.add(address)
         services = entry.get("services", {})
         if not isinstance(services, dict) or not all(type(r) is str and type(n) is int and not isinstance(n, bool)
                                                      and 0 <= n <= 1000 for r, n in services.items()):
             raise HostsError(f"{where}: {key}.services: role -> instances on this host (0 .. 1000)")
-        hosts.append(HostSpec(name, (host.strip("[]"), int(port)), dict(services)))
+        hosts.append(HostSpec(name, address, dict(services)))
     return Placement(tuple(hosts), None if secret_file is None else (path.parent / secret_file))
+
+
+def describe(placed: dict[str, Host]) -> dict | None:
+    """summary.json's ``hosts`` of a run placed over ``placed`` (instance -> host); None: one host."""
+    by_host: dict[str, tuple[Host, list[str]]] = {}
+    for name, host in placed.items():
+        by_host.setdefault(host.name, (host, []))[1].append(name)
+    if not by_host:
+        return None
+    return {name: host.describe(instances) for name, (host, instances) in by_host.items()}

@@ -239,6 +239,12 @@ def placement(request: RunRequest) -> remote.Placement | None:
     topology = request.pattern.topology(request.workload.saga)
     placed.check(topology.roles, {r: request.workload.instances.get(r, 1) for r in topology.roles}, str(request.hosts))
     control.read_secret(placed.secret_file)
+    brokers = (request.bootstrap_servers or embedded.default_host()).split(",")
+    loopback = [b for b in brokers if _loopback((b.rpartition(":")[0] or b).strip("[]"))]
+    if loopback:
+        raise remote.HostsError(f"{request.hosts}: services on other hosts cannot reach a broker at {loopback[0]}: give "
+                                "--bootstrap-servers an address they reach, or start the embedded broker with "
+                                "BENCH_BROKER_HOST=<an address of this host>")
     return placed
 
 
@@ -271,6 +277,10 @@ def run(request: RunRequest, echo: Callable[[str], None] = print, progress: Prog
             with _Interrupts(echo) as interrupts:
                 return _measure(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
                                 workload_file, progress)
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 @contextlib.contextmanager
@@ -377,6 +387,7 @@ def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, 
     summary["services"] = service_stats
     summary["faults"] = _fault_summaries(injector, load_result, report, service_stats, out)
     summary["drift"] = _drift(drift, load_result, out)
+    summary["hosts"] = remote.describe(supervisor.placed)
     for name, hist in load_result.histograms.items():
         write_hgrm(hist, out / hgrm_file(name))
     results.write_summary(out, summary)

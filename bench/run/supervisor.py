@@ -191,9 +191,10 @@ class Supervisor:
     def kill(self, name: str) -> None:
         """SIGKILL an instance (a crash), remembering the CPU it used."""
         inst = self.instances[name]
-        inst.used_before += inst.usage() or procstat.Usage()
+        used = inst.usage() or procstat.Usage()
         inst.send(signal.SIGKILL)
         inst.wait()
+        inst.used_before += used  # once it is dead: a kill that failed leaves it counted once, alive
 
     def restart(self, name: str) -> Any:
         inst = self.instances[name]
@@ -240,19 +241,30 @@ class Supervisor:
         """SIGTERM everyone (they commit and leave their groups), SIGKILL stragglers; the logs of
         instances on other hosts are fetched into the run's log directory."""
         live = [i for i in self.instances.values() if i.alive()]
+        unreachable: list[str] = []  # an instance whose host's agent did not answer: its lease stops it
         for inst in live:
-            inst.terminate()
+            try:
+                inst.terminate()
+            except BrokerError as err:
+                unreachable.append(str(err))
         deadline = time.monotonic() + grace_s
         for inst in live:
             try:
                 inst.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass  # close() kills it
+            except BrokerError as err:
+                unreachable.append(str(err))
         for inst in self.instances.values():
-            inst.close()
+            try:
+                inst.close()
+            except BrokerError as err:
+                unreachable.append(str(err))
         for host in {id(h): h for h in self.placed.values()}.values():
             try:
                 host.stop(self.log_dir, [name for name, placed_on in self.placed.items()
                                          if placed_on is host and name in self.instances])
             except BrokerError as err:  # its instances' logs stay there; the run's results do not wait on them
-                (self.log_dir / f"agent-{host.name}.log").write_text(f"{err}\n")
+                unreachable.append(str(err))
+        if unreachable:
+            (self.log_dir / "agents.log").write_text("\n".join(unreachable) + "\n")

@@ -18,6 +18,7 @@ import pytest
 
 ROOT = Path(__file__).parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import wallskew  # noqa: E402
 from netns import Hosts  # noqa: E402
 
 pytestmark = pytest.mark.broker
@@ -77,9 +78,13 @@ def cmdline(pid: int) -> str:
 
 
 def test_services_on_two_other_hosts_with_a_kill_there_audit_clean(hosts, bridge_broker, tmp_path):
+    """Host h1's wall clock is 2 s ahead (the clock shim, preloaded into its agent and services): the
+    run measures the offset and nothing moves, since every latency is on one monotonic clock."""
     secret = secrets.token_hex(32)
     env = {**os.environ, "BENCH_AGENT_SECRET": secret, "PYTHONPATH": str(ROOT)}
-    agents = [start_agent(hosts, h, env, tmp_path / f"agent-{h}.log") for h in hosts.names]
+    ahead = wallskew.environment(wallskew.build(tmp_path), rate=0.0, step_at_s=0.0, step_s=2.0, base=env)
+    agents = [start_agent(hosts, "h1", ahead, tmp_path / "agent-h1.log"),
+              start_agent(hosts, "h2", env, tmp_path / "agent-h2.log")]
     try:
         (tmp_path / "hosts.yaml").write_text(
             "hosts:\n"
@@ -89,15 +94,18 @@ def test_services_on_two_other_hosts_with_a_kill_there_audit_clean(hosts, bridge
             "name: placed\nrate: 200\nduration: 10s\nwarmup: 3s\ndrain: 30s\n"
             "faults:\n  - {type: kill, at: 6s, duration: 1s, role: payment}\n")
         seen: dict[str, set[str]] = {h: set() for h in hosts.names}
+        pids: dict[str, set[int]] = {}  # role -> every process of it seen
         done = threading.Event()
 
         def watch() -> None:  # which bench roles run inside each namespace, while the run goes
-            while not done.wait(0.5):
+            while not done.wait(0.2):
                 for h in hosts.names:
                     for pid in pids_in(hosts, h):
                         line = cmdline(pid)
                         if " serve " in line and "--role" in line:
-                            seen[h].add(line.split("--role", 1)[1].split()[0])
+                            role = line.split("--role", 1)[1].split()[0]
+                            seen[h].add(role)
+                            pids.setdefault(role, set()).add(pid)
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
@@ -118,11 +126,20 @@ def test_services_on_two_other_hosts_with_a_kill_there_audit_clean(hosts, bridge
         assert orders["completed"] + orders["cancelled"] == orders["started"] > 1500
         # Each role ran where the hosts file put it, and the killed payment came back there.
         assert seen == {"h1": {"payment"}, "h2": {"shipping", "inventory"}}
+        assert len(pids["payment"]) == 2 and len(pids["shipping"]) == 1  # killed and started again, on h1
         assert summary["faults"] and summary["faults"][0]["type"] == "kill"
         # Their logs came home (each incarnation's STATS line: what `services` in the summary sums).
         assert "STATS" in (out / "logs" / "shipping-0.log").read_text()
         assert summary["services"]["shipping"]["processed"] > 0
         # Their CPU is measured on their host and counted.
+        # The clocks: one kernel, one monotonic clock; h1's wall clock 2 s ahead, and no figure moved.
+        placed = summary["hosts"]
+        assert placed["h1"]["instances"] == ["payment-0"] and placed["h2"]["instances"] == ["inventory-0", "shipping-0"]
+        assert all(h["shared_monotonic_clock"] for h in placed.values())
+        assert placed["h1"]["clock_at_start"]["wall_offset_ms"] == pytest.approx(2000, abs=100)
+        assert abs(placed["h2"]["clock_at_end"]["wall_offset_ms"]) < 100
+        assert summary["latency_ms"]["e2e"]["p50"] < 500 and summary["latency_ms"]["steps"]["payment"]["p50"] < 500
+        assert "services on h1 (payment-0); h2 (inventory-0, shipping-0)" in done_run.stdout
         per_order = summary["cost"]["cpu_us_per_order"]
         assert per_order["payment"]["main"] > 0 and per_order["shipping"]["main"] > 0
         # The run ended on every agent: no service left, their run directories removed.
@@ -159,12 +176,11 @@ def test_an_agent_obeys_only_the_secret_and_starts_only_bench_roles(hosts, tmp_p
             host.call("/signal", {"name": "payment-0", "signal": "HUP"})
         # A captured request replayed (same session and counter) is refused.
         body = json.dumps({"run_id": "r1"}).encode()
-        header = {"X-Bench-Auth": remote.control.header(secret.encode(), host.session, host.counter, "POST", "/status",
+        header = {"X-Bench-Auth": remote.control.header(secret.encode(), host.sessions.id, host.sessions.counter, "POST", "/status",
                                                          body)}
         with pytest.raises(remote.AgentError, match="401"):
             host._post("/status", body, header, 5.0)
         host.close()
-        assert "not-the-secret" not in (tmp_path / "agent.log").read_text() and secret not in (tmp_path / "agent.log").read_text()
     finally:
         agent.terminate()
         agent.wait(15)

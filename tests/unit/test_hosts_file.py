@@ -2,6 +2,7 @@
 secret read without ever being quoted, signatures that a changed or replayed request fails."""
 from __future__ import annotations
 
+import os
 import re
 import threading
 import urllib.request
@@ -53,21 +54,29 @@ def test_a_bad_hosts_file_is_one_line_naming_the_key(tmp_path, text, problem):
 
 
 def test_a_run_checks_its_hosts_file_against_the_pattern_before_any_broker(tmp_path, monkeypatch):
+    monkeypatch.setattr(control, "_from_env", None)
     monkeypatch.setenv("BENCH_AGENT_SECRET", SECRET.decode())
     workload = load_workload()
-    request = lambda text: RunRequest(patterns.get("orchestration"), workload, "127.0.0.1:1",
-                                      output=tmp_path / "out", hosts=hosts_file(tmp_path, text))
+    request = lambda text, brokers="10.0.0.1:9092": RunRequest(patterns.get("orchestration"), workload, brokers,
+                                                               output=tmp_path / "out", hosts=hosts_file(tmp_path, text))
     check(request("hosts: [{name: h1, agent: '10.0.0.2:7070', services: {payment: 1}}]\n"))
     with pytest.raises(remote.HostsError, match="'reviewer' is not a role of this pattern"):
         check(request("hosts: [{name: h1, agent: '10.0.0.2:7070', services: {reviewer: 1}}]\n"))
     with pytest.raises(remote.HostsError, match="2 instances of payment placed, the workload runs 1"):
         check(request("hosts: [{name: h1, agent: '10.0.0.2:7070', services: {payment: 2}}]\n"))
-    monkeypatch.delenv("BENCH_AGENT_SECRET")
+    with pytest.raises(remote.HostsError, match="cannot reach a broker at localhost:9092"):
+        check(request("hosts: [{name: h1, agent: '10.0.0.2:7070'}]\n", brokers="10.0.0.1:9092,localhost:9092"))
+    with pytest.raises(remote.HostsError, match="another host's agent too"):
+        check(request("hosts: [{name: h1, agent: '10.0.0.2:7070'}, {name: h2, agent: '10.0.0.2:7070'}]\n"))
+    # The secret was taken out of the environment (no child process inherits it) and kept.
+    assert "BENCH_AGENT_SECRET" not in os.environ
+    monkeypatch.setattr(control, "_from_env", None)
     with pytest.raises(BadInput, match="no agent secret"):
         check(request("hosts: [{name: h1, agent: '10.0.0.2:7070', services: {payment: 1}}]\n"))
 
 
 def test_the_secret_is_read_from_a_file_or_the_environment_and_never_quoted(tmp_path, monkeypatch):
+    monkeypatch.setattr(control, "_from_env", None)
     (tmp_path / "s").write_text(SECRET.decode() + "\n")
     assert control.read_secret(tmp_path / "s") == SECRET
     monkeypatch.setenv(control.SECRET_ENV, "  " + SECRET.decode() + " ")
@@ -116,7 +125,7 @@ def test_an_agent_listens_where_told_and_refuses_unsigned_and_replayed_requests(
         runs = list((tmp_path / "work").glob("run-r1-*"))
         assert len(runs) == 1 and (runs[0] / ".bench-owned").exists()
         with pytest.raises(remote.AgentError, match="counter used before"):
-            host.counter -= 1
+            host.sessions.counter -= 1
             host.call("/status")
         host.close()
         assert not list((tmp_path / "work").glob("run-r1-*"))  # ended: its directory, and only it, removed
@@ -139,3 +148,68 @@ def test_listen_is_address_and_port():
     for bad in ("7070", ":7070", "10.0.0.2:", "10.0.0.2:0", "host:http"):
         with pytest.raises(BadInput, match="--listen"):
             agent.parse_listen(bad)
+
+
+def _serving(tmp_path, **kwargs):
+    hosted = agent.Agent(SECRET, tmp_path / "work", **kwargs)
+    stop, bound = threading.Event(), []
+    thread = threading.Thread(target=agent.serve, args=(("127.0.0.1", 0), hosted, bound.append, stop), daemon=True)
+    thread.start()
+    for _ in range(200):
+        if bound:
+            break
+        threading.Event().wait(0.05)
+    return hosted, bound[0], stop, thread
+
+
+def test_asking_for_sessions_cannot_lock_a_coordinator_out_and_threads_may_call_at_once(tmp_path):
+    hosted, address, stop, thread = _serving(tmp_path)
+    try:
+        host = remote.Host("here", address, SECRET, "r3")
+        host.call("/run", {"pattern": "orchestration", "workload": "name: t\nrate: 10\n",
+                           "bootstrap_servers": "127.0.0.1:1"})
+        for _ in range(3 * agent.MAX_PENDING_SESSIONS):  # anyone may ask for a session
+            urllib.request.urlopen(urllib.request.Request(f"http://{address[0]}:{address[1]}/session", data=b"",
+                                                          method="POST"), timeout=5).read()
+        host.call("/status")  # the coordinator's used session was not pushed out
+        failures = []
+
+        def poll() -> None:  # the run, the poller, the drift sampler, a fault: calls cross on the wire
+            try:
+                for _ in range(20):
+                    host.call("/status")
+            except remote.AgentError as err:
+                failures.append(err)
+
+        callers = [threading.Thread(target=poll) for _ in range(4)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        assert not failures
+        # Another coordinator cannot take a live run over.
+        with pytest.raises(remote.AgentError, match="another run \\(r3\\) is open"):
+            remote.Host("here", address, SECRET, "r4").call("/run", {"pattern": "orchestration",
+                                                                     "workload": "name: t\nrate: 10\n",
+                                                                     "bootstrap_servers": "127.0.0.1:1"})
+        host.close()
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_a_request_the_agent_trips_on_is_one_line_back_not_a_dropped_connection(tmp_path, monkeypatch):
+    hosted, address, stop, thread = _serving(tmp_path)
+    try:
+        def boom(directory, token):
+            raise PermissionError("no")
+
+        monkeypatch.setattr(agent.ownership, "mark_dir", boom)
+        with pytest.raises(remote.AgentError, match="refused \\(500\\): the agent failed: PermissionError"):
+            remote.Host("here", address, SECRET, "r5").call("/run", {"pattern": "orchestration",
+                                                                     "workload": "name: t\nrate: 10\n",
+                                                                     "bootstrap_servers": "127.0.0.1:1"})
+        assert not list((tmp_path / "work").glob("run-r5-*"))  # what it made for the run, removed
+    finally:
+        stop.set()
+        thread.join(10)
