@@ -326,11 +326,17 @@ def read_placement(path: Path) -> Placement:
     return Placement(tuple(hosts), None if secret_file is None else (path.parent / secret_file))
 
 
-def describe(placed: dict[str, Host]) -> dict | None:
-    """summary.json's ``hosts`` of a run placed over ``placed`` (instance -> host); None: one host."""
+def describe(placed: dict[str, Host], cpu_s: dict[str, float], orders: int) -> dict | None:
+    """summary.json's ``hosts`` of a run placed over ``placed`` (instance -> host), with the CPU
+    seconds its services used on each over the load; None: one host."""
     by_host: dict[str, tuple[Host, list[str]]] = {}
     for name, host in placed.items():
         by_host.setdefault(host.name, (host, []))[1].append(name)
     if not by_host:
         return None
-    return {name: host.describe(instances) for name, (host, instances) in by_host.items()}
+    out = {}
+    for name, (host, instances) in by_host.items():
+        used = cpu_s.get(name)
+        out[name] = {**host.describe(instances), "cpu_s": None if used is None else round(used, 2),
+                     "cpu_us_per_order": None if used is None or not orders else round(used / orders * 1e6, 1)}
+    return out

@@ -14,6 +14,7 @@ import signal
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -387,7 +388,8 @@ def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, 
     summary["services"] = service_stats
     summary["faults"] = _fault_summaries(injector, load_result, report, service_stats, out)
     summary["drift"] = _drift(drift, load_result, out)
-    summary["hosts"] = remote.describe(supervisor.placed)
+    summary["hosts"] = remote.describe(supervisor.placed, {name: u.cpu_s for name, u in used.hosts.items()},
+                                       load_result.started_count)
     for name, hist in load_result.histograms.items():
         write_hgrm(hist, out / hgrm_file(name))
     results.write_summary(out, summary)
@@ -444,19 +446,21 @@ class _Usage:
     seconds: float
     processes: dict[str, procstat.Usage]  # the load generator (this process) and each role
     broker_s: float | None  # None for a cluster that is not ours
+    hosts: dict[str, procstat.Usage] = dataclasses.field(default_factory=dict)  # services per other host
 
     @staticmethod
     def now(supervisor: Supervisor, broker: _Broker, follower: AuditFollower) -> "_Usage":
         own = procstat.usage(os.getpid()) or procstat.Usage()
         auditor = follower.usage() or procstat.Usage()
         return _Usage(time.monotonic(), {LOAD_GENERATOR: own, **supervisor.usage(), AUDITOR: auditor},
-                      _jvm_cpu_s(broker.jvm_pids))
+                      _jvm_cpu_s(broker.jvm_pids), supervisor.usage_by_host())
 
     def __sub__(self, before: "_Usage") -> "_Usage":
         zero = procstat.Usage()
         broker_s = None if self.broker_s is None or before.broker_s is None else self.broker_s - before.broker_s
         return _Usage(self.seconds - before.seconds,
-                      {name: u - before.processes.get(name, zero) for name, u in self.processes.items()}, broker_s)
+                      {name: u - before.processes.get(name, zero) for name, u in self.processes.items()}, broker_s,
+                      {name: u - before.hosts.get(name, zero) for name, u in self.hosts.items()})
 
     def cpu_s(self) -> dict:
         services = {role: u.cpu_s for role, u in self.processes.items() if role not in (LOAD_GENERATOR, AUDITOR)}

@@ -216,6 +216,16 @@ class Supervisor:
             per_role[inst.role] = per_role.get(inst.role, procstat.Usage()) + inst.used_before + now
         return per_role
 
+    def usage_by_host(self) -> dict[str, procstat.Usage]:
+        """CPU of the instances on each other host (by host name), their incarnations summed."""
+        per_host: dict[str, procstat.Usage] = {}
+        for name, inst in self.instances.items():
+            host = self.placed.get(name)
+            if host is not None:
+                now = inst.usage() or procstat.Usage()
+                per_host[host.name] = per_host.get(host.name, procstat.Usage()) + inst.used_before + now
+        return per_host
+
     def service_stats(self) -> dict[str, dict]:
         """Per role: messages processed, dead letters, duplicates absorbed, summed over the
         STATS lines of every incarnation that exited cleanly (a SIGKILLed one writes none)."""

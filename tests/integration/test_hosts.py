@@ -140,6 +140,10 @@ def test_services_on_two_other_hosts_with_a_kill_there_audit_clean(hosts, bridge
         assert abs(placed["h2"]["clock_at_end"]["wall_offset_ms"]) < 100
         assert summary["latency_ms"]["e2e"]["p50"] < 500 and summary["latency_ms"]["steps"]["payment"]["p50"] < 500
         assert "services on h1 (payment-0); h2 (inventory-0, shipping-0)" in done_run.stdout
+        # Each host's cost: its services' CPU over the load, as the roles' figures say it.
+        roles_s = summary["cpu_s"]["services"]
+        assert placed["h2"]["cpu_s"] == pytest.approx(roles_s["shipping"] + roles_s["inventory"], rel=0.05, abs=0.05)
+        assert placed["h1"]["cpu_s"] == pytest.approx(roles_s["payment"], rel=0.05, abs=0.05)
         per_order = summary["cost"]["cpu_us_per_order"]
         assert per_order["payment"]["main"] > 0 and per_order["shipping"]["main"] > 0
         # The run ended on every agent: no service left, their run directories removed.
