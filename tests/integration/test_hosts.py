@@ -92,7 +92,7 @@ def test_services_on_two_other_hosts_with_a_kill_there_audit_clean(hosts, bridge
             f"  - {{name: h2, agent: '{hosts.address('h2')}:{AGENT_PORT}', services: {{shipping: 1, inventory: 1}}}}\n")
         (tmp_path / "workload.yaml").write_text(
             "name: placed\nrate: 200\nduration: 10s\nwarmup: 3s\ndrain: 30s\n"
-            "faults:\n  - {type: kill, at: 6s, duration: 1s, role: payment}\n")
+            "faults:\n  - {type: kill, at: 6s, duration: 1s, role: shipping}\n")
         seen: dict[str, set[str]] = {h: set() for h in hosts.names}
         pids: dict[str, set[int]] = {}  # role -> every process of it seen
         done = threading.Event()
@@ -117,7 +117,7 @@ def test_services_on_two_other_hosts_with_a_kill_there_audit_clean(hosts, bridge
             env=env, capture_output=True, text=True, timeout=300)
         done.set()
         watcher.join()
-        # 3: the rate was not held while payment was down (restarting it rejoins its group: seconds);
+        # 3: the rate was not held while shipping was down (restarting it rejoins its group: seconds);
         # what must hold is the audit.
         assert done_run.returncode in (0, 3), done_run.stderr[-3000:]
         summary = json.loads((out / "summary.json").read_text())
@@ -126,7 +126,7 @@ def test_services_on_two_other_hosts_with_a_kill_there_audit_clean(hosts, bridge
         assert orders["completed"] + orders["cancelled"] == orders["started"] > 1500
         # Each role ran where the hosts file put it, and the killed payment came back there.
         assert seen == {"h1": {"payment"}, "h2": {"shipping", "inventory"}}
-        assert len(pids["payment"]) == 2 and len(pids["shipping"]) == 1  # killed and started again, on h1
+        assert len(pids["shipping"]) == 2 and len(pids["payment"]) == 1  # killed and started again, on h2
         assert summary["faults"] and summary["faults"][0]["type"] == "kill"
         # Their logs came home (each incarnation's STATS line: what `services` in the summary sums).
         assert "STATS" in (out / "logs" / "shipping-0.log").read_text()
@@ -138,7 +138,9 @@ def test_services_on_two_other_hosts_with_a_kill_there_audit_clean(hosts, bridge
         assert all(h["shared_monotonic_clock"] for h in placed.values())
         assert placed["h1"]["clock_at_start"]["wall_offset_ms"] == pytest.approx(2000, abs=100)
         assert abs(placed["h2"]["clock_at_end"]["wall_offset_ms"]) < 100
-        assert summary["latency_ms"]["e2e"]["p50"] < 500 and summary["latency_ms"]["steps"]["payment"]["p50"] < 500
+        # A span stamped on two wall clocks would be 2 s long; payment's (through h1) stays a latency.
+        # (End-to-end latency holds the seconds shipping was down.)
+        assert summary["latency_ms"]["steps"]["payment"]["p50"] < 500
         assert "services on h1 (payment-0); h2 (inventory-0, shipping-0)" in done_run.stdout
         # Each host's cost: its services' CPU over the load, as the roles' figures say it.
         roles_s = summary["cpu_s"]["services"]
