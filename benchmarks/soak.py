@@ -73,9 +73,10 @@ def _role(pid: int) -> str:
     except OSError:
         return "?"
     args = [a.decode(errors="replace") for a in cmd]
-    for flag in ("--role",):
-        if flag in args:
-            return args[args.index(flag) + 1]
+    if "--role" in args:
+        return args[args.index("--role") + 1]
+    if "bench.run.live_audit" in args:
+        return "auditor"
     return " ".join(args[1:4]) if len(args) > 1 else args[0]
 
 

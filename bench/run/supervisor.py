@@ -210,21 +210,19 @@ class Supervisor:
 
     def usage(self) -> dict[str, procstat.Usage]:
         """CPU and context switches per role, summed over instances and their incarnations."""
-        per_role: dict[str, procstat.Usage] = {}
-        for inst in self.instances.values():
-            now = inst.usage() or procstat.Usage()
-            per_role[inst.role] = per_role.get(inst.role, procstat.Usage()) + inst.used_before + now
-        return per_role
+        return self._summed(lambda name, inst: inst.role)
 
     def usage_by_host(self) -> dict[str, procstat.Usage]:
         """CPU of the instances on each other host (by host name), their incarnations summed."""
-        per_host: dict[str, procstat.Usage] = {}
+        return self._summed(lambda name, inst: self.placed[name].name if name in self.placed else None)
+
+    def _summed(self, key: Callable[[str, Any], str | None]) -> dict[str, procstat.Usage]:
+        out: dict[str, procstat.Usage] = {}
         for name, inst in self.instances.items():
-            host = self.placed.get(name)
-            if host is not None:
-                now = inst.usage() or procstat.Usage()
-                per_host[host.name] = per_host.get(host.name, procstat.Usage()) + inst.used_before + now
-        return per_host
+            group = key(name, inst)
+            if group is not None:
+                out[group] = out.get(group, procstat.Usage()) + inst.used_before + (inst.usage() or procstat.Usage())
+        return out
 
     def service_stats(self) -> dict[str, dict]:
         """Per role: messages processed, dead letters, duplicates absorbed, summed over the
