@@ -182,6 +182,12 @@ def test_a_paused_service_does_not_outlive_a_killed_harness(bootstrap_servers, t
     assert children
     import os
     os.kill(children[0], signal.SIGSTOP)
+    # SIGSTOP lands asynchronously: the harness must die while the instance is stopped (state T),
+    # or there is no stopped process for the kernel to wake and the test races its own signal.
+    stop_deadline = time.monotonic() + 10
+    while Path(f"/proc/{children[0]}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < stop_deadline, "the instance did not stop"
+        time.sleep(0.01)
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 15
