@@ -389,21 +389,10 @@ class Auditor:
             order.bytes += size
             if topic not in _ENTRY_EXIT:
                 order.progressed = True
-        # Which step the record is, inline as in _late: this runs for every record of the run, and
-        # a method call per record is a visible share of a fold this short.
-        kind = self.kinds.get(topic)
-        if value is None or kind is None:
+        step = self._step(topic, value)
+        if step is None:
             return
-        name = value.get(kind[0])
-        if type(name) is not str or name not in kind[1]:
-            return
-        if value.get("replay") is True:
-            self.replays += 1  # a duplicate the service absorbed: not a step, not an effect
-            return
-        ts = value.get("ts_us")
-        if type(ts) is not int:  # a step event without its timestamp breaks the wire format
-            self.undecodable[topic] = self.undecodable.get(topic, 0) + 1
-            return
+        name, ts = step
         if order is None:  # a foreign order's first step event
             order = self.foreign[oid] = _Order()
         steps = order.steps
@@ -427,18 +416,25 @@ class Auditor:
         """A record of an order judged and forgotten already."""
         self.messages += 1
         self.bytes += size
+        if self._step(topic, value) is not None:
+            self.tally.note("late_events", order_id)
+
+    def _step(self, topic: str, value: dict | None) -> tuple[str, int] | None:
+        """The step a record is and its timestamp, or None for a record that is not a step."""
         kind = self.kinds.get(topic)
         if value is None or kind is None:
-            return
+            return None
         name = value.get(kind[0])
         if type(name) is not str or name not in kind[1]:
-            return
+            return None
         if value.get("replay") is True:
-            self.replays += 1
-        elif type(value.get("ts_us")) is not int:
+            self.replays += 1  # a duplicate the service absorbed: not a step, not an effect
+            return None
+        ts = value.get("ts_us")
+        if type(ts) is not int:  # a step event without its timestamp breaks the wire format
             self.undecodable[topic] = self.undecodable.get(topic, 0) + 1
-        else:
-            self.tally.note("late_events", order_id)
+            return None
+        return name, ts
 
     # -- judging -------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -102,22 +103,25 @@ class _Terminals(threading.Thread):
                 self.recorders[E2E_COMPLETED if status == ev.COMPLETED else E2E_CANCELLED].record_us(latency)
 
 
+@dataclass(eq=False)
 class LoadGenerator:
-    def __init__(self, bootstrap_servers: str, workload: Workload, out_dir: Path, run_id: str,
-                 client_extra: dict | None = None, backlog: Callable[[], int | None] = lambda: None,
-                 on_second: Callable[[Second], None] = lambda s: None,
-                 on_start: Callable[[float], None] = lambda start_mono: None) -> None:
-        self.workload = workload
-        self.out_dir = out_dir
-        self.run_id = run_id
-        self.backlog = backlog
-        self.on_second = on_second
-        self.on_start = on_start
-        extra = {**(client_extra or {}), "client.id": "bench-load"}
+    bootstrap_servers: str
+    workload: Workload
+    out_dir: Path
+    run_id: str
+    client_extra: dict | None = None
+    backlog: Callable[[], int | None] = lambda: None
+    on_second: Callable[[Second], None] = lambda s: None
+    on_start: Callable[[float], None] = lambda start_mono: None
+
+    def __post_init__(self) -> None:
+        workload, run_id = self.workload, self.run_id
+        extra = {**(self.client_extra or {}), "client.id": "bench-load"}
         self.batching = kafkastats.Batching()  # of its producer and its terminal-event consumer
-        self.producer = Producer({**clients.producer_config(bootstrap_servers, workload, extra),
+        self.producer = Producer({**clients.producer_config(self.bootstrap_servers, workload, extra),
                                   **self.batching.conf("producer")})
-        self.consumer_conf = {**clients.consumer_config(bootstrap_servers, workload, f"bench-load-{run_id}", extra),
+        self.consumer_conf = {**clients.consumer_config(self.bootstrap_servers, workload, f"bench-load-{run_id}",
+                                                        extra),
                               **self.batching.conf("terminals")}
         self.stop_requested = threading.Event()
         self.send_failures = 0

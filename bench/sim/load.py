@@ -8,7 +8,8 @@ its latency from the intended start is recorded, as :mod:`bench.run.load` does.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import simpy
 
@@ -61,19 +62,21 @@ class Terminals:
         pass
 
 
+@dataclass(eq=False)
 class LoadGenerator:
     """Starts orders on schedule; ticks once a second to record the timeseries."""
 
-    def __init__(self, env: simpy.Environment, workload: Workload, producer: Producer, terminals: Terminals,
-                 slip: Iterator[float], run_id: str, backlog, on_cpu) -> None:
-        self.env = env
-        self.workload = workload
-        self.producer = producer
-        self.terminals = terminals
-        self.slip = slip
-        self.run_id = run_id
-        self.backlog = backlog  # () -> messages fetched or waiting but not handled yet
-        self.on_cpu = on_cpu  # (orders sent, seconds) -> None: charges the generator's CPU
+    env: simpy.Environment
+    workload: Workload
+    producer: Producer
+    terminals: Terminals
+    slip: Iterator[float]
+    run_id: str
+    backlog: Callable[[], int]  # messages fetched or waiting but not handled yet
+    on_cpu: Callable[[int, float], None]  # (orders sent, seconds): charges the generator's CPU
+
+    def __post_init__(self) -> None:
+        workload = self.workload
         self.started: dict[str, int] = {}
         self.offered_in_window = 0
         self.scheduled_in_window = 0
