@@ -46,7 +46,7 @@ from bench.kafka import clients
 from bench.kafka.errors import BrokerError
 from bench.kafka.records import watermarks
 from bench.results.step_logs import StepLogs
-from bench.run import procstat
+from bench.run import heap, procstat
 from bench.run.audit import Auditor, AuditReport, StartedOrders
 from bench.run.progress import Progress, no_progress
 from bench.run.supervisor import PARENT_ENV, parent_watch
@@ -111,8 +111,9 @@ class _Follower:
         conf.update({"enable.partition.eof": True, "auto.offset.reset": "earliest", "enable.auto.commit": False,
                      "client.id": "bench-auditor",
                      # Few, large fetches (a request costs the broker tens of microseconds whatever it
-                     # carries), and a bounded prefetch: the auditor runs ~0.2 s behind, GRACE_S allows 30.
-                     "fetch.wait.max.ms": 200, "fetch.min.bytes": 262_144, "queued.max.messages.kbytes": 32_768})
+                     # carries), and a bounded prefetch: the auditor runs ~0.2 s behind, GRACE_S allows 30, and
+                     # a full queue is memory held after a catch-up (16 MB is ~2 s of a 5000/s run).
+                     "fetch.wait.max.ms": 200, "fetch.min.bytes": 262_144, "queued.max.messages.kbytes": 16_384})
         self.conf = conf
         self.consumer = Consumer(conf)
         self.out = Path(args.out)
@@ -124,6 +125,7 @@ class _Follower:
         self.control: queue.Queue = queue.Queue()
         self.isolation = conf.get("isolation.level", "read_uncommitted")
         self.garbage = Garbage()
+        self.trim = heap.Trim()
 
     def assign(self) -> list[TopicPartition]:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -244,6 +246,7 @@ class _Follower:
                 next_settle = now + SETTLE_EVERY_S
             if self.garbage.due():
                 self.garbage.collect()
+            self.trim.maybe(now)
         ends_thread.stopping.set()
         read_to_end = outcome == "end" and self.read_to_ends(parent_alive)
         self.write(read_to_end)
@@ -277,6 +280,7 @@ class _Follower:
             self.take(self.consumer.consume(BATCH, 0.25))
             if self.garbage.due():
                 self.garbage.collect()
+            self.trim.maybe(time.monotonic())
             if time.monotonic() >= next_progress:
                 left = sum(max(0, end - self.positions.get(tp, 0)) for tp, end in ends.items())
                 self.progress("end", left)
@@ -295,7 +299,7 @@ class _Follower:
         steps = self.steps.close() if self.steps is not None else {}
         body = {"audit": report.to_dict(), "steps": steps, "records": self.auditor.records,
                 "reopened_step_seconds": self.steps.reopened if self.steps else 0, "peak_rss_kb": _peak_rss_kb(),
-                "gc": self.garbage.to_dict()}
+                "gc": self.garbage.to_dict(), "heap": self.trim.to_dict()}
         tmp = self.out / f".{REPORT}.tmp"
         tmp.write_text(json.dumps(body))
         tmp.rename(self.out / REPORT)

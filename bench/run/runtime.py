@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from bench.run import heap
 from bench.kafka import clients, kafkastats
 from bench.flow import events as ev
 from bench.patterns.base import Handler, Pattern
@@ -168,6 +169,7 @@ class Service:
         self.in_transaction = False
         self.tx_started = 0.0
         self.report_backlog: Callable[[int | None], None] | None = None
+        self.trim = heap.Trim()  # a backlog's fetched batches must not pin memory for the rest of a soak
 
     def _alive(self) -> None:
         self.alive_at = time.monotonic()
@@ -252,6 +254,7 @@ class Service:
             while self.running:
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + 1.0
+                    self.trim.maybe(time.monotonic())
                     if self.report_backlog is not None:
                         self.report_backlog(kafkastats.backlog(self.batching.latest.get("consumer")))
                 first = self.consumer.poll(POLL_S)

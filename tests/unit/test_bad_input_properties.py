@@ -133,6 +133,36 @@ def test_generated_workloads_are_one_line_or_accepted(tmp_path_factory, data):
     assert snapshot(tmp) == before
 
 
+# --- hosts files ---------------------------------------------------------------------------
+
+BASE_HOSTS = {
+    "secret_file": "secret",
+    "hosts": [{"name": "h1", "agent": "10.0.0.2:7070", "services": {"payment": 1}},
+              {"name": "h2", "agent": "10.0.0.3:7070", "services": {"shipping": 1, "inventory": 1}}],
+}
+
+
+@FAST
+@given(st.data())
+def test_generated_hosts_files_are_one_line(tmp_path_factory, data):
+    tmp = tmp_path_factory.mktemp("h")
+    document = mutate(BASE_HOSTS, data)
+    if data.draw(st.booleans()):  # a value that could be a secret, where an address goes
+        document.setdefault("hosts", [{}])
+        if isinstance(document["hosts"], list) and document["hosts"] and isinstance(document["hosts"][0], dict):
+            document["hosts"][0]["agent"] = SECRET
+    path = tmp / "hosts.yaml"
+    path.write_text(_yaml_text(document), encoding="utf-8", errors="surrogatepass")
+    (tmp / "secret").write_text(SECRET * 3)
+    before = snapshot(tmp)
+    # Without --bootstrap-servers the broker is this host's loopback, which a valid hosts file is
+    # refused for too: every outcome is one line, before any broker or agent is asked.
+    result = invoke("run", "--pattern", "orchestration", "--hosts", path, "--output", tmp / "out")
+    check_outcome(result)
+    assert result.exit_code == 2
+    assert snapshot(tmp) == before
+
+
 # --- properties files ---------------------------------------------------------------------
 
 prop_line = st.one_of(
