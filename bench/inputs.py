@@ -252,6 +252,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "instance": (0, 999),
     "partitions": (1, 10_000),
     "replication_factor": (1, 1000),
+    "load_workers": (1, 64),
     "min_insync_replicas": (1, 1000),
     "fault.count": (1, 1_000_000),
     "fault.instance": (0, 999),

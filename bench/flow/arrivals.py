@@ -58,3 +58,29 @@ def schedule(kind: str, rate_per_s: float, seed: int) -> Iterator[float]:
         raise ValueError(f"unknown arrival process {kind!r} (known: {', '.join(ARRIVALS)})") from None
     gaps = gaps_of(rate_per_s, np.random.default_rng(seed))
     return itertools.accumulate(gaps, initial=0.0)
+
+
+# --- one schedule over several load workers ---------------------------------------------------
+
+_M64 = (1 << 64) - 1
+
+
+def owner(seq: int, seed: int, workers: int) -> int:
+    """Which of ``workers`` load workers starts order ``seq`` (1, 2, ... in the run's one schedule).
+
+    A hash of the order's number (splitmix64's finaliser), not its arrival time: each order goes to
+    a worker independently of when it is due, so a Poisson schedule split this way is Poisson in
+    every share, and a worker tells its own orders' terminal events from its key alone."""
+    z = (seq + (seed + 1) * 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return (z ^ (z >> 31)) % workers
+
+
+def share(offsets: Iterator[float], seed: int, worker: int, workers: int) -> Iterator[tuple[int, float]]:
+    """``(seq, offset)`` of the orders worker ``worker`` of ``workers`` starts, numbered in the one
+    schedule ``offsets`` (from 1): together the workers start exactly the one generator's orders,
+    each at its own intended time and with its own number."""
+    if workers == 1:
+        return enumerate(offsets, 1)
+    return ((seq, offset) for seq, offset in enumerate(offsets, 1) if owner(seq, seed, workers) == worker)

@@ -96,6 +96,9 @@ class Workload:
     partitions: int | str = "auto"
     replication_factor: int = 1
     min_insync_replicas: int = 1
+    # Processes the load comes from, each starting its share of the one schedule
+    # (bench.run.load_workers); 1: the run's own process, as always.
+    load_workers: int = 1
     acks: str = "all"
     # The saga's steps (bench.flow.saga); None: the default saga, payment -> inventory -> shipping.
     saga: Saga | Mapping | None = None
@@ -336,7 +339,7 @@ class _Validator:
         if w.partitions == "auto":
             self.set("partitions", max(w.instances.values()))
             self.set("partitions_auto", True)
-        for field in ("partitions", "replication_factor", "min_insync_replicas"):
+        for field in ("partitions", "replication_factor", "min_insync_replicas", "load_workers"):
             self.integer(field, getattr(w, field), minimum=1)
             inputs.check_int(field, getattr(w, field), self.where, WorkloadError)
         if w.min_insync_replicas > w.replication_factor:

@@ -125,6 +125,30 @@ def _add(total: HdrHistogram, interval: HdrHistogram) -> None:
     total.end_time_stamp_msec = max(total.end_time_stamp_msec, interval.end_time_stamp_msec)
 
 
+class IntervalLog:
+    """An ``.hlog`` written one interval at a time, of intervals made elsewhere (the sums of load
+    workers' intervals); :func:`add` them into a total as they are written."""
+
+    def __init__(self, path: str | Path, name: str, start_wall_s: float) -> None:
+        self._log, self._writer = _open_log(Path(path), name, start_wall_s)
+        self._start_wall_s = start_wall_s
+
+    def write(self, histogram: HdrHistogram, start_s: float, end_s: float) -> None:
+        """``start_s`` and ``end_s`` in seconds from the log's start; stamps the histogram with them."""
+        histogram.set_start_time_stamp((self._start_wall_s + start_s) * 1000.0)
+        histogram.set_end_time_stamp((self._start_wall_s + end_s) * 1000.0)
+        self._writer.output_interval_histogram(histogram, start_s, end_s)
+        self._log.flush()
+
+    def close(self) -> None:
+        self._log.close()
+
+
+def add(total: HdrHistogram, interval: HdrHistogram) -> None:
+    """Add ``interval``'s counts into ``total`` exactly (the merged count is the sum of the two)."""
+    _add(total, interval)
+
+
 class IntervalRecorder:
     """Records latencies in microseconds; each :meth:`roll` appends the current
     interval to an ``.hlog`` file and starts a new one. Roll once a second for
@@ -174,13 +198,15 @@ class IntervalRecorder:
         """Everything recorded in rolled intervals (the current interval is not included)."""
         return self._total
 
-    def close(self, now_wall_s: float | None = None) -> None:
-        """Roll the last interval (ending now, unless given) and close the log. Idempotent."""
+    def close(self, now_wall_s: float | None = None) -> HdrHistogram | None:
+        """Roll the last interval (ending now, unless given), close the log and return that interval
+        (None when closed already)."""
         if self._log is None:
-            return
-        self.roll(now_wall_s if now_wall_s is not None else time.time())
+            return None
+        last = self.roll(now_wall_s if now_wall_s is not None else time.time())
         self._log.close()
         self._log = None
+        return last
 
     def __enter__(self) -> IntervalRecorder:
         return self

@@ -86,6 +86,7 @@ def build(*, mode: str, pattern: str, workload, load, orders: Orders, latency_ms
         "clock": load.clock,  # how the wall clock moved (run.clock); a simulation has none to watch
         "drift": None,  # the first against the last tenth of the window (run.drift): a real run fills it
         "hosts": None,  # services on other hosts (run.remote.describe); None: every process on one host
+        "load_workers": None,  # per load worker (run.load_workers): its orders, measured endings, CPU; None: one
         "environment": environment,
         "config": config,
         **extra,
@@ -190,6 +191,7 @@ class _Each:
 @dataclass(frozen=True)
 class _List:
     node: Any
+    nullable: bool = False
 
 
 def _opt(node):
@@ -237,6 +239,8 @@ _SCHEMA = _Obj({
     "workload": _opt(_Obj({"name": _req((str,))})),
     "hosts": _opt(_Each(_Obj({"agent": _opt((str,)), "instances": _opt(_List((str,))),
                               "shared_monotonic_clock": _opt((bool,))}), nullable=True)),
+    "load_workers": _opt(_List(_Obj({"orders": _opt((int,)), "e2e_count": _opt((int,)), "cpu_s": _opt(_NUMBER)}),
+                               nullable=True)),
     "drift": _opt(_Obj({"tenth_s": _opt(_NUMBER), "changed": _opt(_List((str,))),
                         **{tenth: _opt(_Each((*_NUMBER, _NONE))) for tenth in ("first_tenth", "last_tenth")}},
                        nullable=True)),
@@ -265,6 +269,8 @@ def _walk(node: Any, value: Any, name: str) -> str | None:
     if value is None and getattr(node, "nullable", False):
         return None
     if isinstance(node, _List):
+        if value is None and node.nullable:
+            return None
         if not isinstance(value, list):
             return f"{name} must be a list, got {_type_name(value)}"
         for i, item in enumerate(value):

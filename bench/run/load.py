@@ -21,6 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.flow import arrivals
 from bench.kafka import clients, kafkastats
+from bench.run import procstat
 from bench.run.clock import WallClockWatch
 from bench.flow import events as ev
 from bench.results.measurement import LoadResult, Second, StartCounts
@@ -46,7 +47,8 @@ class _Terminals(threading.Thread):
     """Consumes order-events and records latency from each order's intended start."""
 
     def __init__(self, conf: dict, partitions: int, recorders: dict[str, IntervalRecorder],
-                 measure_from_us: int, lock: threading.Lock, run_id: str, in_flight: set[int]) -> None:
+                 measure_from_us: int, lock: threading.Lock, run_id: str, in_flight: set[int],
+                 share: tuple[int, int, int] = (0, 0, 1)) -> None:
         super().__init__(name="terminals", daemon=True)
         self.consumer = Consumer(conf)
         self.consumer.assign([TopicPartition(ev.ORDER_EVENTS, p, OFFSET_BEGINNING) for p in range(partitions)])
@@ -56,6 +58,10 @@ class _Terminals(threading.Thread):
         # Orders are f"{run_id}-{seq}": the generator's in-flight seqs are the only per-order state
         # (added before an order is sent, removed at its first terminal event).
         self.prefix, self.in_flight = f"{run_id}-", in_flight
+        # (seed, worker, workers): another worker's orders are told by their key, never decoded here.
+        self.seed, self.worker, self.workers = share
+        self.key_prefix = self.prefix.encode()
+        self.others = 0  # terminal events of the run's orders another worker started (ignored)
         self.foreign = 0  # terminal events of orders this run did not start (ignored)
         self.finished_total = 0
         self.finished_in_window = 0
@@ -73,11 +79,23 @@ class _Terminals(threading.Thread):
         finally:
             self.consumer.close()
 
+    def _mine(self, key: bytes | None) -> bool:
+        """Whether a terminal event's order is this worker's, from its key (the orderId) alone."""
+        if key is None or not key.startswith(self.key_prefix):
+            return True  # not one of the run's numbered orders: decoded and counted as foreign
+        tail = key[len(self.key_prefix):]
+        if not tail.isdigit() or arrivals.owner(int(tail), self.seed, self.workers) == self.worker:
+            return True
+        self.others += 1
+        return False
+
     def _take(self, msgs: list) -> None:
         now_us = ev.now_us()
         with self.lock:
             for msg in msgs:
                 if msg.error() is not None:
+                    continue
+                if self.workers > 1 and not self._mine(msg.key()):
                     continue
                 try:
                     event = ev.decode(msg.value())
@@ -113,6 +131,12 @@ class LoadGenerator:
     backlog: Callable[[], int | None] = lambda: None
     on_second: Callable[[Second], None] = lambda s: None
     on_start: Callable[[float], None] = lambda start_mono: None
+    # Each second's interval histograms by name, as they are rolled (a load worker sends them on).
+    # and the schedule position reached: every order of this worker numbered below it has started.
+    on_rolled: Callable[[dict, int], None] = lambda rolled, position: None
+    # Worker `worker` of `workers` starts its share of the run's one schedule (bench.flow.arrivals.share).
+    worker: int = 0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         workload, run_id = self.workload, self.run_id
@@ -131,17 +155,32 @@ class LoadGenerator:
     def stop(self) -> None:
         self.stop_requested.set()
 
+    def usage(self) -> procstat.Usage:
+        """CPU besides the calling process's own: none, the load runs in it (load workers' differs)."""
+        return procstat.Usage()
+
+    def close(self) -> None:
+        """Nothing outlives run() here (load workers' processes do)."""
+
+    def describe(self) -> None:
+        """summary.json's ``load_workers``: None, one process."""
+        return None
+
     def _delivered(self, err, msg) -> None:
         if err is not None:
             self.send_failures += 1
 
-    def run(self) -> LoadResult:
+    def run(self, start_mono: float | None = None) -> LoadResult:
+        """The load, from now or from ``start_mono`` (this host's monotonic seconds: load workers
+        started together share one start, so their seconds and intervals line up)."""
         w = self.workload
         self.lock = threading.Lock()
+        if start_mono is not None:
+            time.sleep(max(0.0, start_mono - time.monotonic()))
         # Every stamp below is on the monotonic clock; the wall clock only labels the intervals.
         self.clock = WallClockWatch.start()
         self.start_wall_s = time.time()
-        start_us = ev.now_us()
+        start_us = int(start_mono * 1e6) if start_mono is not None else ev.now_us()
         self.start_mono = start_us / 1e6
         measure_from_us = start_us + int(w.warmup_s * 1e6)
         measure_until_us = measure_from_us + int(w.duration_s * 1e6)
@@ -153,7 +192,7 @@ class LoadGenerator:
         self.started_count = 0
         self.start_counts = StartCounts(start_us)
         self.terminals = _Terminals(self.consumer_conf, w.partitions, self.recorders, measure_from_us, self.lock,
-                                    self.run_id, self.in_flight)
+                                    self.run_id, self.in_flight, (w.seed, self.worker, self.workers))
         self.terminals.measure_until_us = measure_until_us
         self.terminals.start()
         self.on_start(self.start_mono)
@@ -163,9 +202,8 @@ class LoadGenerator:
 
         load_s = w.warmup_s + w.duration_s
         self.offered_in_window = self.scheduled_in_window = 0
-        self.seq = 0
-        offsets = arrivals.schedule(w.arrival, w.rate_per_s, w.seed)
-        next_offset = next(offsets)
+        offsets = arrivals.share(arrivals.schedule(w.arrival, w.rate_per_s, w.seed), w.seed, self.worker, self.workers)
+        self.next_seq, next_offset = next(offsets)
         try:
             while next_offset < load_s:
                 # Sleep once per tick at most: at high rates every order due by then goes out in
@@ -182,8 +220,7 @@ class LoadGenerator:
             self.terminals.stopping.set()
             self.terminals.join(10)
             with self.lock:
-                for rec in self.recorders.values():
-                    rec.close()
+                self.last_intervals = {name: rec.close() for name, rec in self.recorders.items()}
         self.clock.read()
         return LoadResult(
             started_count=self.started_count, finished_count=self.terminals.finished_total,
@@ -205,8 +242,7 @@ class LoadGenerator:
             for _ in range(BURST_MAX):
                 if next_offset > now_s or next_offset >= load_s:
                     break
-                self.seq += 1
-                seq = self.seq
+                seq = self.next_seq
                 order_id = f"{self.run_id}-{seq}"
                 t0_us = start_us + int(next_offset * 1e6)
                 event = {"orderId": order_id, "status": ev.CREATED, "t0_us": t0_us, "ts_us": ev.now_us(),
@@ -224,7 +260,7 @@ class LoadGenerator:
                 if measure_from_us <= sent_us < measure_until_us:
                     self.offered_in_window += 1
                 self.sent_this_second += 1
-                next_offset = next(offsets)
+                self.next_seq, next_offset = next(offsets)
         self.producer.poll(0)
         return next_offset
 
@@ -256,6 +292,8 @@ class LoadGenerator:
             now_wall = self.start_wall_s + (self.next_tick - self.start_mono)
             rolled = {name: rec.roll(now_wall) for name, rec in self.recorders.items()}
             total = self.recorders[E2E].total
+            position = self.next_seq - 1
+        self.on_rolled(rolled, position)
         second = Second(round(self.next_tick - self.start_mono), self.sent_this_second,
                         finished - self.finished_before, in_flight, self.backlog(),
                         summary_ms(rolled[E2E])["p99"], summary_ms(total)["p99"])

@@ -32,6 +32,7 @@ from bench.kafka.errors import BrokerError
 from bench.run.faults import FaultContext, FaultInjector
 from bench.results.measurement import LoadResult, Second
 from bench.run.load import LoadGenerator
+from bench.run.load_workers import LoadWorkers
 from bench.patterns.base import Pattern
 from bench.results.recording import E2E_HLOG, hgrm_file, iter_hlog, window_summary, write_hgrm
 from bench.run.drift import DriftSampler, Reading
@@ -162,7 +163,7 @@ class _Interrupts:
         if self.load is not None:
             self.load.stop()
 
-    def watch(self, load: LoadGenerator) -> None:
+    def watch(self, load: LoadGenerator | LoadWorkers) -> None:
         self.load = load
         if self.requested:
             load.stop()
@@ -322,14 +323,14 @@ def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, count
                              request.kafka_config, out / "logs", progress)
     try:
         return _measure_with(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
-                             follower)
+                             follower, workload_file)
     finally:
         follower.close()
 
 
 def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, counts: dict[str, int], run_id: str,
                   client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None],
-                  follower: AuditFollower) -> RunOutcome:
+                  follower: AuditFollower, workload_file: Path) -> RunOutcome:
     workload = request.workload
     topology = request.pattern.topology(workload.saga)
     try:
@@ -350,8 +351,15 @@ def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, 
             show(second)
             drift.on_second(second.t_s)
 
-        load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,
-                             backlog=supervisor.backlog, on_second=on_second)
+        if workload.load_workers > 1:
+            worker_args = ["--workload", str(workload_file)]
+            if request.kafka_config:
+                worker_args += ["--kafka-config", str(request.kafka_config)]
+            load = LoadWorkers(broker.bootstrap_servers, workload, out, run_id, workload.load_workers, worker_args,
+                               workload_file.parent, out / "logs", backlog=supervisor.backlog, on_second=on_second)
+        else:
+            load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,
+                                 backlog=supervisor.backlog, on_second=on_second)
         echo(f"load: {workload.arrival} {workload.rate_per_s:g} orders/s for {workload.duration_s:g}s "
              f"after {workload.warmup_s:g}s warm-up -> {out}")
         injector = FaultInjector(workload.faults, FaultContext(
@@ -362,15 +370,16 @@ def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, 
             _start_injector(injector, start_mono)
 
         load.on_start = on_start
-        before = _Usage.now(supervisor, broker, follower)
+        before = _Usage.now(supervisor, broker, follower, load)
         try:
             interrupts.watch(load)
             load_result = load.run()
             drift.finish(time.monotonic() - load_result.start_s)
         finally:
             injector.finish()
+            load.close()
         timeseries.close()
-        used = _Usage.now(supervisor, broker, follower) - before
+        used = _Usage.now(supervisor, broker, follower, load) - before
     finally:
         supervisor.stop()
     service_stats = supervisor.service_stats()
@@ -388,6 +397,7 @@ def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, 
     summary["services"] = service_stats
     summary["faults"] = _fault_summaries(injector, load_result, report, service_stats, out)
     summary["drift"] = _drift(drift, load_result, out)
+    summary["load_workers"] = load.describe()
     summary["hosts"] = remote.describe(supervisor.placed, {name: u.cpu_s for name, u in used.hosts.items()},
                                        load_result.started_count)
     for name, hist in load_result.histograms.items():
@@ -401,7 +411,7 @@ def _reading(supervisor: Supervisor, broker: _Broker, follower: AuditFollower,
              load: Callable[[], LoadGenerator]) -> Callable[[float], Reading]:
     """One reading of what drift compares: CPU of every process of the run, orders started, the broker's memory and disk."""
     def read(t_s: float) -> Reading:
-        usage = _Usage.now(supervisor, broker, follower)
+        usage = _Usage.now(supervisor, broker, follower, load())
         cpu_s = sum(u.cpu_s for u in usage.processes.values()) + (usage.broker_s or 0.0)
         ours = broker.cluster is not None and broker.jvm_pids
         rss = sum(procstat.rss_mb(pid) or 0.0 for pid in broker.jvm_pids) if ours else None
@@ -449,8 +459,9 @@ class _Usage:
     hosts: dict[str, procstat.Usage] = dataclasses.field(default_factory=dict)  # services per other host
 
     @staticmethod
-    def now(supervisor: Supervisor, broker: _Broker, follower: AuditFollower) -> "_Usage":
-        own = procstat.usage(os.getpid()) or procstat.Usage()
+    def now(supervisor: Supervisor, broker: _Broker, follower: AuditFollower,
+            load: LoadGenerator | LoadWorkers) -> "_Usage":
+        own = (procstat.usage(os.getpid()) or procstat.Usage()) + load.usage()
         auditor = follower.usage() or procstat.Usage()
         return _Usage(time.monotonic(), {LOAD_GENERATOR: own, **supervisor.usage(), AUDITOR: auditor},
                       _jvm_cpu_s(broker.jvm_pids), supervisor.usage_by_host())

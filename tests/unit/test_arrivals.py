@@ -3,6 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
+from bench.flow import arrivals
 from bench.flow.arrivals import ARRIVALS, constant, poisson, schedule
 
 
@@ -63,3 +64,24 @@ def test_fits_a_simpy_process():
     env.process(generator(env))
     env.run(until=1.05)
     assert starts == pytest.approx([0.1 * i for i in range(1, 11)])
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_split_the_one_schedule_at_random(workers):
+    """Together the workers start exactly the one generator's orders, each with its number and its
+    intended time; each share of a Poisson schedule is Poisson at rate / workers."""
+    whole = list(itertools.islice(arrivals.schedule("poisson", 1000.0, 7), 60_000))
+    shares = [list(itertools.islice(arrivals.share(arrivals.schedule("poisson", 1000.0, 7), 7, k, workers),
+                                    60_000 // workers - 2_000)) for k in range(workers)]
+    cut = min(share[-1][0] for share in shares)
+    union = sorted(pair for share in shares for pair in share if pair[0] <= cut)
+    assert union == [(seq, offset) for seq, offset in enumerate(whole, 1) if seq <= cut]
+    for share in shares:
+        gaps = np.diff([offset for _, offset in share])
+        assert gaps.mean() == pytest.approx(workers / 1000.0, rel=0.05)
+        assert gaps.std() / gaps.mean() == pytest.approx(1.0, abs=0.05)  # exponential gaps: a Poisson process
+
+
+def test_one_worker_is_the_one_schedule():
+    share = arrivals.share(arrivals.schedule("constant", 10.0, 1), 1, 0, 1)
+    assert list(itertools.islice(share, 3)) == [(1, 0.0), (2, 0.1), (3, pytest.approx(0.2))]
