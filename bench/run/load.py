@@ -148,12 +148,23 @@ class LoadGenerator:
                                                         extra),
                               **self.batching.conf("terminals")}
         self.stop_requested = threading.Event()
+        # Load workers stop together at one point of the schedule (stop_at), so that the orders
+        # they started are exactly those due before it: no worker started one another skipped.
+        self.end_offset_s = float("inf")
         self.send_failures = 0
         self.padding = "x" * workload.payload_bytes
         self.on_delivery = self._delivered  # bound once, not per order
 
     def stop(self) -> None:
         self.stop_requested.set()
+
+    def stop_at(self, offset_s: float) -> None:
+        """Start every order due before ``offset_s`` (seconds from the start) and none after; then drain."""
+        self.end_offset_s = offset_s
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_requested.is_set() or self.end_offset_s < float("inf")
 
     def usage(self) -> procstat.Usage:
         """CPU besides the calling process's own: none, the load runs in it (load workers' differs)."""
@@ -205,14 +216,15 @@ class LoadGenerator:
         offsets = arrivals.share(arrivals.schedule(w.arrival, w.rate_per_s, w.seed), w.seed, self.worker, self.workers)
         self.next_seq, next_offset = next(offsets)
         try:
-            while next_offset < load_s:
+            while next_offset < min(load_s, self.end_offset_s):
                 # Sleep once per tick at most: at high rates every order due by then goes out in
                 # one burst (each still records its own slip), at low rates one order per wake-up.
                 now_s = time.monotonic() - self.start_mono
                 target_s = next_offset if now_s >= next_offset else max(next_offset, now_s + TICK_S)
                 if not self._wait_until(self.start_mono + target_s):
                     break
-                next_offset = self._burst(offsets, next_offset, time.monotonic() - self.start_mono, load_s,
+                next_offset = self._burst(offsets, next_offset, time.monotonic() - self.start_mono,
+                                          min(load_s, self.end_offset_s),
                                           start_us, measure_from_us, measure_until_us)
             self.producer.flush(30)
             self._drain()
@@ -228,7 +240,7 @@ class LoadGenerator:
             start_wall_s=self.start_wall_s, measure_start_s=measure_from_us / 1e6, measure_end_s=measure_until_us / 1e6,
             offered_in_window=self.offered_in_window, scheduled_in_window=self.scheduled_in_window,
             finished_in_window=self.terminals.finished_in_window, send_failures=self.send_failures,
-            seconds=self.seconds, interrupted=self.stop_requested.is_set(),
+            seconds=self.seconds, interrupted=self.interrupted,
             histograms={name: rec.total for name, rec in self.recorders.items()},
             clock=self.clock.summary(self.start_mono),
         )
@@ -312,7 +324,7 @@ class LoadGenerator:
 
     def _drain(self) -> None:
         """Wait for in-flight orders, up to the workload's drain time (a few seconds when interrupted)."""
-        limit = min(self.workload.drain_s, 5.0) if self.stop_requested.is_set() else self.workload.drain_s
+        limit = min(self.workload.drain_s, 5.0) if self.interrupted else self.workload.drain_s
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             with self.lock:

@@ -15,23 +15,26 @@ coordinator adds exactly (a merged interval's count is the sum of the workers') 
 
 The wire (a worker's stdin and stdout, one JSON object a line): the worker says ``{"ready"}``,
 is told ``{"go": start_mono}``, sends ``{"second": ...}`` each second and ``{"done": ...}`` with its
-totals at the end; ``{"stop"}`` on its stdin, or stdin closing, stops it.
+totals at the end. An interrupted run tells every worker ``{"stop_at": offset}``, one point of the
+schedule a moment ahead, so together they have started exactly the orders due before it, as one
+generator would have; stdin closing (the coordinator gone) stops a worker at once.
 """
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from hdrh.histogram import HdrHistogram
 
+from bench.errors import BadEnvironment
 from bench.flow.workload import load_workload
 from bench.kafka import clients
 from bench.results.measurement import LoadResult, Second, StartCounts
@@ -42,6 +45,11 @@ from bench.run.supervisor import PARENT_ENV, parent_watch
 
 READY_TIMEOUT_S = 60.0
 START_AHEAD_S = 0.5  # the common start, this far after the last worker is ready
+STOP_AHEAD_S = 0.5  # an interruption's common end of the schedule, this far after it is asked
+
+
+class LoadWorkerError(BadEnvironment):
+    """A load worker that did not start, or ended before the load did (its log says why)."""
 
 
 def _encode(histogram: HdrHistogram) -> str:
@@ -67,19 +75,17 @@ def worker_main(argv: list[str] | None = None) -> int:
     worker, workers = (int(x) for x in args.worker.split("/"))
     workload = load_workload(Path(args.workload))
     extra = clients.read_properties(Path(args.kafka_config)) if args.kafka_config else {}
-    lock = threading.Lock()
 
     def send(message: dict) -> None:
-        with lock:
-            sys.stdout.write(json.dumps(message) + "\n")
-            sys.stdout.flush()
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
 
     rolled_now: dict = {}
 
     def on_rolled(rolled: dict, position: int) -> None:
         rolled_now.update({name: _encode(h) for name, h in rolled.items()}, position=position)
 
-    def on_second(second: Second) -> None:
+    def on_second(second: Second) -> None:  # in the generator's own thread, as every send
         send({"second": {"t_s": second.t_s, "offered": second.offered, "finished": second.finished,
                          "in_flight": second.in_flight, "position": rolled_now.pop("position"),
                          "histograms": dict(rolled_now)}})
@@ -89,6 +95,7 @@ def worker_main(argv: list[str] | None = None) -> int:
                          on_second=on_second, on_rolled=on_rolled, worker=worker, workers=workers)
     send({"ready": True})
     go: dict = {}
+    started = threading.Event()
 
     def listen() -> None:
         for line in sys.stdin:
@@ -96,12 +103,11 @@ def worker_main(argv: list[str] | None = None) -> int:
             if "go" in message:
                 go["at"] = message["go"]
                 started.set()
-            elif "stop" in message:
-                load.stop()
+            elif "stop_at" in message:
+                load.stop_at(message["stop_at"])
         load.stop()  # stdin closed: the coordinator is gone
         started.set()
 
-    started = threading.Event()
     threading.Thread(target=listen, name="coordinator", daemon=True).start()
     parent_alive = parent_watch()
     while not started.wait(0.5):
@@ -109,20 +115,21 @@ def worker_main(argv: list[str] | None = None) -> int:
             return 1
     if "at" not in go:
         return 1
-    own = procstat.usage(os.getpid()) or procstat.Usage()
     result = load.run(go["at"])
-    used = (procstat.usage(os.getpid()) or procstat.Usage()) - own
+    used = procstat.usage(os.getpid()) or procstat.Usage()  # the whole process's, as the run reads it live
+    last_t_s = round(load.next_tick - load.start_mono)  # the second its last, partial interval is in
     send({"done": {
         "started": result.start_counts.total, "last_seq": result.started_count, "position": load.next_seq - 1,
         "finished_count": result.finished_count, "start_counts": list(result.start_counts.counts),
-        "start_wall_s": result.start_wall_s, "offered_in_window": result.offered_in_window,
-        "scheduled_in_window": result.scheduled_in_window, "finished_in_window": result.finished_in_window,
-        "send_failures": result.send_failures, "interrupted": result.interrupted, "clock": result.clock,
-        "batching": load.batching.counts(), "cpu": {"main_s": used.main_s, "other_s": used.other_s,
-                                                    "switches": used.switches},
-        "others": load.terminals.others, "foreign": load.terminals.foreign,
-        "last": {name: _encode(h) for name, h in load.last_intervals.items() if h is not None},
-        "counts": {name: h.get_total_count() for name, h in result.histograms.items()}}})
+        "offered_in_window": result.offered_in_window, "scheduled_in_window": result.scheduled_in_window,
+        "finished_in_window": result.finished_in_window, "send_failures": result.send_failures,
+        "interrupted": result.interrupted, "clock": result.clock, "batching": load.batching.counts(),
+        "cpu": {"main_s": used.main_s, "other_s": used.other_s, "switches": used.switches},
+        "others": load.terminals.others, "counts": {name: h.get_total_count() for name, h in result.histograms.items()},
+        "last": {"t_s": last_t_s, "offered": load.sent_this_second,
+                 "finished": load.terminals.finished_total - load.finished_before, "in_flight": len(load.in_flight),
+                 "position": load.next_seq - 1,
+                 "histograms": {name: _encode(h) for name, h in load.last_intervals.items() if h is not None}}}})
     return 0
 
 
@@ -136,8 +143,10 @@ class _Worker:
             # Its own process group: a Ctrl-C reaches only the run, which tells it.
             self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                             env={**os.environ, PARENT_ENV: str(os.getpid())}, process_group=0)
-        self.ready = threading.Event()
+        self.ready = False
+        self.base = procstat.Usage()
         self.done: dict | None = None
+        self.gone = False  # its output ended (it exited), with or without its totals
         self.position = 0
 
     def send(self, message: dict) -> None:
@@ -148,10 +157,22 @@ class _Worker:
             pass  # it is gone: run() says so
 
     def usage(self) -> procstat.Usage:
+        """Its CPU since it was ready: read live, or from what it reported when done."""
         if self.done is not None:
             cpu = self.done["cpu"]
-            return procstat.Usage(cpu["main_s"], cpu["other_s"], cpu["switches"])
-        return procstat.usage(self.process.pid) or procstat.Usage()
+            return procstat.Usage(cpu["main_s"], cpu["other_s"], cpu["switches"]) - self.base
+        now = procstat.usage(self.process.pid)
+        return now - self.base if now is not None else procstat.Usage()
+
+    def read(self, into: queue.Queue) -> None:
+        """Its lines, parsed, onto ``into`` (a reader thread's whole job); None once it has exited."""
+        try:
+            for line in self.process.stdout:
+                into.put((self, json.loads(line)))
+        except (OSError, ValueError):
+            pass
+        self.process.wait()
+        into.put((self, None))
 
 
 class _MergedBatching:
@@ -163,7 +184,10 @@ class _MergedBatching:
 
 
 class LoadWorkers:
-    """``workers`` load worker processes on this host, driven and read as one load generator."""
+    """``workers`` load worker processes on this host, driven and read as one load generator.
+
+    Everything but reading the workers' pipes happens in the thread that calls :meth:`run`, as with
+    the in-process generator: merging, ``on_second`` and telling the workers to stop."""
 
     def __init__(self, bootstrap_servers: str, workload, out_dir: Path, run_id: str, workers: int,
                  worker_args: list[str], work_dir: Path, log_dir: Path,
@@ -174,28 +198,25 @@ class LoadWorkers:
         self.backlog, self.on_second, self.on_start = backlog, on_second, on_start
         self.stop_requested = threading.Event()
         self.batching = _MergedBatching()
-        self.lock = threading.Lock()
-        self.emitting = threading.Lock()
-        self.rows: dict[float, dict] = {}  # second -> the rows (and histograms) of the workers that sent it, by worker
+        self.rows: dict[float, dict] = {}  # second -> the rows of the workers that sent it, by worker
         self.seconds: list[Second] = []
         self.totals = {name: new_histogram() for name in LOAD_HISTOGRAMS}
-        self._workers = []
-        for k in range(workers):
-            out = work_dir / f"load-worker-{k}"
-            out.mkdir()
-            cmd = [sys.executable, "-m", "bench.run.load_workers", "--worker", f"{k}/{workers}",
-                   "--bootstrap-servers", bootstrap_servers, "--run-id", run_id, "--out", str(out), *worker_args]
-            self._workers.append(_Worker(cmd, log_dir / f"load-worker-{k}.log"))
+        self._logs: dict[str, IntervalLog] = {}
+        self._cmds = [[sys.executable, "-m", "bench.run.load_workers", "--worker", f"{k}/{workers}",
+                       "--bootstrap-servers", bootstrap_servers, "--run-id", run_id,
+                       "--out", str(work_dir / f"load-worker-{k}"), *worker_args] for k in range(workers)]
+        self._log_dir = log_dir
+        self._workers: list[_Worker] = []
+        self._stop_sent = False
 
     @property
     def started_count(self) -> int:
         """Orders started by now: every one numbered up to the slowest worker's position."""
-        return min(w.position for w in self._workers)
+        return min((w.position for w in self._workers), default=0)
 
     def stop(self) -> None:
+        """Stop the load (a signal handler may call this: run()'s thread tells the workers)."""
         self.stop_requested.set()
-        for w in self._workers:
-            w.send({"stop": True})
 
     def usage(self) -> procstat.Usage:
         total = procstat.Usage()
@@ -204,15 +225,24 @@ class LoadWorkers:
         return total
 
     def run(self) -> LoadResult:
-        readers = [threading.Thread(target=self._read, args=(w,), daemon=True, name=f"load-worker-{k}")
-                   for k, w in enumerate(self._workers)]
-        for t in readers:
-            t.start()
+        messages: queue.Queue = queue.Queue()
+        for k, cmd in enumerate(self._cmds):
+            Path(cmd[cmd.index("--out") + 1]).mkdir()
+            worker = _Worker(cmd, self._log_dir / f"load-worker-{k}.log")
+            self._workers.append(worker)
+            threading.Thread(target=worker.read, args=(messages,), daemon=True, name=f"load-worker-{k}").start()
         deadline = time.monotonic() + READY_TIMEOUT_S
-        for w in self._workers:
-            if not w.ready.wait(max(0.0, deadline - time.monotonic())) or w.process.poll() is not None:
-                self.close()
-                raise RuntimeError(f"a load worker did not start (log {w.log_path})")
+        while not all(w.ready for w in self._workers):
+            try:
+                worker, message = messages.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise LoadWorkerError(f"a load worker did not start within {READY_TIMEOUT_S:g}s "
+                                      f"(log {next(w for w in self._workers if not w.ready).log_path})") from None
+            if message is None:
+                raise LoadWorkerError(f"a load worker did not start (log {worker.log_path})")
+            if "ready" in message:
+                worker.ready = True
+                worker.base = procstat.usage(worker.process.pid) or procstat.Usage()  # its start-up is not the load's
         self.start_mono = time.monotonic() + START_AHEAD_S
         self.start_wall_s = time.time() + START_AHEAD_S
         w = self.workload
@@ -220,97 +250,85 @@ class LoadWorkers:
         self.measure_end_s = self.measure_start_s + w.duration_s
         self._logs = {name: IntervalLog(self.out_dir / hlog_file(name), name, self.start_wall_s)
                       for name in LOAD_HISTOGRAMS}
-        for worker in self._workers:
-            worker.send({"go": self.start_mono})
-        self.on_start(self.start_mono)
-        for t in readers:
-            t.join()
-        missing = [w.log_path for w in self._workers if w.done is None]
-        if missing:
+        try:
+            for worker in self._workers:
+                worker.send({"go": self.start_mono})
+            self.on_start(self.start_mono)
+            self._follow(messages)
+        finally:
             for log in self._logs.values():
                 log.close()
-            raise RuntimeError(f"a load worker ended without its totals (log {missing[0]})")
-        self._emit()
-        self._last_interval(time.time())
+        lost = [w for w in self._workers if w.done is None]
+        if lost:
+            raise LoadWorkerError(f"a load worker exited before the load ended, so its orders cannot be counted "
+                                  f"(log {lost[0].log_path})")
         return self._result()
 
-    def _read(self, worker: _Worker) -> None:
-        try:
-            for line in worker.process.stdout:
-                message = json.loads(line)
-                if "ready" in message:
-                    worker.ready.set()
-                elif "second" in message:
-                    worker.position = message["second"]["position"]
-                    with self.lock:
-                        self.rows.setdefault(message["second"]["t_s"], {})[id(worker)] = message["second"]
-                    self._emit()
-                elif "done" in message:
-                    worker.done = message["done"]
-                    self._emit()
-        except (OSError, ValueError):
-            pass
-        worker.process.wait()
-        worker.ready.set()
-
-    def _emit(self) -> None:
-        """Each second, in order, once every worker still running has sent it (one that has ended
-        has nothing more to add): its sums, and its intervals added into the run's logs."""
-        with self.emitting:  # one reader thread at a time, so the seconds go out in order
+    def _follow(self, messages: queue.Queue) -> None:
+        """Until every worker has exited: their seconds merged in order, a stop passed on."""
+        while not all(w.gone for w in self._workers):
+            if self.stop_requested.is_set() and not self._stop_sent:
+                self._stop_sent = True
+                offset_s = time.monotonic() - self.start_mono + STOP_AHEAD_S
+                for w in self._workers:
+                    w.send({"stop_at": offset_s})
+            try:
+                worker, message = messages.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if message is None:
+                worker.gone = True
+                if worker.done is None:
+                    self.stop()  # the rest cannot make a whole run: stop them now, not at the end of a soak
+            elif "second" in message:
+                worker.position = message["second"]["position"]
+                self.rows.setdefault(message["second"]["t_s"], {})[id(worker)] = message["second"]
+            elif "done" in message:
+                last = message["done"]["last"]
+                worker.position = last["position"]
+                # Its last, partial interval is its row of the second it ended in; it owes no later one.
+                self.rows.setdefault(last["t_s"], {})[id(worker)] = last
+                worker.done = message["done"]
             self._emit_ready()
 
     def _emit_ready(self) -> None:
-        while True:
-            with self.lock:
-                if not self.rows:
-                    return
-                t_s = min(self.rows)
-                rows = self.rows[t_s]
-                if any(id(w) not in rows for w in self._workers if w.done is None):
-                    return
-                del self.rows[t_s]
-                intervals = {}
-                for name in LOAD_HISTOGRAMS:
-                    interval = new_histogram()
-                    for row in rows.values():
+        """Each second, in order, once every worker still running has sent it (one that has ended
+        owes no more): its sums, and its intervals added into the run's logs."""
+        while self.rows:
+            t_s = min(self.rows)
+            rows = self.rows[t_s]
+            if any(id(w) not in rows for w in self._workers if w.done is None and not w.gone):
+                return
+            del self.rows[t_s]
+            intervals = {}
+            for name in LOAD_HISTOGRAMS:
+                interval = new_histogram()
+                for row in rows.values():
+                    if name in row["histograms"]:
                         add(interval, _decode(row["histograms"][name]))
-                    self._logs[name].write(interval, t_s - 1.0, t_s)
-                    add(self.totals[name], interval)
-                    intervals[name] = interval
-                rows = rows.values()
-                second = Second(t_s, sum(r["offered"] for r in rows), sum(r["finished"] for r in rows),
-                                sum(r["in_flight"] for r in rows), self.backlog(),
-                                summary_ms(intervals[E2E])["p99"], summary_ms(self.totals[E2E])["p99"])
-                self.seconds.append(second)
-                self.last_t_s = t_s
+                self._logs[name].write(interval, t_s - 1.0, t_s)
+                add(self.totals[name], interval)
+                intervals[name] = interval
+            rows = rows.values()
+            second = Second(t_s, sum(r["offered"] for r in rows), sum(r["finished"] for r in rows),
+                            sum(r["in_flight"] for r in rows), self.backlog(),
+                            summary_ms(intervals[E2E])["p99"], summary_ms(self.totals[E2E])["p99"])
+            self.seconds.append(second)
             self.on_second(second)
-
-    def _last_interval(self, end_wall_s: float) -> None:
-        """What the workers recorded after their last whole second, as one interval to the end."""
-        last_t_s = getattr(self, "last_t_s", 0.0)
-        for name in LOAD_HISTOGRAMS:
-            interval = new_histogram()
-            for w in self._workers:
-                if name in w.done["last"]:
-                    add(interval, _decode(w.done["last"][name]))
-            self._logs[name].write(interval, last_t_s, max(last_t_s, end_wall_s - self.start_wall_s))
-            add(self.totals[name], interval)
-            self._logs[name].close()
 
     def _result(self) -> LoadResult:
         done = [w.done for w in self._workers]
-        interrupted = self.stop_requested.is_set() or any(d["interrupted"] for d in done)
-        # A complete schedule ends at its last order, whoever started it; an interrupted one at the
-        # slowest worker's position (orders numbered past it may not have started).
-        started = min(d["position"] for d in done) if interrupted else max(d["last_seq"] for d in done)
+        # A worker's position: every order of its own numbered up to it has started, and the next
+        # was not due before the common end (the load's, or an interruption's stop_at). The smallest
+        # position is the run's count: its next order is the first that no worker started.
+        started = min(d["position"] for d in done)
         counts = StartCounts(int(self.start_mono * 1e6))
         for d in done:
             for i, n in enumerate(d["start_counts"]):
-                while len(counts.counts) <= i:
-                    counts.counts.append(0)
+                if i >= len(counts.counts):
+                    counts.counts.extend([0] * (i + 1 - len(counts.counts)))
                 counts.counts[i] += n
             counts.total += d["started"]
-        for d in done:
             for key, n in d["batching"].items():
                 self.batching.totals[key] = self.batching.totals.get(key, 0) + n
         total = lambda key: sum(d[key] for d in done)
@@ -319,7 +337,8 @@ class LoadWorkers:
             start_s=self.start_mono, start_wall_s=self.start_wall_s, measure_start_s=self.measure_start_s,
             measure_end_s=self.measure_end_s, offered_in_window=total("offered_in_window"),
             scheduled_in_window=total("scheduled_in_window"), finished_in_window=total("finished_in_window"),
-            send_failures=total("send_failures"), seconds=self.seconds, interrupted=interrupted,
+            send_failures=total("send_failures"), seconds=self.seconds,
+            interrupted=self.stop_requested.is_set() or any(d["interrupted"] for d in done),
             histograms=self.totals, clock=done[0]["clock"])
 
     def describe(self) -> list[dict]:

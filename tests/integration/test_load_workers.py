@@ -3,7 +3,12 @@ merged measurement, and the audit of one run."""
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -43,3 +48,55 @@ def test_two_workers_start_the_one_schedule_and_their_histograms_add_up(bootstra
     assert (out / "logs" / "load-worker-0.log").exists() and (out / "logs" / "load-worker-1.log").exists()
     left = subprocess.run(["pgrep", "-f", "bench.run.load_workers"], capture_output=True, text=True).stdout
     assert not left.strip()
+
+
+def test_a_load_worker_that_dies_ends_the_run_with_one_line_and_nothing_left(bootstrap_servers, tmp_path):
+    workload = tmp_path / "w.yaml"
+    workload.write_text("name: lw\nrate: 200\nduration: 60s\nwarmup: 1s\nload_workers: 2\n")
+    run_ = subprocess.Popen([sys.executable, "-m", "bench", "run", "--pattern", "choreography", "--workload",
+                             str(workload), "--bootstrap-servers", bootstrap_servers, "--output",
+                             str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        found = subprocess.run(["pgrep", "-P", str(run_.pid), "-f", "bench.run.load_workers --worker 1/2"],
+                               capture_output=True, text=True).stdout.split()
+        if found and (tmp_path / "out" / "timeseries.csv").exists():
+            time.sleep(3.0)  # well into the load
+            victim = int(found[0])
+        time.sleep(0.2)
+    assert victim is not None, "no load worker started"
+    children = subprocess.run(["pgrep", "-P", str(run_.pid)], capture_output=True, text=True).stdout.split()
+    os.kill(victim, signal.SIGKILL)
+    stdout, stderr = run_.communicate(timeout=120)
+    assert run_.returncode == 1, (stdout[-500:], stderr)
+    errors = [line for line in stderr.splitlines() if line.startswith("bench: error")]
+    assert len(errors) == 1 and "load worker exited before the load ended" in errors[0], stderr
+    assert stderr.rstrip().endswith(errors[0])
+    assert "Traceback" not in stderr
+    assert len(children) >= 6  # the services, the live audit and both workers
+    for pid in map(int, children):
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_an_interrupted_run_counts_exactly_the_orders_its_workers_started(bootstrap_servers, tmp_path):
+    """Ctrl-C: the workers stop at one point of the schedule, so the orders started are a prefix of
+    it: none lost, none unknown to the audit, the run's count the workers' sum."""
+    workload = tmp_path / "w.yaml"
+    workload.write_text("name: lw\nrate: 400\nduration: 60s\nwarmup: 1s\nload_workers: 2\n")
+    out = tmp_path / "out"
+    run_ = subprocess.Popen([sys.executable, "-m", "bench", "run", "--pattern", "choreography", "--workload",
+                             str(workload), "--bootstrap-servers", bootstrap_servers, "--output", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "timeseries.csv").exists():
+        time.sleep(0.2)
+    time.sleep(4.0)
+    run_.send_signal(signal.SIGINT)
+    stdout, stderr = run_.communicate(timeout=120)
+    assert "Traceback" not in stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["interrupted"] is True
+    orders = s["orders"]
+    assert orders["started"] == sum(w["orders"] for w in s["load_workers"]) > 400
+    assert orders["lost"] == orders["unknown_orders"] == orders["stuck"] == 0 and s["audit"]["clean"]

@@ -85,3 +85,10 @@ def test_workers_split_the_one_schedule_at_random(workers):
 def test_one_worker_is_the_one_schedule():
     share = arrivals.share(arrivals.schedule("constant", 10.0, 1), 1, 0, 1)
     assert list(itertools.islice(share, 3)) == [(1, 0.0), (2, 0.1), (3, pytest.approx(0.2))]
+
+
+def test_a_worker_tells_its_orders_by_number_as_the_split_did():
+    """The terminal-event filter (one number at a time) and the split (numpy blocks) agree."""
+    seqs = np.arange(1, 30_001, dtype=np.uint64)
+    for seed, workers in ((0, 2), (7, 3), (2**63, 5)):
+        assert arrivals._owners(seqs, seed, workers).tolist() == [arrivals.owner(int(q), seed, workers) for q in seqs]
