@@ -4,10 +4,10 @@
         [--duration 15s] [--bootstrap-servers HOST:PORT]
 
 Starts a fresh embedded broker on port 29292 (or uses --bootstrap-servers). At each rate, interleaved,
-it runs the load generator as one process, then as ``--workers`` processes that split the one
-schedule (bench.flow.arrivals.share: worker k starts the orders whose number hashes to k, so the
-workers together start the single generator's orders, each at its own intended time). Each worker
-writes its slip.hlog; the rows merge them exactly (counts added interval by interval).
+it runs the load as one worker process, then as ``--workers`` processes that split the one
+schedule, through the run's own bench.run.load_workers.LoadWorkers (worker k starts the orders
+whose number hashes to k, so the workers together start the single generator's orders, each at its
+own intended time; their histograms are added exactly, interval by interval).
 
 A rate is held on schedule when the orders sent in the window are at least 99% of those scheduled
 there and the merged schedule slip's p99 is at most 1 ms. Prints a row per rate and layout, then
@@ -16,10 +16,8 @@ Compare within one invocation: absolute speed differs between machines and hours
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -39,50 +37,34 @@ def _workload(rate: float, duration_s: float):
     return load_workload().with_overrides(rate_per_s=rate, duration_s=duration_s, warmup_s=1.0, drain_s=0.0)
 
 
-def worker_main(bootstrap: str, rate: float, duration_s: float, run_id: str, worker: int, workers: int,
-                out: Path) -> None:
-    """One worker's run; one JSON line on stdout."""
-    from bench.run import procstat
-    from bench.run.load import LoadGenerator
-
-    generator = LoadGenerator(bootstrap, _workload(rate, duration_s), out, run_id, worker=worker, workers=workers)
-    own = procstat.usage(os.getpid())
-    result = generator.run()
-    used = procstat.usage(os.getpid()) - own
-    print(json.dumps({"started": result.start_counts.total, "scheduled": result.scheduled_in_window,
-                      "offered": result.offered_in_window, "cpu_s": used.main_s + used.other_s,
-                      "window_s": result.measure_end_s - result.measure_start_s}), flush=True)
-
-
 def layout_run(bootstrap: str, rate: float, duration_s: float, workers: int, scratch: Path) -> dict:
-    """``workers`` processes at ``rate`` in all, started together; their figures merged."""
+    """``workers`` worker processes at ``rate`` in all, through the run's own LoadWorkers (which
+    starts them together and merges their histograms exactly)."""
+    import yaml
+
     from bench.flow import events as ev
     from bench.kafka import clients, topics
-    from bench.results.recording import SLIP, hlog_file, iter_hlog, merged, summary_ms
+    from bench.results.recording import SLIP, summary_ms
+    from bench.run.load_workers import LoadWorkers
 
+    workload = _workload(rate, duration_s)
     conf = clients.admin_config(bootstrap)
-    topics.recreate(topics.admin(conf), [ev.ORDER_CREATED, ev.ORDER_EVENTS], _workload(rate, duration_s),
+    topics.recreate(topics.admin(conf), [ev.ORDER_CREATED, ev.ORDER_EVENTS], workload,
                     registry=topics.registry(conf, "load-workers"))
-    run_id = uuid.uuid4().hex[:8]
-    outs = [Path(tempfile.mkdtemp(prefix=f"w{k}-", dir=scratch)) for k in range(workers)]
-    procs = [subprocess.Popen([sys.executable, __file__, "--as-worker", f"{k}/{workers}", "--rates", str(rate),
-                               "--duration", f"{duration_s}s", "--bootstrap-servers", bootstrap, "--run-id", run_id,
-                               "--out", str(outs[k])], stdout=subprocess.PIPE, text=True)
-             for k in range(workers)]
-    reports = []
-    for proc in procs:
-        stdout, _ = proc.communicate()
-        if proc.returncode != 0:
-            sys.exit(f"a load worker exited {proc.returncode}")
-        reports.append(json.loads(stdout.strip().splitlines()[-1]))
-    slip = summary_ms(merged(h for out in outs for h in iter_hlog(out / hlog_file(SLIP))))
-    scheduled = sum(r["scheduled"] for r in reports)
-    offered = sum(r["offered"] for r in reports)
-    started = sum(r["started"] for r in reports)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{workers}w-", dir=scratch))
+    workload_file = run_dir / "workload.yaml"
+    workload_file.write_text(yaml.safe_dump(workload.to_source(), sort_keys=False))
+    load = LoadWorkers(bootstrap, workload, run_dir, uuid.uuid4().hex[:8], workers, ["--workload", str(workload_file)],
+                       run_dir, run_dir)
+    try:
+        result = load.run()
+    finally:
+        load.close()
+    slip = summary_ms(result.histograms[SLIP])
+    scheduled, offered = result.scheduled_in_window, result.offered_in_window
     held = offered >= HELD_SENT * scheduled and slip["p99"] is not None and slip["p99"] <= HELD_SLIP_P99_MS
-    return {"workers": workers, "rate": rate, "sent_per_s": offered / reports[0]["window_s"], "scheduled": scheduled,
-            "offered": offered, "started": started, "slip": slip, "held": held,
-            "cpu_us_per_order": sum(r["cpu_s"] for r in reports) / max(started, 1) * 1e6}
+    return {"sent_per_s": offered / (result.measure_end_s - result.measure_start_s), "slip": slip, "held": held,
+            "cpu_us_per_order": load.usage().cpu_s / max(result.started_count, 1) * 1e6}
 
 
 @click.command()
@@ -90,24 +72,17 @@ def layout_run(bootstrap: str, rate: float, duration_s: float, workers: int, scr
 @click.option("--workers", default=2, show_default=True, help="Workers of the split layout.")
 @click.option("--duration", default="15s", show_default=True)
 @click.option("--bootstrap-servers", default=None)
-@click.option("--as-worker", default=None, hidden=True)
-@click.option("--run-id", default=None, hidden=True)
-@click.option("--out", default=None, hidden=True)
-def main(rates, workers, duration, bootstrap_servers, as_worker, run_id, out) -> None:
+def main(rates, workers, duration, bootstrap_servers) -> None:
     from bench.flow.workload import parse_duration
 
     duration_s = parse_duration(duration)
-    if as_worker:
-        k, n = (int(x) for x in as_worker.split("/"))
-        worker_main(bootstrap_servers, float(rates), duration_s, run_id, k, n, Path(out))
-        return
     if not bootstrap_servers:
         os.environ["BENCH_BROKER_DIR"] = tempfile.mkdtemp(prefix="bench-load-workers-broker-")
     from bench.broker import embedded
 
     rate_list = [float(r) for r in rates.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-load-workers-") as scratch, \
-            (embedded.embedded(port=PORT) if not bootstrap_servers else _nothing()) as cluster:
+            (embedded.embedded(port=PORT) if not bootstrap_servers else contextlib.nullcontext()) as cluster:
         bootstrap = bootstrap_servers or cluster.bootstrap_servers
         click.echo(f"load only, {duration}: one process against {workers} that split the schedule "
                    f"(held: sent >= {HELD_SENT:.0%} of scheduled, slip p99 <= {HELD_SLIP_P99_MS:g} ms)")
@@ -125,14 +100,6 @@ def main(rates, workers, duration, bootstrap_servers, as_worker, run_id, out) ->
         ratio = best[workers] / best[1] if best[1] else float("nan")
         click.echo(f"highest rate held: 1 worker {best[1]:g}/s, {workers} workers {best[workers]:g}/s "
                    f"({ratio:.2f}x)")
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
 
 
 if __name__ == "__main__":

@@ -107,8 +107,8 @@ def _same_layout(a: HdrHistogram, b: HdrHistogram) -> bool:
     )
 
 
-def _add(total: HdrHistogram, interval: HdrHistogram) -> None:
-    """hdrh's ``total.add(interval)``, with the counts added by numpy (~5x faster than hdrh's C loop)
+def add(total: HdrHistogram, interval: HdrHistogram) -> None:
+    """Adds ``interval``'s counts into ``total`` exactly: hdrh's ``total.add(interval)``, with the counts added by numpy (~5x faster than hdrh's C loop)
     and the same total count, min, max and timestamps kept, so encode() and output still work."""
     # hdrh's add() takes an empty histogram's min (0) as real and corrupts the total's min.
     if not interval.get_total_count():
@@ -126,8 +126,8 @@ def _add(total: HdrHistogram, interval: HdrHistogram) -> None:
 
 
 class IntervalLog:
-    """An ``.hlog`` written one interval at a time, of intervals made elsewhere (the sums of load
-    workers' intervals); :func:`add` them into a total as they are written."""
+    """An ``.hlog`` written one interval at a time: the recorder's, the step logs', the sums of
+    load workers' intervals."""
 
     def __init__(self, path: str | Path, name: str, start_wall_s: float) -> None:
         self._log, self._writer = _open_log(Path(path), name, start_wall_s)
@@ -142,11 +142,6 @@ class IntervalLog:
 
     def close(self) -> None:
         self._log.close()
-
-
-def add(total: HdrHistogram, interval: HdrHistogram) -> None:
-    """Add ``interval``'s counts into ``total`` exactly (the merged count is the sum of the two)."""
-    _add(total, interval)
 
 
 class IntervalRecorder:
@@ -164,8 +159,7 @@ class IntervalRecorder:
         self._interval_start_s = start_wall_s
         self._interval = new_histogram()
         self._total = new_histogram()
-        self._log: TextIO | None
-        self._log, self._writer = _open_log(self.path, name, start_wall_s)
+        self._log: IntervalLog | None = IntervalLog(self.path, name, start_wall_s)
 
     def record_us(self, value_us: float) -> None:
         value = round(value_us)
@@ -181,13 +175,9 @@ class IntervalRecorder:
         if self._log is None:
             raise ValueError(f"{self.path}: recorder is closed")
         finished = self._interval
-        finished.set_start_time_stamp(self._interval_start_s * 1000.0)
-        finished.set_end_time_stamp(now_wall_s * 1000.0)
-        self._writer.output_interval_histogram(
-            finished, self._interval_start_s - self._start_wall_s, now_wall_s - self._start_wall_s
-        )
-        self._log.flush()  # an interrupted run still leaves every finished interval on disk
-        _add(self._total, finished)
+        # Flushed as written: an interrupted run still leaves every finished interval on disk.
+        self._log.write(finished, self._interval_start_s - self._start_wall_s, now_wall_s - self._start_wall_s)
+        add(self._total, finished)
         # A fresh histogram is ~20x cheaper than hdrh's reset(), and lets the caller keep this one.
         self._interval = new_histogram()
         self._interval_start_s = now_wall_s
@@ -256,7 +246,7 @@ def merged(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
     total = new_histogram()
     starts, ends = [], []
     for histogram in histograms:
-        _add(total, histogram)
+        add(total, histogram)
         starts.append(histogram.get_start_time_stamp())
         ends.append(histogram.get_end_time_stamp())
     if starts:
@@ -377,6 +367,6 @@ def window_summary(intervals: Iterable[HdrHistogram], lo_wall_s: float, hi_wall_
     total, chosen = new_histogram(), 0
     for histogram in intervals:
         if lo_wall_s <= histogram.get_start_time_stamp() / 1000 < hi_wall_s:
-            _add(total, histogram)
+            add(total, histogram)
             chosen += 1
     return summary_ms(total) if chosen else {}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
-from bench.results.recording import (_add, _open_log, histogram_of, hlog_file, merged, new_histogram, step_histogram,
+from bench.results.recording import (IntervalLog, add, histogram_of, hlog_file, merged, new_histogram, step_histogram,
                                      summary_ms, write_intervals)
 from bench.flow.saga import E2E
 
@@ -57,7 +57,7 @@ class StepLogs:
                  measure_start_s: float, measure_end_s: float) -> None:
         self.start_s, self.measure_start_s, self.measure_end_s = start_s, measure_start_s, measure_end_s
         names = [s for s in steps if s != E2E]  # the load generator measures end-to-end itself, on one clock
-        self.logs = {step: _open_log(out / hlog_file(step_histogram(step)), step, start_wall_s) for step in names}
+        self.logs = {step: IntervalLog(out / hlog_file(step_histogram(step)), step, start_wall_s) for step in names}
         self.open: dict[str, dict[int, array]] = {step: {} for step in names}
         self.totals = {step: new_histogram() for step in names}
         self.scratch = {step: new_histogram() for step in names}  # each second's, refilled (see histogram_of)
@@ -73,12 +73,10 @@ class StepLogs:
             due = sorted(k for k in open_ if limit is None or k + 1 <= limit)
             if not due:
                 continue
-            log, writer = self.logs[step]
             for k in due:
                 histogram = histogram_of(open_.pop(k), into=self.scratch[step])
-                writer.output_interval_histogram(histogram, k, k + 1)
-                _add(self.totals[step], histogram)
-            log.flush()
+                self.logs[step].write(histogram, k, k + 1)
+                add(self.totals[step], histogram)
         if limit is not None:
             self.written_to = max(self.written_to, limit)
 
@@ -88,7 +86,7 @@ class StepLogs:
     def close(self) -> dict[str, dict]:
         """Write what is left; returns each step's summary in ms."""
         self.flush()
-        for log, _ in self.logs.values():
+        for log in self.logs.values():
             log.close()
         return {step: summary_ms(total) for step, total in self.totals.items()}
 

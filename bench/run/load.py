@@ -132,8 +132,7 @@ class LoadGenerator:
     on_second: Callable[[Second], None] = lambda s: None
     on_start: Callable[[float], None] = lambda start_mono: None
     # Each second's interval histograms by name, as they are rolled (a load worker sends them on).
-    # and the schedule position reached: every order of this worker numbered below it has started.
-    on_rolled: Callable[[dict, int], None] = lambda rolled, position: None
+    on_rolled: Callable[[dict], None] = lambda rolled: None
     # Worker `worker` of `workers` starts its share of the run's one schedule (bench.flow.arrivals.share).
     worker: int = 0
     workers: int = 1
@@ -161,6 +160,11 @@ class LoadGenerator:
     def stop_at(self, offset_s: float) -> None:
         """Start every order due before ``offset_s`` (seconds from the start) and none after; then drain."""
         self.end_offset_s = offset_s
+
+    @property
+    def position(self) -> int:
+        """Every order of this generator numbered up to here has started; the next is not yet due."""
+        return self.next_seq - 1
 
     @property
     def interrupted(self) -> bool:
@@ -304,8 +308,7 @@ class LoadGenerator:
             now_wall = self.start_wall_s + (self.next_tick - self.start_mono)
             rolled = {name: rec.roll(now_wall) for name, rec in self.recorders.items()}
             total = self.recorders[E2E].total
-            position = self.next_seq - 1
-        self.on_rolled(rolled, position)
+        self.on_rolled(rolled)
         second = Second(round(self.next_tick - self.start_mono), self.sent_this_second,
                         finished - self.finished_before, in_flight, self.backlog(),
                         summary_ms(rolled[E2E])["p99"], summary_ms(total)["p99"])

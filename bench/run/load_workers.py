@@ -82,13 +82,12 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     rolled_now: dict = {}
 
-    def on_rolled(rolled: dict, position: int) -> None:
-        rolled_now.update({name: _encode(h) for name, h in rolled.items()}, position=position)
+    def on_rolled(rolled: dict) -> None:
+        rolled_now.update((name, _encode(h)) for name, h in rolled.items())
 
     def on_second(second: Second) -> None:  # in the generator's own thread, as every send
         send({"second": {"t_s": second.t_s, "offered": second.offered, "finished": second.finished,
-                         "in_flight": second.in_flight, "position": rolled_now.pop("position"),
-                         "histograms": dict(rolled_now)}})
+                         "in_flight": second.in_flight, "position": load.position, "histograms": dict(rolled_now)}})
         rolled_now.clear()
 
     load = LoadGenerator(args.bootstrap_servers, workload, Path(args.out), args.run_id, extra,
@@ -119,7 +118,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     used = procstat.usage(os.getpid()) or procstat.Usage()  # the whole process's, as the run reads it live
     last_t_s = round(load.next_tick - load.start_mono)  # the second its last, partial interval is in
     send({"done": {
-        "started": result.start_counts.total, "last_seq": result.started_count, "position": load.next_seq - 1,
+        "started": result.start_counts.total, "position": load.position,
         "finished_count": result.finished_count, "start_counts": list(result.start_counts.counts),
         "offered_in_window": result.offered_in_window, "scheduled_in_window": result.scheduled_in_window,
         "finished_in_window": result.finished_in_window, "send_failures": result.send_failures,
@@ -128,7 +127,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         "others": load.terminals.others, "counts": {name: h.get_total_count() for name, h in result.histograms.items()},
         "last": {"t_s": last_t_s, "offered": load.sent_this_second,
                  "finished": load.terminals.finished_total - load.finished_before, "in_flight": len(load.in_flight),
-                 "position": load.next_seq - 1,
+                 "position": load.position,
                  "histograms": {name: _encode(h) for name, h in load.last_intervals.items() if h is not None}}}})
     return 0
 

@@ -7,7 +7,7 @@ from hdrh.log import HistogramLogReader
 
 from bench.results.recording import (
     HIGHEST_US,
-    _add,
+    add,
     _bucket_values,
     _counts,
     _sum_of_values_us,
@@ -278,7 +278,7 @@ def test_add_equals_hdrh_add():
     rng.shuffle(intervals)
     fast, slow = new_histogram(), new_histogram()
     for histogram in intervals:
-        _add(fast, histogram)
+        add(fast, histogram)
         if histogram.get_total_count():
             slow.add(histogram)
         assert _state(fast) == _state(slow)
@@ -290,6 +290,6 @@ def test_add_of_other_layout_falls_back_to_hdrh():
     for value in (5, 500, 50_000):
         coarse.record_value(value)
     total = histogram_of([7])
-    _add(total, coarse)
+    add(total, coarse)
     assert total.get_total_count() == 4
     assert summary_ms(total) == _slow_summary_ms(total)
