@@ -83,5 +83,5 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):  # stopped, or its reader (`| head`) went away
         pass
