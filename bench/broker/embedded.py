@@ -204,15 +204,25 @@ def check_port_free(port: int, host: str = "127.0.0.1") -> None:
 
 
 def server_properties(node_id: int, nodes: int, port: int, data_dir: Path, host: str = "localhost") -> str:
+    """Node ``node_id`` of ``nodes`` on this host: clients on ``port + i``, the quorum on localhost."""
     voters = ",".join(f"{i + 1}@localhost:{port + CONTROLLER_PORT_OFFSET + i}" for i in range(nodes))
     me = node_id - 1
+    return node_properties(node_id, nodes, voters, host, port + me, "localhost", port + CONTROLLER_PORT_OFFSET + me,
+                           data_dir)
+
+
+def node_properties(node_id: int, nodes: int, voters: str, host: str, port: int, controller_host: str,
+                    controller_port: int, data_dir: Path) -> str:
+    """A KRaft node's server.properties: clients on ``host:port``, the quorum (``voters``, as
+    ``id@host:port,...``) on ``controller_host:controller_port``; one node of a cluster on this
+    host (:func:`server_properties`) or on a host of a placed run (:mod:`bench.run.agent`)."""
     replication = min(3, nodes)
     props = {
         "process.roles": "broker,controller",
         "node.id": node_id,
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://{host}:{port + me},CONTROLLER://localhost:{port + CONTROLLER_PORT_OFFSET + me}",
-        "advertised.listeners": f"PLAINTEXT://{host}:{port + me}",
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{controller_host}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
@@ -241,7 +251,7 @@ def server_properties(node_id: int, nodes: int, port: int, data_dir: Path, host:
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     """URL-safe base64 of a random UUID, never starting with "-" (a command line would read that
     as an option; Kafka's own Uuid.randomUuid() draws again for the same reason)."""
     while True:
@@ -276,7 +286,7 @@ def _last_lines(path: Path, n: int = 12) -> str:
         return "(no log written)"
 
 
-def _serving(bootstrap: str, expected_brokers: int) -> bool:
+def serving(bootstrap: str, expected_brokers: int) -> bool:
     from confluent_kafka.admin import AdminClient
 
     from bench.kafka.clients import silent_logger
@@ -324,7 +334,7 @@ def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_
     dist.install()
     heap_mb = heap_mb or (768 if nodes == 1 else 512)
     root.mkdir(parents=True, exist_ok=True)
-    cluster_id = _cluster_id()
+    cluster_id = new_cluster_id()
     cluster = Cluster([], str(root), ownership.new_token())
     cluster.save()  # the token first: a start that fails half-way leaves directories bench can prove it made
     try:
@@ -332,9 +342,7 @@ def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_
             node_dir = root / f"node-{i + 1}"
             node_dir.mkdir(parents=True)
             ownership.mark_dir(node_dir, cluster.token)
-            (node_dir / "server.properties").write_text(server_properties(i + 1, nodes, port, node_dir, host))
-            (node_dir / "log4j2.yaml").write_text(LOG4J2.format(log=node_dir / "server.log"))
-            _format(node_dir, cluster_id, node_dir / "log4j2.yaml")
+            prepare_node(node_dir, server_properties(i + 1, nodes, port, node_dir, host), cluster_id)
         launched = []
         for i in range(nodes):
             node, proc = _launch(root / f"node-{i + 1}", i + 1, port + i, port + CONTROLLER_PORT_OFFSET + i, heap_mb,
@@ -347,6 +355,21 @@ def start(nodes: int = 1, port: int = 9092, heap_mb: int | None = None, timeout_
         _kill(cluster)
         raise
     return cluster
+
+
+def prepare_node(node_dir: Path, properties: str, cluster_id: str) -> None:
+    """A node's configuration written and its storage formatted, in ``node_dir`` (made and marked
+    by the caller)."""
+    dist.install()  # once per host: an agent's host may not have Kafka's jars yet
+    (node_dir / "server.properties").write_text(properties)
+    (node_dir / "log4j2.yaml").write_text(LOG4J2.format(log=node_dir / "server.log"))
+    _format(node_dir, cluster_id, node_dir / "log4j2.yaml")
+
+
+def launch(node_dir: Path, node_id: int, port: int, controller_port: int, heap_mb: int,
+           host: str) -> tuple[NodeInfo, subprocess.Popen]:
+    """A prepared node started (not tied to the calling thread: an agent's request threads end)."""
+    return _launch(node_dir, node_id, port, controller_port, heap_mb, False, host)
 
 
 def _remove_old_nodes(root: Path) -> None:
@@ -405,7 +428,7 @@ def _wait_serving(cluster: Cluster, launched: list[subprocess.Popen], timeout_s:
                     f"last lines of {node.log_path}:\n{_last_lines(node.log_path)}"
                     f"\n{_last_lines(Path(node.dir) / 'kafka.out', 5)}"
                 )
-        if _serving(cluster.bootstrap_servers, len(cluster.nodes)):
+        if serving(cluster.bootstrap_servers, len(cluster.nodes)):
             return
         time.sleep(0.3)
     node = cluster.nodes[0]

@@ -17,11 +17,22 @@ Endpoints (POST, JSON in and out): ``/session`` (unsigned: a session id to sign 
 returns once the instance is ready), ``/signal`` (name, signal), ``/status`` (per instance: alive,
 backlog, CPU), ``/log`` (name: its log), ``/stop`` (every instance), ``/end`` (the run's directory
 removed), ``/clock`` (its monotonic and wall clocks, which the coordinator times as NTP does).
+A KRaft node of a cluster the run starts on its hosts is ``/broker`` (node id, the cluster's id and
+voters, this host's address and ports: formatted in the run's directory and started; with
+``restart``, started again on its storage); ``/signal`` reaches it as ``broker-<id>``.
+A load worker (:mod:`bench.run.load_workers`, worker k of n of the run's schedule) is started by
+``/load`` (index, of); ``/lines`` (name, wait_s) hands over what it said since the last fetch, and
+``/tell`` (name, message) passes it one of the three things a coordinator tells a worker (go,
+stop_at, close), checked here, never a line as sent.
 """
 from __future__ import annotations
 
 import json
+import queue
 import secrets
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,10 +41,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench import ownership, patterns
+from bench.broker import embedded
 from bench.errors import BadInput
 from bench.flow.workload import load_workload
 from bench.kafka.errors import BrokerError
 from bench.run import control, procstat
+from bench.run.load_workers import _Worker as LoadWorkerProcess
 from bench.run.supervisor import Supervisor
 
 LEASE_S = 30.0  # a hosted run whose coordinator said nothing this long is stopped
@@ -43,6 +56,8 @@ MAX_BODY = 1 << 20
 # to lock a coordinator out.
 MAX_PENDING_SESSIONS = 64
 MAX_SESSIONS = 1024
+MAX_LOAD_WORKERS = 64  # as the workload's load_workers
+MAX_WAIT_S = 2.0  # the longest a /lines fetch is held for a line to arrive
 REQUEST_TIMEOUT_S = 30.0  # a client that stops mid-request does not hold a thread for ever
 _RUN_ID = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
@@ -56,9 +71,81 @@ class Refused(Exception):
 
 
 class _HostedRun:
-    def __init__(self, run_id: str, directory: Path, token: str, supervisor: Supervisor, roles: set[str]) -> None:
+    def __init__(self, run_id: str, directory: Path, token: str, supervisor: Supervisor, roles: set[str],
+                 load_args: list[str]) -> None:
         self.run_id, self.directory, self.token, self.supervisor, self.roles = run_id, directory, token, supervisor, roles
+        self.load_args = load_args  # a load worker's arguments but its number and directory
         self.last_heard = time.monotonic()  # a signed request naming this run: its coordinator is there
+        self.workers: dict[str, tuple[LoadWorkerProcess, queue.Queue]] = {}  # name -> process, its parsed lines
+        self.brokers: dict[str, tuple[embedded.NodeInfo, subprocess.Popen, int]] = {}  # broker-<id> -> node, Popen, heap
+
+    def start_broker(self, request: dict) -> str:
+        node_id = request.get("node_id")
+        if type(node_id) is not int or not 1 <= node_id <= 99:
+            raise Refused(400, "node_id: 1 .. 99")
+        name = f"broker-{node_id}"
+        node_dir = self.directory / name
+        if request.get("restart") is True:
+            if name not in self.brokers:
+                raise Refused(404, f"{name} was never started here")
+            old, _, heap_mb = self.brokers[name]
+            if old.is_ours():
+                raise Refused(409, f"{name} is running")
+            self.brokers[name] = (*embedded.launch(node_dir, node_id, old.port, old.controller_port, heap_mb, old.host),
+                                  heap_mb)
+            return name
+        if name in self.brokers:
+            raise Refused(409, f"{name} was started already")
+        ports = [request.get("port"), request.get("controller_port"), request.get("heap_mb"), request.get("nodes")]
+        if not all(type(v) is int for v in ports) or not (1024 <= ports[0] <= 65535 and 1024 <= ports[1] <= 65535
+                                                          and 256 <= ports[2] <= 8192 and 1 <= ports[3] <= 99):
+            raise Refused(400, "port, controller_port: 1024 .. 65535; heap_mb: 256 .. 8192; nodes: 1 .. 99")
+        host, voters, cluster_id = (_string(request, k) for k in ("host", "voters", "cluster_id"))
+        if not _voters_ok(voters) or not cluster_id.replace("-", "").replace("_", "").isalnum() or len(cluster_id) > 32:
+            raise Refused(400, "voters: id@host:port,...; cluster_id: a Kafka cluster id")
+        if not all(c.isalnum() or c in ".-:[]" for c in host) or len(host) > 253:
+            raise Refused(400, "host: an address or a host name")
+        node_dir.mkdir()
+        try:
+            embedded.prepare_node(node_dir, embedded.node_properties(node_id, ports[3], voters, host, ports[0], host,
+                                                                     ports[1], node_dir), cluster_id)
+        except BrokerError as err:
+            raise Refused(500, str(err).splitlines()[0]) from None
+        self.brokers[name] = (*embedded.launch(node_dir, node_id, ports[0], ports[1], ports[2], host), ports[2])
+        return name
+
+    def stop_brokers(self) -> None:
+        for node, _, _ in self.brokers.values():
+            embedded.kill_node(node, signal.SIGTERM)
+        for node, proc, _ in self.brokers.values():
+            try:
+                proc.wait(15.0)
+            except subprocess.TimeoutExpired:
+                embedded.kill_node(node, signal.SIGKILL)
+                proc.wait()
+
+    def start_worker(self, index: int, of: int) -> str:
+        name = f"load-worker-{index}"
+        if name in self.workers:
+            raise Refused(409, f"{name} was started already")
+        out = self.directory / name
+        out.mkdir()
+        worker = LoadWorkerProcess([sys.executable, "-m", "bench.run.load_workers", "--worker", f"{index}/{of}",
+                                    "--out", str(out), *self.load_args], self.directory / "logs" / f"{name}.log")
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=worker.read, args=(lines,), daemon=True, name=name).start()
+        self.workers[name] = (worker, lines)
+        return name
+
+    def worker(self, request: dict) -> tuple[LoadWorkerProcess, queue.Queue]:
+        found = self.workers.get(_string(request, "name"))
+        if found is None:
+            raise Refused(404, "no such load worker in this run")
+        return found
+
+    def stop_workers(self) -> None:
+        for worker, _ in self.workers.values():
+            worker.close()
 
 
 class Agent:
@@ -129,10 +216,59 @@ class Agent:
                 except BrokerError as err:
                     raise Refused(500, str(err).splitlines()[0]) from None
             return {"name": instance.name}
+        if path == "/broker":
+            with self.state:
+                if self.run is not hosted:
+                    raise Refused(409, "no such run on this agent")
+                return {"name": hosted.start_broker(request)}
+        if path == "/load":
+            index, of = request.get("index"), request.get("of")
+            if type(of) is not int or not 1 <= of <= MAX_LOAD_WORKERS or type(index) is not int or not 0 <= index < of:
+                raise Refused(400, f"index, of: worker index of 1 .. {MAX_LOAD_WORKERS} workers")
+            with self.state:
+                if self.run is not hosted:
+                    raise Refused(409, "no such run on this agent")
+                return {"name": hosted.start_worker(index, of)}
+        if path == "/lines":
+            _, lines = hosted.worker(request)
+            wait_s = request.get("wait_s", 0.0)
+            if type(wait_s) not in (int, float) or not 0 <= wait_s <= MAX_WAIT_S:
+                raise Refused(400, f"wait_s: 0 .. {MAX_WAIT_S:g} seconds")
+            messages, exited = [], False
+            try:
+                item = lines.get(timeout=wait_s) if wait_s else lines.get_nowait()
+                while True:
+                    if item[1] is None:
+                        exited = True
+                        break
+                    messages.append(item[1])
+                    item = lines.get_nowait()
+            except queue.Empty:
+                pass
+            return {"messages": messages, "exited": exited}
+        if path == "/tell":
+            worker, _ = hosted.worker(request)
+            message = request.get("message")
+            if not isinstance(message, dict) or len(message) != 1:
+                raise Refused(400, "message: one of go, stop_at, close")
+            (key, value), = message.items()
+            if key in ("go", "stop_at") and type(value) in (int, float):
+                worker.send({key: value})
+            elif key == "close" and value is True:
+                threading.Thread(target=worker.close, daemon=True).start()  # it may take seconds to stop
+            else:
+                raise Refused(400, "message: one of go (a monotonic time), stop_at (an offset), close (true)")
+            return {}
         if path == "/signal":
             name = _string(request, "signal")
             if name not in control.SIGNALS:
                 raise Refused(400, f"signal: one of {', '.join(control.SIGNALS)}")
+            if _string(request, "name") in hosted.brokers:
+                node, proc, _ = hosted.brokers[request["name"]]
+                embedded.kill_node(node, control.SIGNALS[name])
+                if name == "KILL":
+                    proc.wait()
+                return {}
             instance = self._instance(hosted, request)
             instance.send(control.SIGNALS[name])
             if name == "KILL":
@@ -142,12 +278,23 @@ class Agent:
             # The current incarnation's CPU only: the coordinator adds up earlier ones (it killed them).
             return {"instances": {name: {"alive": inst.alive(), "backlog": inst.backlog,
                                          "usage": _usage(inst.usage() or procstat.Usage())}
-                                  for name, inst in list(hosted.supervisor.instances.items())}}
+                                  for name, inst in list(hosted.supervisor.instances.items())},
+                    "brokers": {name: {"alive": node.is_ours()} for name, (node, _, _) in list(hosted.brokers.items())},
+                    "load_workers": {name: {"alive": worker.alive(),
+                                            "usage": _usage(procstat.usage(worker.process.pid) or procstat.Usage())}
+                                     for name, (worker, _) in list(hosted.workers.items())}}
         if path == "/log":
-            instance = self._instance(hosted, request)
-            return {"log": instance.log_path.read_text(errors="replace") if instance.log_path.exists() else ""}
+            if _string(request, "name") in hosted.workers:
+                log_path = hosted.worker(request)[0].log_path
+            else:
+                log_path = self._instance(hosted, request).log_path
+            return {"log": log_path.read_text(errors="replace") if log_path.exists() else ""}
         if path == "/stop":
+            hosted.stop_workers()
             hosted.supervisor.stop()
+            return {}
+        if path == "/stop-brokers":
+            hosted.stop_brokers()
             return {}
         if path == "/end":
             with self.state:
@@ -192,8 +339,11 @@ class Agent:
             if self.kafka_config:
                 serve_args += ["--kafka-config", str(self.kafka_config)]
             (directory / "logs").mkdir()
+            load_args = ["--workload", str(workload_file), "--bootstrap-servers", bootstrap, "--run-id", run_id]
+            if self.kafka_config:
+                load_args += ["--kafka-config", str(self.kafka_config)]
             hosted = _HostedRun(run_id, directory, token, Supervisor(serve_args, directory / "logs"),
-                                set(pattern.topology(workload.saga).roles))
+                                set(pattern.topology(workload.saga).roles), load_args)
         except BaseException:
             ownership.remove_owned_dir(directory, token)
             raise
@@ -203,7 +353,9 @@ class Agent:
     def end_run(self) -> None:
         hosted, self.run = self.run, None
         if hosted is not None:
+            hosted.stop_workers()
             hosted.supervisor.stop()
+            hosted.stop_brokers()
             ownership.remove_owned_dir(hosted.directory, hosted.token)
 
     def _instance(self, hosted: _HostedRun, request: dict):
@@ -219,6 +371,16 @@ class Agent:
                 self.end_run()
                 return True
         return False
+
+
+def _voters_ok(voters: str) -> bool:
+    """``id@host:port,...`` and nothing else: it goes into a properties file."""
+    for voter in voters.split(","):
+        node, _, address = voter.partition("@")
+        host, _, port = address.rpartition(":")
+        if not (node.isdigit() and port.isdigit() and host and all(c.isalnum() or c in ".-[]:" for c in host)):
+            return False
+    return True
 
 
 def _string(request: dict, key: str) -> str:

@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ class FaultContext:
     client_conf: dict
     cluster: embedded.Cluster | None
     roles: tuple[str, ...]
+    placed_brokers: Any = None  # remote.PlacedBrokers: nodes the run started on other hosts
 
 
 @dataclass
@@ -84,9 +86,16 @@ def _leader_of(ctx: FaultContext, topic: str) -> int:
 
 
 def broker_kill(ctx: FaultContext, fault: Fault, record: FaultRecord) -> Callable[[], None]:
-    if ctx.cluster is None or len(ctx.cluster.nodes) < 3:
-        raise BrokerError("broker-kill needs the embedded 3-node cluster (`bench broker start --nodes 3`)")
     topic = fault.topic or ev.ORDER_CREATED
+    if ctx.placed_brokers is not None and len(ctx.placed_brokers.nodes) >= 3:  # on their hosts, through the agents
+        node_id = fault.instance if fault.instance is not None else _leader_of(ctx, topic)
+        record.target = f"broker {node_id}"
+        record.detail["leader_of"] = f"{topic}/0" if fault.instance is None else None
+        ctx.placed_brokers.kill(node_id)
+        return lambda: ctx.placed_brokers.restart(node_id)
+    if ctx.cluster is None or len(ctx.cluster.nodes) < 3:
+        raise BrokerError("broker-kill needs the embedded 3-node cluster (`bench broker start --nodes 3`) or three "
+                          "nodes placed by the hosts file")
     node_id = fault.instance if fault.instance is not None else _leader_of(ctx, topic)
     node = ctx.cluster.node(node_id)
     record.target = f"broker {node_id}"

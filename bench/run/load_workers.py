@@ -37,6 +37,7 @@ from hdrh.histogram import HdrHistogram
 from bench.errors import BadEnvironment
 from bench.flow.workload import load_workload
 from bench.kafka import clients
+from bench.kafka.errors import BrokerError
 from bench.results.measurement import LoadResult, Second, StartCounts
 from bench.results.recording import E2E, LOAD_HISTOGRAMS, IntervalLog, add, hlog_file, new_histogram, summary_ms
 from bench.run import procstat
@@ -46,6 +47,7 @@ from bench.run.supervisor import PARENT_ENV, parent_watch
 READY_TIMEOUT_S = 60.0
 START_AHEAD_S = 0.5  # the common start, this far after the last worker is ready
 STOP_AHEAD_S = 0.5  # an interruption's common end of the schedule, this far after it is asked
+UNREACHABLE_S = 30.0  # a placed worker whose agent answered nothing this long is gone (its lease ends it there)
 
 
 class LoadWorkerError(BadEnvironment):
@@ -61,6 +63,18 @@ def _decode(text: str) -> HdrHistogram:
 
 
 # --- the worker's side --------------------------------------------------------------------------
+
+
+def _cpu() -> dict:
+    """This process's CPU so far, as the coordinator adds it up: a worker reports its own, so a
+    worker on another host is measured as one on this host is."""
+    used = procstat.usage(os.getpid()) or procstat.Usage()
+    return {"main_s": used.main_s, "other_s": used.other_s, "switches": used.switches}
+
+
+def _usage(cpu: dict | None) -> procstat.Usage:
+    cpu = cpu or {}
+    return procstat.Usage(float(cpu.get("main_s", 0.0)), float(cpu.get("other_s", 0.0)), int(cpu.get("switches", 0)))
 
 
 def worker_main(argv: list[str] | None = None) -> int:
@@ -87,12 +101,13 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     def on_second(second: Second) -> None:  # in the generator's own thread, as every send
         send({"second": {"t_s": second.t_s, "offered": second.offered, "finished": second.finished,
-                         "in_flight": second.in_flight, "position": load.position, "histograms": dict(rolled_now)}})
+                         "in_flight": second.in_flight, "position": load.position, "histograms": dict(rolled_now),
+                         "cpu": _cpu()}})
         rolled_now.clear()
 
     load = LoadGenerator(args.bootstrap_servers, workload, Path(args.out), args.run_id, extra,
                          on_second=on_second, on_rolled=on_rolled, worker=worker, workers=workers)
-    send({"ready": True})
+    send({"ready": True, "cpu": _cpu()})
     go: dict = {}
     started = threading.Event()
 
@@ -115,7 +130,6 @@ def worker_main(argv: list[str] | None = None) -> int:
     if "at" not in go:
         return 1
     result = load.run(go["at"])
-    used = procstat.usage(os.getpid()) or procstat.Usage()  # the whole process's, as the run reads it live
     last_t_s = round(load.next_tick - load.start_mono)  # the second its last, partial interval is in
     send({"done": {
         "started": result.start_counts.total, "position": load.position,
@@ -123,7 +137,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         "offered_in_window": result.offered_in_window, "scheduled_in_window": result.scheduled_in_window,
         "finished_in_window": result.finished_in_window, "send_failures": result.send_failures,
         "interrupted": result.interrupted, "clock": result.clock, "batching": load.batching.counts(),
-        "cpu": {"main_s": used.main_s, "other_s": used.other_s, "switches": used.switches},
+        "cpu": _cpu(),
         "others": load.terminals.others, "counts": {name: h.get_total_count() for name, h in result.histograms.items()},
         "last": {"t_s": last_t_s, "offered": load.sent_this_second,
                  "finished": load.terminals.finished_total - load.finished_before, "in_flight": len(load.in_flight),
@@ -135,18 +149,42 @@ def worker_main(argv: list[str] | None = None) -> int:
 # --- the coordinator's side ---------------------------------------------------------------------
 
 
-class _Worker:
+class _Progress:
+    """What the coordinator knows of a worker, wherever it runs: from what the worker said."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.base = procstat.Usage()  # its CPU when ready: its start-up is not the load's
+        self.cpu: dict | None = None  # as it last reported
+        self.done: dict | None = None
+        self.gone = False  # its output ended (it exited), with or without its totals
+        self.position = 0
+        self.e2e = new_histogram()  # its own orders' end-to-end latency, as merged
+
+    def heard(self, message: dict) -> None:
+        said = next((message[key] for key in ("second", "done") if isinstance(message.get(key), dict)), message)
+        if "cpu" in said:
+            self.cpu = said["cpu"]
+        if "ready" in message:
+            self.ready = True
+            self.base = _usage(message.get("cpu"))
+
+    def usage(self) -> procstat.Usage:
+        """Its CPU since it was ready, as it last reported (once a second, and when done)."""
+        return _usage(self.cpu) - self.base if self.cpu is not None else procstat.Usage()
+
+
+class _Worker(_Progress):
+    """A load worker process on this host, with its pipes (the coordinator's, or an agent's for a
+    worker its coordinator placed there)."""
+
     def __init__(self, cmd: list[str], log_path: Path) -> None:
         self.log_path = log_path
         with open(log_path, "ab") as log:
             # Its own process group: a Ctrl-C reaches only the run, which tells it.
             self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                             env={**os.environ, PARENT_ENV: str(os.getpid())}, process_group=0)
-        self.ready = False
-        self.base = procstat.Usage()
-        self.done: dict | None = None
-        self.gone = False  # its output ended (it exited), with or without its totals
-        self.position = 0
+        super().__init__()
 
     def send(self, message: dict) -> None:
         try:
@@ -154,14 +192,6 @@ class _Worker:
             self.process.stdin.flush()
         except (OSError, ValueError):
             pass  # it is gone: run() says so
-
-    def usage(self) -> procstat.Usage:
-        """Its CPU since it was ready: read live, or from what it reported when done."""
-        if self.done is not None:
-            cpu = self.done["cpu"]
-            return procstat.Usage(cpu["main_s"], cpu["other_s"], cpu["switches"]) - self.base
-        now = procstat.usage(self.process.pid)
-        return now - self.base if now is not None else procstat.Usage()
 
     def read(self, into: queue.Queue) -> None:
         """Its lines, parsed, onto ``into`` (a reader thread's whole job); None once it has exited."""
@@ -173,6 +203,75 @@ class _Worker:
         self.process.wait()
         into.put((self, None))
 
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self, log_dir: Path | None = None) -> None:
+        """Gone: stdin closed tells it to stop; then it is killed."""
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(10.0)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class _RemoteWorker(_Progress):
+    """A load worker another host's agent runs (:mod:`bench.run.agent`): its lines fetched over
+    the agent's control plane, what it is told passed through it."""
+
+    POLL_WAIT_S = 0.5  # the agent holds a fetch this long for a line to arrive
+
+    def __init__(self, host, worker: int, workers: int, log_path: Path) -> None:
+        super().__init__()
+        self.host, self.log_path = host, log_path
+        self.name = f"load-worker-{worker}"
+        host.call("/load", {"index": worker, "of": workers})
+        # Its monotonic clock is its host's: the common start, said in the coordinator's, is moved
+        # by the offset measured when the run opened there (0 for namespaces of one kernel).
+        self.offset_s = host.clock_at_open.get("monotonic_offset_ms", 0.0) / 1000
+
+    def send(self, message: dict) -> None:
+        if "go" in message:
+            message = {"go": message["go"] + self.offset_s}
+        try:
+            self.host.call("/tell", {"name": self.name, "message": message})
+        except BrokerError:
+            pass  # unreachable: its lines stop too, and run() says so
+
+    def read(self, into: queue.Queue) -> None:
+        misses = 0
+        while True:
+            try:
+                answer = self.host.call("/lines", {"name": self.name, "wait_s": self.POLL_WAIT_S}, timeout_s=15.0)
+                misses = 0
+            except BrokerError:
+                misses += 1
+                if misses * self.POLL_WAIT_S > UNREACHABLE_S:
+                    break  # its agent is gone: so is the worker (its lease ends it there)
+                time.sleep(self.POLL_WAIT_S)
+                continue
+            for message in answer.get("messages", []):
+                if isinstance(message, dict):
+                    into.put((self, message))
+            if answer.get("exited"):
+                break
+        into.put((self, None))
+
+    def alive(self) -> bool:
+        return not self.gone
+
+    def close(self, log_dir: Path | None = None) -> None:
+        try:
+            self.host.call("/tell", {"name": self.name, "message": {"close": True}})
+            if log_dir is not None:
+                self.log_path.write_text(str(self.host.call("/log", {"name": self.name}).get("log", "")))
+        except BrokerError:
+            pass  # unreachable: the agent's lease ends it
+
 
 class _MergedBatching:
     def __init__(self) -> None:
@@ -183,7 +282,8 @@ class _MergedBatching:
 
 
 class LoadWorkers:
-    """``workers`` load worker processes on this host, driven and read as one load generator.
+    """``workers`` load worker processes, on this host or placed on others' agents (``placed``:
+    worker number -> its :class:`bench.run.remote.Host`), driven and read as one load generator.
 
     Everything but reading the workers' pipes happens in the thread that calls :meth:`run`, as with
     the in-process generator: merging, ``on_second`` and telling the workers to stop."""
@@ -192,12 +292,14 @@ class LoadWorkers:
                  worker_args: list[str], work_dir: Path, log_dir: Path,
                  backlog: Callable[[], int | None] = lambda: None,
                  on_second: Callable[[Second], None] = lambda s: None,
-                 on_start: Callable[[float], None] = lambda start_mono: None) -> None:
+                 on_start: Callable[[float], None] = lambda start_mono: None,
+                 placed: dict | None = None) -> None:
         self.workload, self.out_dir, self.workers = workload, out_dir, workers
+        self.placed = dict(placed or {})
         self.backlog, self.on_second, self.on_start = backlog, on_second, on_start
         self.stop_requested = threading.Event()
         self.batching = _MergedBatching()
-        self.rows: dict[float, dict] = {}  # second -> the rows of the workers that sent it, by worker
+        self.rows: dict[float, dict] = {}  # second -> the rows of the workers that sent it, by worker number
         self.seconds: list[Second] = []
         self.totals = {name: new_histogram() for name in LOAD_HISTOGRAMS}
         self._logs: dict[str, IntervalLog] = {}
@@ -205,7 +307,7 @@ class LoadWorkers:
                        "--bootstrap-servers", bootstrap_servers, "--run-id", run_id,
                        "--out", str(work_dir / f"load-worker-{k}"), *worker_args] for k in range(workers)]
         self._log_dir = log_dir
-        self._workers: list[_Worker] = []
+        self._workers: list[_Worker | _RemoteWorker] = []
         self._stop_sent = False
 
     @property
@@ -226,8 +328,12 @@ class LoadWorkers:
     def run(self) -> LoadResult:
         messages: queue.Queue = queue.Queue()
         for k, cmd in enumerate(self._cmds):
-            Path(cmd[cmd.index("--out") + 1]).mkdir()
-            worker = _Worker(cmd, self._log_dir / f"load-worker-{k}.log")
+            log_path = self._log_dir / f"load-worker-{k}.log"
+            if k in self.placed:
+                worker = _RemoteWorker(self.placed[k], k, self.workers, log_path)
+            else:
+                Path(cmd[cmd.index("--out") + 1]).mkdir()
+                worker = _Worker(cmd, log_path)
             self._workers.append(worker)
             threading.Thread(target=worker.read, args=(messages,), daemon=True, name=f"load-worker-{k}").start()
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -239,9 +345,7 @@ class LoadWorkers:
                                       f"(log {next(w for w in self._workers if not w.ready).log_path})") from None
             if message is None:
                 raise LoadWorkerError(f"a load worker did not start (log {worker.log_path})")
-            if "ready" in message:
-                worker.ready = True
-                worker.base = procstat.usage(worker.process.pid) or procstat.Usage()  # its start-up is not the load's
+            worker.heard(message)
         self.start_mono = time.monotonic() + START_AHEAD_S
         self.start_wall_s = time.time() + START_AHEAD_S
         w = self.workload
@@ -275,18 +379,20 @@ class LoadWorkers:
                 worker, message = messages.get(timeout=0.2)
             except queue.Empty:
                 continue
+            if message is not None:
+                worker.heard(message)
             if message is None:
                 worker.gone = True
                 if worker.done is None:
                     self.stop()  # the rest cannot make a whole run: stop them now, not at the end of a soak
             elif "second" in message:
                 worker.position = message["second"]["position"]
-                self.rows.setdefault(message["second"]["t_s"], {})[id(worker)] = message["second"]
+                self.rows.setdefault(message["second"]["t_s"], {})[self._workers.index(worker)] = message["second"]
             elif "done" in message:
                 last = message["done"]["last"]
                 worker.position = last["position"]
                 # Its last, partial interval is its row of the second it ended in; it owes no later one.
-                self.rows.setdefault(last["t_s"], {})[id(worker)] = last
+                self.rows.setdefault(last["t_s"], {})[self._workers.index(worker)] = last
                 worker.done = message["done"]
             self._emit_ready()
 
@@ -296,15 +402,18 @@ class LoadWorkers:
         while self.rows:
             t_s = min(self.rows)
             rows = self.rows[t_s]
-            if any(id(w) not in rows for w in self._workers if w.done is None and not w.gone):
+            if any(k not in rows for k, w in enumerate(self._workers) if w.done is None and not w.gone):
                 return
             del self.rows[t_s]
             intervals = {}
             for name in LOAD_HISTOGRAMS:
                 interval = new_histogram()
-                for row in rows.values():
+                for k, row in rows.items():
                     if name in row["histograms"]:
-                        add(interval, _decode(row["histograms"][name]))
+                        own = _decode(row["histograms"][name])
+                        add(interval, own)
+                        if name == E2E:
+                            add(self._workers[k].e2e, own)
                 self._logs[name].write(interval, t_s - 1.0, t_s)
                 add(self.totals[name], interval)
                 intervals[name] = interval
@@ -343,22 +452,15 @@ class LoadWorkers:
     def describe(self) -> list[dict]:
         """summary.json's ``load_workers``: each worker's orders, measured endings and CPU."""
         return [{"orders": w.done["started"], "e2e_count": w.done["counts"].get(E2E, 0),
-                 "cpu_s": round(w.usage().cpu_s, 3), "others_ignored": w.done["others"]}
+                 "e2e_p50_ms": summary_ms(w.e2e)["p50"],
+                 "cpu_s": round(w.usage().cpu_s, 3), "others_ignored": w.done["others"],
+                 "host": w.host.name if isinstance(w, _RemoteWorker) else None}
                 for w in self._workers if w.done is not None]
 
     def close(self) -> None:
-        """Every worker gone: stdin closed tells it to stop; then it is killed."""
+        """Every worker gone (told to stop, then killed); placed workers' logs fetched into the run's."""
         for w in self._workers:
-            try:
-                w.process.stdin.close()
-            except OSError:
-                pass
-        for w in self._workers:
-            try:
-                w.process.wait(10.0)
-            except subprocess.TimeoutExpired:
-                w.process.kill()
-                w.process.wait()
+            w.close(self._log_dir)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import inputs
+from bench.broker import embedded
 from bench.errors import BadInput
 from bench.kafka.errors import BrokerError
 from bench.run import control, procstat
@@ -244,6 +245,8 @@ class HostSpec:
     name: str
     address: tuple[str, int]
     services: dict[str, int]  # role -> instances of it on this host
+    load_workers: int = 0  # load worker processes on this host (bench.run.load_workers)
+    brokers: int = 0  # KRaft nodes of the cluster the run starts on its hosts
 
 
 @dataclass(frozen=True)
@@ -255,9 +258,12 @@ class Placement:
           - name: h1
             agent: 10.0.0.2:7070
             services: {payment: 1, shipping: 2}
+            load_workers: 1          # optional: load worker processes here
+            brokers: 1               # optional: KRaft nodes the run starts here (then no --bootstrap-servers)
 
-    A role's instances are numbered 0 .. n-1 (the workload's ``instances``); the hosts take them
-    in the order they are listed, and whatever no host takes runs where `bench run` runs."""
+    A role's instances are numbered 0 .. n-1 (the workload's ``instances``), and load workers
+    0 .. n-1 (its ``load_workers``); the hosts take them in the order they are listed, and whatever
+    no host takes runs where `bench run` runs."""
 
     hosts: tuple[HostSpec, ...]
     secret_file: Path | None
@@ -272,8 +278,32 @@ class Placement:
                     next_index[role] += 1
         return placed
 
-    def check(self, roles: tuple[str, ...] | list[str], counts: dict[str, int], where: str) -> None:
-        """Before anything starts: every role placed is the pattern's, and no more than it has."""
+    def workers(self) -> dict[int, HostSpec]:
+        """Load worker number -> the host that runs it (the rest run where `bench run` runs)."""
+        placed, k = {}, 0
+        for host in self.hosts:
+            for _ in range(host.load_workers):
+                placed[k] = host
+                k += 1
+        return placed
+
+    def broker_nodes(self, port: int) -> list[tuple[int, HostSpec, int, int]]:
+        """(node id, host, client port, controller port) of each KRaft node placed: ids from 1 in
+        the order listed; a host's nodes on ``port``, ``port + 1``, ... (quorum 100 higher)."""
+        nodes = []
+        for host in self.hosts:
+            for j in range(host.brokers):
+                nodes.append((len(nodes) + 1, host, port + j, port + embedded.CONTROLLER_PORT_OFFSET + j))
+        return nodes
+
+    def check(self, roles: tuple[str, ...] | list[str], counts: dict[str, int], where: str,
+              load_workers: int = 1) -> None:
+        """Before anything starts: every role placed is the pattern's, and no more than it has;
+        no more load workers placed than the workload has."""
+        placed_workers = sum(h.load_workers for h in self.hosts)
+        if placed_workers > load_workers:
+            raise HostsError(f"{where}: {placed_workers} load workers placed, the workload runs {load_workers} "
+                             f"(raise load_workers in the workload, or place fewer)")
         taken: dict[str, int] = {}
         for host in self.hosts:
             for role, n in host.services.items():
@@ -305,8 +335,8 @@ def read_placement(path: Path) -> Placement:
     hosts, names, addresses = [], set(), set()
     for i, entry in enumerate(entries):
         key = f"hosts[{i}]"
-        if not isinstance(entry, dict) or set(map(str, entry)) - {"name", "agent", "services"}:
-            raise HostsError(f"{where}: {key}: a mapping of name, agent and services")
+        if not isinstance(entry, dict) or set(map(str, entry)) - {"name", "agent", "services", "load_workers", "brokers"}:
+            raise HostsError(f"{where}: {key}: a mapping of name, agent, services, load_workers and brokers")
         name = entry.get("name")
         if type(name) is not str or not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
             raise HostsError(f"{where}: {key}.name: 1-64 letters, digits, - and _")
@@ -322,7 +352,13 @@ def read_placement(path: Path) -> Placement:
         if not isinstance(services, dict) or not all(type(r) is str and type(n) is int and not isinstance(n, bool)
                                                      and 0 <= n <= 1000 for r, n in services.items()):
             raise HostsError(f"{where}: {key}.services: role -> instances on this host (0 .. 1000)")
-        hosts.append(HostSpec(name, address, dict(services)))
+        workers = entry.get("load_workers", 0)
+        if type(workers) is not int or not 0 <= workers <= 64:
+            raise HostsError(f"{where}: {key}.load_workers: load worker processes on this host (0 .. 64)")
+        brokers = entry.get("brokers", 0)
+        if type(brokers) is not int or not 0 <= brokers <= 9:
+            raise HostsError(f"{where}: {key}.brokers: KRaft nodes the run starts on this host (0 .. 9)")
+        hosts.append(HostSpec(name, address, dict(services), workers, brokers))
     return Placement(tuple(hosts), None if secret_file is None else (path.parent / secret_file))
 
 
@@ -340,3 +376,90 @@ def describe(placed: dict[str, Host], cpu_s: dict[str, float], orders: int) -> d
         out[name] = {**host.describe(instances), "cpu_s": None if used is None else round(used, 2),
                      "cpu_us_per_order": None if used is None or not orders else round(used / orders * 1e6, 1)}
     return out
+
+
+# --- a run's hosts, opened once ------------------------------------------------------------------
+
+
+class Agents:
+    """The hosts of a run's hosts file: opened on the run's broker once it is known (before the
+    broker, when the broker's nodes are theirs to start), closed with the run."""
+
+    def __init__(self, placement: Placement, secret: bytes, run_id: str, pattern: str, workload_text: str,
+                 echo=print) -> None:
+        self.placement, self.pattern, self.workload_text, self.echo = placement, pattern, workload_text, echo
+        self.hosts = {spec.name: Host(spec.name, spec.address, secret, run_id) for spec in placement.hosts}
+        self.opened: list[Host] = []
+        self.bootstrap_servers: str | None = None
+
+    def open(self, bootstrap_servers: str) -> None:
+        if self.bootstrap_servers is not None:
+            return  # opened already (on the nodes they run)
+        self.bootstrap_servers = bootstrap_servers
+        for host in self.hosts.values():
+            host.open(self.pattern, self.workload_text, bootstrap_servers)
+            self.opened.append(host)
+            self.echo(f"host {host.name}: agent at {host.address[0]}:{host.address[1]} ready")
+
+    def instances(self, counts: dict[str, int]) -> dict[str, Host]:
+        return {name: self.hosts[spec.name] for name, spec in self.placement.instances(counts).items()}
+
+    def workers(self) -> dict[int, Host]:
+        return {k: self.hosts[spec.name] for k, spec in self.placement.workers().items()}
+
+    def brokers(self, port: int) -> "PlacedBrokers | None":
+        nodes = self.placement.broker_nodes(port)
+        if not nodes:
+            return None
+        return PlacedBrokers([(node_id, self.hosts[spec.name], p, c) for node_id, spec, p, c in nodes])
+
+    def close(self) -> None:
+        for host in self.opened:
+            host.close()
+
+
+class PlacedBrokers:
+    """The KRaft nodes a run starts on its hosts, each through its host's agent; killed and
+    restarted there by a broker fault."""
+
+    HEAP_MB = 512
+
+    def __init__(self, nodes: list[tuple[int, Host, int, int]]) -> None:
+        self.nodes = nodes  # (node id, host, client port, controller port)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"{host.address[0]}:{port}" for _, host, port, _ in self.nodes)
+
+    def _host(self, node_id: int) -> Host:
+        found = [host for n, host, _, _ in self.nodes if n == node_id]
+        if not found:
+            raise BrokerError(f"broker {node_id}: no such node (the hosts file starts {len(self.nodes)})")
+        return found[0]
+
+    def start(self, timeout_s: float = embedded.START_TIMEOUT_S) -> None:
+        cluster_id = embedded.new_cluster_id()
+        voters = ",".join(f"{n}@{host.address[0]}:{c}" for n, host, _, c in self.nodes)
+        for node_id, host, port, controller_port in self.nodes:
+            host.call("/broker", {"node_id": node_id, "nodes": len(self.nodes), "host": host.address[0], "port": port,
+                                  "controller_port": controller_port, "voters": voters, "cluster_id": cluster_id,
+                                  "heap_mb": self.HEAP_MB}, TIMEOUT_S)
+        deadline = time.monotonic() + timeout_s
+        while not embedded.serving(self.bootstrap_servers, len(self.nodes)):
+            if time.monotonic() > deadline:
+                raise BrokerError(f"the brokers placed on the hosts ({self.bootstrap_servers}) did not serve within "
+                                  f"{timeout_s:.0f}s (their logs are in the agents' run directories)")
+            time.sleep(0.3)
+
+    def kill(self, node_id: int) -> None:
+        self._host(node_id).call("/signal", {"name": f"broker-{node_id}", "signal": "KILL"}, 30.0)
+
+    def restart(self, node_id: int) -> None:
+        self._host(node_id).call("/broker", {"node_id": node_id, "restart": True}, TIMEOUT_S)
+
+    def stop(self) -> None:
+        for host in {id(h): h for _, h, _, _ in self.nodes}.values():
+            try:
+                host.call("/stop-brokers", timeout_s=30.0)
+            except AgentError:
+                pass  # unreachable: its lease ends the run there, brokers included

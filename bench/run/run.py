@@ -76,6 +76,7 @@ class _Broker:
     jvm_pids: list[int]
     cluster: embedded.Cluster | None = None
     warm_up_messages: int | None = None  # set when the run started this broker and warmed it up first
+    placed: remote.PlacedBrokers | None = None  # nodes the run started on its hosts (through their agents)
 
 
 def _nodes_needed(workload: Workload) -> int:
@@ -84,8 +85,24 @@ def _nodes_needed(workload: Workload) -> int:
 
 
 @contextlib.contextmanager
-def _broker(request: RunRequest, echo: Callable[[str], None], progress: Progress = no_progress) -> Iterator[_Broker]:
-    """The cluster to run against; an embedded one is started for the run when none is running."""
+def _broker(request: RunRequest, echo: Callable[[str], None], progress: Progress = no_progress,
+            agents: remote.Agents | None = None) -> Iterator[_Broker]:
+    """The cluster to run against: the hosts file's nodes, started on their hosts; or the one given;
+    or an embedded one, started for the run when none is running."""
+    placed = agents.brokers(embedded.default_port()) if agents is not None else None
+    if placed is not None:
+        agents.open(placed.bootstrap_servers)
+        echo(f"starting {len(placed.nodes)} broker node(s) on the hosts: {placed.bootstrap_servers}")
+        try:
+            placed.start()
+            began = time.monotonic()
+            sent = warm_up(placed.bootstrap_servers, progress=progress)
+            echo(f"warmed the new brokers up: {sent} messages in small requests, {time.monotonic() - began:.1f}s, "
+                 "discarded")
+            yield _Broker(placed.bootstrap_servers, dist.KAFKA_VERSION, [], None, warm_up_messages=sent, placed=placed)
+        finally:
+            placed.stop()
+        return
     if request.bootstrap_servers:
         ours = embedded.running_at(request.bootstrap_servers)  # then its CPU can be measured too
         yield _Broker(request.bootstrap_servers, dist.KAFKA_VERSION if ours else None,
@@ -113,7 +130,9 @@ def one_broker(request: RunRequest, echo: Callable[[str], None]) -> Iterator[Non
     """One broker for several runs (a sweep, a series) instead of one started and warmed up
     by each: started here, as a run would start it, unless one is running or given."""
     check(request)  # bad input is one line before a broker is started for it
-    if request.bootstrap_servers or embedded.running() is not None:
+    placed = placement(request)
+    if request.bootstrap_servers or embedded.running() is not None or (placed and placed.broker_nodes(0)):
+        # (nodes a hosts file places are started by each run, on its hosts)
         yield
         return
     with _broker(request, echo):
@@ -239,8 +258,18 @@ def placement(request: RunRequest) -> remote.Placement | None:
         return None
     placed = remote.read_placement(request.hosts)
     topology = request.pattern.topology(request.workload.saga)
-    placed.check(topology.roles, {r: request.workload.instances.get(r, 1) for r in topology.roles}, str(request.hosts))
+    placed.check(topology.roles, {r: request.workload.instances.get(r, 1) for r in topology.roles}, str(request.hosts),
+                 request.workload.load_workers)
     control.read_secret(placed.secret_file)
+    nodes = len(placed.broker_nodes(embedded.default_port()))
+    if nodes:
+        if request.bootstrap_servers:
+            raise remote.HostsError(f"{request.hosts}: the hosts file starts {nodes} broker node(s) for the run: give "
+                                    "no --bootstrap-servers (or remove brokers: from the hosts file)")
+        if nodes < _nodes_needed(request.workload):
+            raise remote.HostsError(f"{request.hosts}: this workload needs {_nodes_needed(request.workload)} broker "
+                                    f"nodes and the hosts file starts {nodes}")
+        return placed
     brokers = (request.bootstrap_servers or embedded.default_host()).split(",")
     loopback = [b for b in brokers if _loopback((b.rpartition(":")[0] or b).strip("[]"))]
     if loopback:
@@ -256,7 +285,8 @@ def run(request: RunRequest, echo: Callable[[str], None] = print, progress: Prog
     topology = request.pattern.topology(workload.saga)
     client_extra = check(request)
     run_id = uuid.uuid4().hex[:8]
-    with _broker(request, echo, progress) as broker, tempfile.TemporaryDirectory(prefix="bench-run-") as scratch, \
+    with _agents(request, topology.name, run_id, echo) as agents, _broker(request, echo, progress, agents) as broker, \
+            tempfile.TemporaryDirectory(prefix="bench-run-") as scratch, \
             _claimed(broker, workload, client_extra, run_id) as (admin, registry):
         check_disk(broker.cluster, workload)
         topics.recreate(admin, topology.topics, workload, compacted=topology.compacted, registry=registry,
@@ -274,11 +304,12 @@ def run(request: RunRequest, echo: Callable[[str], None] = print, progress: Prog
         if request.kafka_config:
             serve_args += ["--kafka-config", str(request.kafka_config)]
         counts = {role: workload.instances.get(role, 1) for role in topology.roles}
-        with _hosts(request, topology.name, broker.bootstrap_servers, run_id, counts, echo) as placed:
-            supervisor = Supervisor(serve_args, out / "logs", progress, placed)
-            with _Interrupts(echo) as interrupts:
-                return _measure(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
-                                workload_file, progress)
+        if agents is not None:
+            agents.open(broker.bootstrap_servers)
+        supervisor = Supervisor(serve_args, out / "logs", progress, agents.instances(counts) if agents else {})
+        with _Interrupts(echo) as interrupts:
+            return _measure(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
+                            workload_file, progress, agents.workers() if agents else {})
 
 
 def _loopback(host: str) -> bool:
@@ -286,34 +317,26 @@ def _loopback(host: str) -> bool:
 
 
 @contextlib.contextmanager
-def _hosts(request: RunRequest, pattern: str, bootstrap_servers: str, run_id: str, counts: dict[str, int],
-           echo: Callable[[str], None]) -> Iterator[dict[str, remote.Host]]:
-    """The run opened on every host of the hosts file: instance name -> its host ({}: one host)."""
+def _agents(request: RunRequest, pattern: str, run_id: str, echo: Callable[[str], None]) -> Iterator[remote.Agents | None]:
+    """The hosts of the hosts file, to be opened on the run's broker; ended with the run (None: one host)."""
     placed = placement(request)
     if placed is None:
-        yield {}
+        yield None
         return
-    secret = control.read_secret(placed.secret_file)
     # The agents get the workload without credentials: each host's services read its own --kafka-config.
     source = request.workload.to_source()
     source["client"] = {k: v for k, v in (source.get("client") or {}).items() if secrets.harmless(k)}
-    text = yaml.safe_dump(source, sort_keys=False)
-    hosts = {spec.name: remote.Host(spec.name, spec.address, secret, run_id) for spec in placed.hosts}
-    opened = []
+    agents = remote.Agents(placed, control.read_secret(placed.secret_file), run_id, pattern,
+                           yaml.safe_dump(source, sort_keys=False), echo)
     try:
-        for host in hosts.values():
-            host.open(pattern, text, bootstrap_servers)
-            opened.append(host)
-            echo(f"host {host.name}: agent at {host.address[0]}:{host.address[1]} ready")
-        yield {name: hosts[spec.name] for name, spec in placed.instances(counts).items()}
+        yield agents
     finally:
-        for host in opened:
-            host.close()
+        agents.close()
 
 
 def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, counts: dict[str, int], run_id: str,
              client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None],
-             workload_file: Path, progress: Progress) -> RunOutcome:
+             workload_file: Path, progress: Progress, workers_placed: dict[int, remote.Host]) -> RunOutcome:
     """Services, the live audit, load, drain, the audit's verdict and results: everything a first
     Ctrl-C lets finish."""
     workload = request.workload
@@ -323,14 +346,14 @@ def _measure(request: RunRequest, broker: _Broker, supervisor: Supervisor, count
                              request.kafka_config, out / "logs", progress)
     try:
         return _measure_with(request, broker, supervisor, counts, run_id, client_extra, out, interrupts, echo,
-                             follower, workload_file)
+                             follower, workload_file, workers_placed)
     finally:
         follower.close()
 
 
 def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, counts: dict[str, int], run_id: str,
                   client_extra: dict, out: Path, interrupts: _Interrupts, echo: Callable[[str], None],
-                  follower: AuditFollower, workload_file: Path) -> RunOutcome:
+                  follower: AuditFollower, workload_file: Path, workers_placed: dict[int, remote.Host]) -> RunOutcome:
     workload = request.workload
     topology = request.pattern.topology(workload.saga)
     try:
@@ -351,19 +374,21 @@ def _measure_with(request: RunRequest, broker: _Broker, supervisor: Supervisor, 
             show(second)
             drift.on_second(second.t_s)
 
-        if workload.load_workers > 1:
+        if workload.load_workers > 1 or workers_placed:
             worker_args = ["--workload", str(workload_file)]
             if request.kafka_config:
                 worker_args += ["--kafka-config", str(request.kafka_config)]
             load = LoadWorkers(broker.bootstrap_servers, workload, out, run_id, workload.load_workers, worker_args,
-                               workload_file.parent, out / "logs", backlog=supervisor.backlog, on_second=on_second)
+                               workload_file.parent, out / "logs", backlog=supervisor.backlog, on_second=on_second,
+                               placed=workers_placed)
         else:
             load = LoadGenerator(broker.bootstrap_servers, workload, out, run_id, client_extra,
                                  backlog=supervisor.backlog, on_second=on_second)
         echo(f"load: {workload.arrival} {workload.rate_per_s:g} orders/s for {workload.duration_s:g}s "
              f"after {workload.warmup_s:g}s warm-up -> {out}")
         injector = FaultInjector(workload.faults, FaultContext(
-            supervisor, broker.bootstrap_servers, client_extra, broker.cluster, topology.roles), 0.0, echo)
+            supervisor, broker.bootstrap_servers, client_extra, broker.cluster, topology.roles, broker.placed), 0.0,
+            echo)
 
         def on_start(start_mono: float) -> None:
             follower.start(start_mono, load.start_wall_s, load.measure_start_s, load.measure_end_s)

@@ -21,6 +21,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import wallskew  # noqa: E402
 from netns import Hosts  # noqa: E402
 
+from bench.results.recording import iter_hlog, merged  # noqa: E402
+
 pytestmark = pytest.mark.broker
 AGENT_PORT = 7070
 
@@ -190,3 +192,112 @@ def test_an_agent_obeys_only_the_secret_and_starts_only_bench_roles(hosts, tmp_p
     finally:
         agent.terminate()
         agent.wait(15)
+
+
+@pytest.fixture(scope="module")
+def three_hosts(tmp_path_factory):
+    """Three namespace hosts, each with an agent; h2's wall clock (its agent's, so its brokers',
+    services' and load worker's) 2 s ahead of the others'."""
+    from bench.broker import dist
+
+    dist.install()  # the namespaces reach no registry: the hosts' brokers use this machine's jars
+    tmp = tmp_path_factory.mktemp("three-hosts")
+    secret = secrets.token_hex(32)
+    env = {**os.environ, "BENCH_AGENT_SECRET": secret, "PYTHONPATH": str(ROOT), "BENCH_BROKER_PORT": "19092"}
+    ahead = wallskew.environment(wallskew.build(tmp), rate=0.0, step_at_s=0.0, step_s=2.0, base=env)
+    with Hosts(3) as made:
+        agents = []
+        try:
+            for h in made.names:
+                agents.append(start_agent(made, h, ahead if h == "h2" else env, tmp / f"agent-{h}.log"))
+            yield made, env, tmp
+        finally:
+            for agent in agents:
+                agent.terminate()
+            for agent in agents:
+                try:
+                    agent.wait(30)
+                except subprocess.TimeoutExpired:
+                    agent.kill()
+
+
+@pytest.mark.parametrize("pattern", ["choreography", "orchestration"])
+def test_brokers_services_and_load_workers_on_three_hosts_one_merged_result(three_hosts, pattern):
+    """Three KRaft nodes (rf 3), the step services and two load workers, each on a namespace host of
+    its own through that host's agent; shipping killed on h3 mid-run. One audit, clean; the merged
+    histograms are exactly the workers' sums; h2's wall clock 2 s ahead moves no latency."""
+    hosts, env, tmp = three_hosts
+    run_dir = tmp / pattern
+    run_dir.mkdir()
+    (run_dir / "hosts.yaml").write_text(
+        "hosts:\n"
+        f"  - {{name: h1, agent: '{hosts.address('h1')}:{AGENT_PORT}', brokers: 1, load_workers: 1, "
+        "services: {payment: 1}}\n"
+        f"  - {{name: h2, agent: '{hosts.address('h2')}:{AGENT_PORT}', brokers: 1, load_workers: 1, "
+        "services: {inventory: 1}}\n"
+        f"  - {{name: h3, agent: '{hosts.address('h3')}:{AGENT_PORT}', brokers: 1, services: {{shipping: 1}}}}\n")
+    (run_dir / "workload.yaml").write_text(
+        "name: three-hosts\nrate: 200\nduration: 10s\nwarmup: 3s\ndrain: 40s\nload_workers: 2\n"
+        "replication_factor: 3\nmin_insync_replicas: 2\n"
+        "faults:\n  - {type: kill, at: 6s, duration: 1s, role: shipping}\n")
+    seen: dict[str, set[str]] = {h: set() for h in hosts.names}
+    shipping: set[int] = set()
+    done = threading.Event()
+
+    def watch() -> None:  # what runs inside each namespace while the run goes
+        while not done.wait(0.2):
+            for h in hosts.names:
+                for pid in pids_in(hosts, h):
+                    line = cmdline(pid)
+                    if "kafka.Kafka" in line:
+                        seen[h].add("broker")
+                    elif "bench.run.load_workers" in line:
+                        seen[h].add("load worker")
+                    elif " serve " in line and "--role" in line:
+                        role = line.split("--role", 1)[1].split()[0]
+                        seen[h].add(role)
+                        if role == "shipping":
+                            shipping.add(pid)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out = run_dir / "run"
+    began = time.monotonic()
+    done_run = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--pattern", pattern, "--workload", str(run_dir / "workload.yaml"),
+         "--hosts", str(run_dir / "hosts.yaml"), "--output", str(out)],
+        env=env, capture_output=True, text=True, timeout=240)
+    done.set()
+    watcher.join()
+    assert done_run.returncode in (0, 3), done_run.stdout[-2000:] + done_run.stderr[-3000:]
+    assert time.monotonic() - began < 150
+    summary = json.loads((out / "summary.json").read_text())
+    orders = summary["orders"]
+    assert summary["clean"] and orders["lost"] == orders["stuck"] == orders["duplicates"] == 0
+    assert orders["completed"] + orders["cancelled"] == orders["started"] > 2000
+    # Everything ran where the hosts file put it; the coordinator's namespace kept only its own role.
+    assert seen == {"h1": {"broker", "load worker", "payment"}, "h2": {"broker", "load worker", "inventory"},
+                    "h3": {"broker", "shipping"}}
+    assert len(shipping) == 2  # killed on h3 and started again there
+    assert summary["faults"][0]["type"] == "kill" and summary["faults"][0].get("error") is None
+    # One merged result: each worker's orders and measured endings add up exactly.
+    workers = summary["load_workers"]
+    assert sorted(w["host"] for w in workers) == ["h1", "h2"]
+    assert sum(w["orders"] for w in workers) == orders["started"]
+    e2e = merged(iter_hlog(out / "e2e.hlog"))
+    assert e2e.get_total_count() == sum(w["e2e_count"] for w in workers) == summary["latency_ms"]["e2e"]["count"] > 0
+    # h2's wall clock 2 s ahead: measured, and no latency carries it (each is on one monotonic clock).
+    assert summary["hosts"]["h2"]["clock_at_start"]["wall_offset_ms"] == pytest.approx(2000, abs=100)
+    # The two workers' orders go through the same services: a 2 s wall clock in h2's latencies
+    # would put its worker's median 2 s above h1's.
+    medians = {w["host"]: w["e2e_p50_ms"] for w in workers}
+    assert abs(medians["h2"] - medians["h1"]) < 0.25 * max(medians.values()) + 50, medians
+    assert summary["latency_ms"]["steps"]["inventory"]["p50"] < 1000
+    assert all(w["cpu_s"] > 0 for w in workers)  # each worker's CPU, as it reported it
+    assert "broker node(s) on the hosts" in done_run.stdout + done_run.stderr
+    # Nothing left behind on the hosts: no process of the run, no run directory.
+    time.sleep(1.0)
+    for h in hosts.names:
+        assert not [p for p in pids_in(hosts, h) if "kafka.Kafka" in cmdline(p) or "bench.run" in cmdline(p)
+                    or " serve " in cmdline(p)]
+        assert not list((tmp / f"agent-{h}").glob("run-*"))

@@ -6,7 +6,7 @@ from bench.broker import embedded
 
 def test_cluster_ids_never_start_with_a_dash():
     # One in 64 random ids did, and `kafka-storage format -t -...` read it as an option.
-    assert not any(embedded._cluster_id().startswith("-") for _ in range(2000))
+    assert not any(embedded.new_cluster_id().startswith("-") for _ in range(2000))
 
 
 def test_a_corrupt_state_file_is_one_line(tmp_path):

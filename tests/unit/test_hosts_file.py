@@ -44,7 +44,7 @@ hosts:
     ("hosts: [{name: 'h 1', agent: '1.2.3.4:7070'}]\n", "hosts[0].name"),
     ("hosts: [{name: h1, agent: '1.2.3.4:7070'}, {name: h1, agent: '1.2.3.5:7070'}]\n", "listed twice"),
     ("hosts: [{name: h1, agent: '1.2.3.4:7070', services: {payment: -1}}]\n", "services: role -> instances"),
-    ("hosts: [{name: h1, agent: '1.2.3.4:7070', command: 'rm -rf /'}]\n", "a mapping of name, agent and services"),
+    ("hosts: [{name: h1, agent: '1.2.3.4:7070', command: 'rm -rf /'}]\n", "a mapping of name, agent, services, load_workers and brokers"),
     ("hosts: [{name: h1, agent: '1.2.3.4:7070'}]\nsecret: hunter2hunter2hunter2\n", "unknown key 'secret'"),
 ])
 def test_a_bad_hosts_file_is_one_line_naming_the_key(tmp_path, text, problem):
