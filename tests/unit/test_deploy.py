@@ -111,6 +111,13 @@ def test_every_object_the_chart_renders_passes_kubernetes_schema(values):
             pytest.fail(f"{values.name}: {obj['kind']}/{obj['metadata']['name']}: {err}")
 
 
+@pytest.mark.parametrize("values", VALUES, ids=lambda p: p.name)
+def test_the_chart_lints(values):  # NOTES.txt too, which `helm template` does not render
+    done = subprocess.run([tool("helm"), "lint", "--strict", str(CHART), "--kube-version", KUBERNETES,
+                           "--values", str(values)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def _workload_of(run: dict):
     return load_workload(ROOT / run.get("workload", "workloads/default.yaml"))  # the image's WORKDIR is the repository's
 
