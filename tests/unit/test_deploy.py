@@ -204,25 +204,63 @@ def test_the_50000_orders_placement_spreads_every_instance_over_agents_of_its_ow
     assert "--kafka-config /etc/bench/kafka/client.properties" in config["runs.sh"]
 
 
+def _checked_hosts(objects: list[dict], run: str, workload, tmp_path, bootstrap: str | None):
+    """A run's rendered hosts file through `bench run`'s own check, its secret made here."""
+    hosts = yaml.safe_load(one(objects, "ConfigMap", "-config")["data"][f"hosts-{run}.yaml"])
+    (tmp_path / "secret").write_text(secrets.token_hex(32))
+    path = tmp_path / f"hosts-{run}.yaml"
+    path.write_text(yaml.safe_dump({**hosts, "secret_file": str(tmp_path / "secret")}))
+    return placement(RunRequest(patterns.get("orchestration"), workload, bootstrap, hosts=path))
+
+
 def test_placement_entries_stand_for_several_agents_and_may_carry_load_workers(tmp_path):
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump({"coordinator": {"runs": [{"name": "o", "pattern": "orchestration", "placement": [
         {"agents": 3, "services": {"payment": 1}, "load_workers": 2}, {"services": {"shipping": 1}}]}]}}))
     objects = render(path)
-    hosts = yaml.safe_load(one(objects, "ConfigMap", "-config")["data"]["hosts-o.yaml"])["hosts"]
-    assert [(h["name"], h["services"], h.get("load_workers")) for h in hosts] == [
+    (tmp_path / "workload.yaml").write_text("name: six-workers\nload_workers: 6\ninstances: {payment: 3}\n")
+    placed = _checked_hosts(objects, "o", load_workload(tmp_path / "workload.yaml"), tmp_path, "kafka:9092")
+    assert [(h.name, h.services, h.load_workers) for h in placed.hosts] == [
         ("bench-agent-0", {"payment": 1}, 2), ("bench-agent-1", {"payment": 1}, 2),
-        ("bench-agent-2", {"payment": 1}, 2), ("bench-agent-3", {"shipping": 1}, None)]
+        ("bench-agent-2", {"payment": 1}, 2), ("bench-agent-3", {"shipping": 1}, 0)]
     assert one(objects, "StatefulSet", "-agent")["spec"]["replicas"] == 4
 
 
-@pytest.mark.parametrize("runs, problem", [
-    ([{"name": "a", "pattern": "orchestration"}, {"name": "a", "pattern": "choreography"}], 'name "a" is used twice'),
-    ([{"name": "Not_a_name", "pattern": "orchestration"}], "1-40 of a-z, 0-9 and -"),
-    ([{"name": "a", "pattern": "sideways"}], "no placement: set agents.placement.sideways"),
+def test_runs_may_start_their_own_brokers_on_the_agents(tmp_path):
+    """kafka.bootstrapServers empty: a run's cluster is KRaft nodes on its agents, which broker
+    faults kill and restart there; the release's pods reach their ports."""
+    validate = module("kubernetes_validate")
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump({"kafka": {"bootstrapServers": ""}, "coordinator": {"runs": [
+        {"name": "failover", "pattern": "orchestration", "workload": "workloads/faults-broker-failover.yaml",
+         "placement": [{"agents": 3, "brokers": 1},
+                       {"services": {"orchestrator": 1, "payment": 1, "inventory": 1, "shipping": 1}}]}]}}))
+    objects = render(path)
+    for obj in objects:
+        validate.validate(obj, KUBERNETES, strict=True)
+    workload = load_workload(ROOT / "workloads" / "faults-broker-failover.yaml")
+    placed = _checked_hosts(objects, "failover", workload, tmp_path, None)  # 3 nodes: as the workload needs
+    assert [h.brokers for h in placed.hosts] == [1, 1, 1, 0]
+    assert "--bootstrap-servers" not in one(objects, "ConfigMap", "-config")["data"]["runs.sh"]
+    rules = one(objects, "NetworkPolicy")["spec"]["ingress"]
+    assert len(rules) == 2 and "ports" not in rules[1]
+
+
+BROKERS_ON_AGENTS = [{"name": "a", "pattern": "orchestration", "placement": [{"brokers": 1}]}]
+
+
+@pytest.mark.parametrize("values, problem", [
+    ({"coordinator": {"runs": [{"name": "a", "pattern": "orchestration"}, {"name": "a", "pattern": "choreography"}]}},
+     'name "a" is used twice'),
+    ({"coordinator": {"runs": [{"name": "Not_a_name", "pattern": "orchestration"}]}}, "1-40 of a-z, 0-9 and -"),
+    ({"coordinator": {"runs": [{"name": "a", "pattern": "sideways"}]}}, "no placement: set agents.placement.sideways"),
+    ({"coordinator": {"runs": BROKERS_ON_AGENTS}}, 'starts brokers on agents: set kafka.bootstrapServers to ""'),
+    ({"coordinator": {"runs": BROKERS_ON_AGENTS}, "kafka": {"bootstrapServers": "", "clientConfigSecret": "s"}},
+     "the runs start their own brokers"),
+    ({"antiAffinity": "sometimes"}, "antiAffinity: required, preferred or none"),
 ])
-def test_the_chart_refuses_runs_it_cannot_place(tmp_path, runs, problem):
-    assert problem in helm_fails(tmp_path, {"coordinator": {"runs": runs}})
+def test_the_chart_refuses_what_it_cannot_deploy(tmp_path, values, problem):
+    assert problem in helm_fails(tmp_path, values)
 
 
 def _run_script(tmp_path, codes: list[int], values: dict | None = None) -> tuple[int, list[str]]:

@@ -66,10 +66,22 @@ placement entry stands for `agents` agents alike (default 1), taken in order fro
 {{- if $entry.load_workers -}}
 {{- $_ := set $host "load_workers" $entry.load_workers -}}
 {{- end -}}
+{{- if $entry.brokers -}}
+{{- if $root.Values.kafka.bootstrapServers -}}
+{{- fail (printf "coordinator.runs[%s]: its placement starts brokers on agents: set kafka.bootstrapServers to \"\" (a run on its own cluster takes no other)" (toString $.run.name)) -}}
+{{- end -}}
+{{- $_ := set $host "brokers" $entry.brokers -}}
+{{- end -}}
 {{- $hosts = append $hosts $host -}}
 {{- end -}}
 {{- end -}}
 {{- toYaml (dict "secret_file" (include "bench.secretFile" $root) "hosts" $hosts) -}}
+{{- end -}}
+
+{{/* Whether the runs start their own brokers on the agents (placement entries' `brokers`):
+then no bootstrap address is given, and the release's pods reach the agents' broker ports. */}}
+{{- define "bench.brokersOnAgents" -}}
+{{- if not .Values.kafka.bootstrapServers -}}true{{- end -}}
 {{- end -}}
 
 {{/* The agents the StatefulSet runs: as many as the run that places the most needs. */}}

@@ -30,7 +30,8 @@ run() {  # NAME, then bench run's options: one run into $out/NAME
 }
 {{ range .Values.coordinator.runs }}
 run {{ include "bench.sh" .name }} --pattern {{ include "bench.sh" .pattern }} --workload {{ include "bench.sh" (.workload | default "workloads/default.yaml") }} \
-    --hosts /config/hosts-{{ .name }}.yaml --bootstrap-servers {{ include "bench.sh" $.Values.kafka.bootstrapServers }}
+    --hosts /config/hosts-{{ .name }}.yaml
+{{- with $.Values.kafka.bootstrapServers }} --bootstrap-servers {{ include "bench.sh" . }}{{ end }}
 {{- with include "bench.kafkaConfigFile" $ }} \
     --kafka-config {{ . }}
 {{- end }}
