@@ -78,6 +78,7 @@ class _HostedRun:
         self.last_heard = time.monotonic()  # a signed request naming this run: its coordinator is there
         self.workers: dict[str, tuple[LoadWorkerProcess, queue.Queue]] = {}  # name -> process, its parsed lines
         self.brokers: dict[str, tuple[embedded.NodeInfo, subprocess.Popen, int]] = {}  # broker-<id> -> node, Popen, heap
+        self.broker_cpu_before: dict[str, float] = {}  # CPU seconds of a node's earlier incarnations (killed)
 
     def start_broker(self, request: dict) -> str:
         node_id = request.get("node_id")
@@ -113,6 +114,12 @@ class _HostedRun:
             raise Refused(500, str(err).splitlines()[0]) from None
         self.brokers[name] = (*embedded.launch(node_dir, node_id, ports[0], ports[1], ports[2], host), ports[2])
         return name
+
+    def broker_cpu_s(self, name: str) -> float:
+        """A node's CPU seconds over its incarnations in this run (from /proc, as the services')."""
+        node = self.brokers[name][0]
+        now = procstat.usage(node.pid) if node.is_ours() else None
+        return self.broker_cpu_before.get(name, 0.0) + (now.cpu_s if now is not None else 0.0)
 
     def stop_brokers(self) -> None:
         for node, _, _ in self.brokers.values():
@@ -265,6 +272,8 @@ class Agent:
                 raise Refused(400, f"signal: one of {', '.join(control.SIGNALS)}")
             if _string(request, "name") in hosted.brokers:
                 node, proc, _ = hosted.brokers[request["name"]]
+                if name == "KILL":  # what it used so far, read while it is there to read
+                    hosted.broker_cpu_before[request["name"]] = hosted.broker_cpu_s(request["name"])
                 embedded.kill_node(node, control.SIGNALS[name])
                 if name == "KILL":
                     proc.wait()
@@ -279,7 +288,8 @@ class Agent:
             return {"instances": {name: {"alive": inst.alive(), "backlog": inst.backlog,
                                          "usage": _usage(inst.usage() or procstat.Usage())}
                                   for name, inst in list(hosted.supervisor.instances.items())},
-                    "brokers": {name: {"alive": node.is_ours()} for name, (node, _, _) in list(hosted.brokers.items())},
+                    "brokers": {name: {"alive": node.is_ours(), "cpu_s": hosted.broker_cpu_s(name)}
+                                for name, (node, _, _) in list(hosted.brokers.items())},
                     "load_workers": {name: {"alive": worker.alive(),
                                             "usage": _usage(procstat.usage(worker.process.pid) or procstat.Usage())}
                                      for name, (worker, _) in list(hosted.workers.items())}}

@@ -451,6 +451,17 @@ class PlacedBrokers:
                                   f"{timeout_s:.0f}s (their logs are in the agents' run directories)")
             time.sleep(0.3)
 
+    def cpu_s(self) -> float | None:
+        """CPU seconds the nodes used so far, as their agents read them (None: a host unreachable)."""
+        total = 0.0
+        for host in {id(h): h for _, h, _, _ in self.nodes}.values():
+            try:
+                brokers = host.call("/status").get("brokers", {})
+            except AgentError:
+                return None
+            total += sum(float(b.get("cpu_s", 0.0)) for b in brokers.values())
+        return total
+
     def kill(self, node_id: int) -> None:
         self._host(node_id).call("/signal", {"name": f"broker-{node_id}", "signal": "KILL"}, 30.0)
 

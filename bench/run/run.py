@@ -488,8 +488,9 @@ class _Usage:
             load: LoadGenerator | LoadWorkers) -> "_Usage":
         own = (procstat.usage(os.getpid()) or procstat.Usage()) + load.usage()
         auditor = follower.usage() or procstat.Usage()
-        return _Usage(time.monotonic(), {LOAD_GENERATOR: own, **supervisor.usage(), AUDITOR: auditor},
-                      _jvm_cpu_s(broker.jvm_pids), supervisor.usage_by_host())
+        broker_s = broker.placed.cpu_s() if broker.placed is not None else _jvm_cpu_s(broker.jvm_pids)
+        return _Usage(time.monotonic(), {LOAD_GENERATOR: own, **supervisor.usage(), AUDITOR: auditor}, broker_s,
+                      supervisor.usage_by_host())
 
     def __sub__(self, before: "_Usage") -> "_Usage":
         zero = procstat.Usage()

@@ -294,6 +294,7 @@ def test_brokers_services_and_load_workers_on_three_hosts_one_merged_result(thre
     assert abs(medians["h2"] - medians["h1"]) < 0.25 * max(medians.values()) + 50, medians
     assert summary["latency_ms"]["steps"]["inventory"]["p50"] < 1000
     assert all(w["cpu_s"] > 0 for w in workers)  # each worker's CPU, as it reported it
+    assert summary["cpu_s"]["broker"] > 0  # the nodes' CPU, as their agents read it
     assert "broker node(s) on the hosts" in done_run.stdout + done_run.stderr
     # Nothing left behind on the hosts: no process of the run, no run directory.
     time.sleep(1.0)
