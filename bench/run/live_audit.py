@@ -54,6 +54,7 @@ from bench.run.supervisor import PARENT_ENV, parent_watch
 REPORT = "audit.json"
 ROLE = "auditor"
 BATCH = 10_000  # messages per consume(): few wake-ups at full rate
+AUDIT_NICE = 10  # CFS weight 110 against a service's 1024: about a tenth of a contended core
 SETTLE_EVERY_S = 1.0
 CHECK_EVERY_S = 2.0  # how often the end offsets are asked, to know how far every partition was read
 KEEP_ENDS = 30  # answers kept (a minute of them): how far behind the follower may be and still know it
@@ -364,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     # Per-order state is dicts and lists without cycles: the cyclic collector would only walk
     # the ~100,000 live orders again and again.
     gc.disable()
+    # The audit must not take the machine from the pattern under test: when the cores are
+    # contended the services, the load and the broker run first, and the audit reads what they
+    # wrote when they leave a core free (Kafka holds what it has not read yet, so falling behind
+    # costs no memory here; it catches up while the run drains). Its CPU is still the run's cost.
+    os.nice(AUDIT_NICE)
     follower = _Follower(args)
     control = threading.Thread(target=_read_control, args=(follower.control,), name="control", daemon=True)
     control.start()
