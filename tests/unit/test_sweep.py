@@ -6,8 +6,10 @@ import contextlib
 import json
 
 import pytest
+from click.testing import CliRunner
 
 from bench import patterns
+from bench.cli import cli
 from bench.flow.workload import load_workload
 from bench.results import series
 from bench.results.files import write_summary
@@ -155,3 +157,27 @@ def test_sweep_json_records_the_runs_and_still_reads_version_1_points(tmp_path, 
         ("orchestration-12000/1", 1), ("orchestration-12000/2", 2), ("orchestration-12000/3", 3)]
     version_1 = {k: v for k, v in document["points"][0].items() if k != "run"}
     assert Point(**version_1).run == 1  # a version 1 sweep.json: one run per rate
+
+
+def test_bench_sweep_repeat_end_to_end(tmp_path, machine):
+    machine(12000, flips={(12000, 2)})
+    result = CliRunner().invoke(cli, ["sweep", "--pattern", "orchestration", "--rates", "10000,12000,16000",
+                                      "--repeat", "3", "--stop-early", "--bootstrap-servers", "127.0.0.1:9",
+                                      "--output", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert "knee orchestration: 12000/s  (valid with p99 < 500 ms in 2 of 3 runs" in result.output
+    assert "(next to the knee: run 3 of 3)" in result.output
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "--repeat must be from 1 to 1000, got 0"),
+    ("-1", "--repeat must be from 1 to 1000, got -1"),
+    ("three", "--repeat: expected a whole number"),
+])
+def test_a_bad_repeat_is_one_line_and_exit_2(tmp_path, machine, value, message):
+    fake = machine(12000)
+    result = CliRunner().invoke(cli, ["sweep", "--rates", "100", "--repeat", value, "--output", str(tmp_path / "s")])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and message in result.output
+    assert "Traceback" not in result.output
+    assert fake.ran == [] and not (tmp_path / "s").exists()
