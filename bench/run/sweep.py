@@ -104,7 +104,7 @@ def held(runs: Sequence[Point], bound_p99_ms: float) -> bool | None:
 
 def knee(points: Sequence[Point], bound_p99_ms: float) -> float | None:
     """The highest target rate that held (:func:`held`), counting up from the lowest rate and
-    stopping at the first that did not: a higher rate that passes after a miss is luck (a quiet
+    stopping at the first that did not: a higher rate that holds after a miss is luck (a quiet
     moment on the machine), not capacity. With one run per rate: the highest valid rate with
     p99 under the bound below the first that was not."""
     best = None
