@@ -31,7 +31,7 @@ from bench.run.run import RunRequest, check, one_broker, run
 from bench.results import summary as run_summary
 from bench.flow.workload import Workload
 
-SWEEP = "sweep.json"
+SWEEP = results.SWEEP
 PLOT = "sweep.png"
 SCHEMA_VERSION = 2  # 2: several runs per rate (`run`), `repeat`, `stop_early`, `knee_passes_per_s`
 

@@ -181,3 +181,15 @@ def test_a_bad_repeat_is_one_line_and_exit_2(tmp_path, machine, value, message):
     assert len(result.output.strip().splitlines()) == 1 and message in result.output
     assert "Traceback" not in result.output
     assert fake.ran == [] and not (tmp_path / "s").exists()
+
+
+def test_a_whole_sweep_is_not_a_series_but_each_rate_is(tmp_path, machine):
+    machine(12000)
+    outcome = sweep_of(tmp_path, stop_early=True)
+    result = CliRunner().invoke(cli, ["compare", str(outcome.directory), str(outcome.directory)])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "a sweep, not a run or a series: compare one rate's series, e.g. " in result.output
+    assert f"{outcome.directory / 'orchestration-8000'}" in result.output
+    result = CliRunner().invoke(cli, ["compare", str(outcome.directory / "orchestration-8000"),
+                                      str(outcome.directory / "orchestration-12000")])
+    assert result.exit_code == 0, result.output
