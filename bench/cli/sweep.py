@@ -8,7 +8,7 @@ import click
 
 from bench import inputs, patterns
 from bench.cli.errors import InputError
-from bench.cli.options import check_fresh_output, load_options, with_overrides
+from bench.cli.options import Ranged, check_fresh_output, load_options, with_overrides
 from bench.run.sweep import PLOT, SWEEP, SweepRequest, render_table, sweep as run_sweep
 
 
@@ -32,10 +32,15 @@ def _rates(ctx, param, value):
               "Unmeasured load before each point, e.g. 5s (overrides the workload).")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Sweep directory (default: results/<UTC time>-sweep/).")
-@click.option("--stop-early", is_flag=True, help="Skip a pattern's higher rates once a point misses the p99 bound.")
-def sweep(pattern_list, rates, duration, warmup, workload, bootstrap_servers, kafka_config, output, stop_early) -> None:
+@click.option("--stop-early", is_flag=True,
+              help="Skip a pattern's higher rates once a rate did not hold (most of its runs, at least two, missed).")
+@click.option("--repeat", type=Ranged("repeat"), default=1, show_default=True,
+              help="Runs of the knee's rate and of the rate above it, a series each: the knee with its spread. "
+                   "(A rate whose one run missed is run again whatever this is.)")
+def sweep(pattern_list, rates, duration, warmup, workload, bootstrap_servers, kafka_config, output, stop_early,
+          repeat) -> None:
     """Run each pattern at each rate; plot latency against throughput; report each knee:
-    the highest rate that is a valid run with p99 under the workload's latency_bound_p99.
+    the highest rate whose runs were mostly valid with p99 under the workload's latency_bound_p99.
 
     Exit codes: 0 done; 1 some point's audit found lost, stuck or duplicated orders; 130 interrupted.
     """
@@ -44,7 +49,8 @@ def sweep(pattern_list, rates, duration, warmup, workload, bootstrap_servers, ka
     workload = with_overrides(workload, duration_s=duration, warmup_s=warmup)
     check_fresh_output(output)
     outcome = run_sweep(SweepRequest(pattern_list, rates, workload, bootstrap_servers,
-                                     Path(kafka_config) if kafka_config else None, output, stop_early=stop_early),
+                                     Path(kafka_config) if kafka_config else None, output, stop_early=stop_early,
+                                     repeat=repeat),
                         echo=lambda line: click.echo(line, err=True))
     click.echo(render_table(outcome))
     click.echo(f"sweep: {outcome.directory / SWEEP}  plot: {outcome.directory / PLOT}")

@@ -30,6 +30,7 @@ from bench.results.measurement import Second
 
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
+SWEEP = "sweep.json"  # in a sweep directory, beside its rates' series (bench.run.sweep)
 TIMESERIES = "timeseries.csv"
 INCOMPLETE = "INCOMPLETE"  # in a result directory until its summary.json is written
 

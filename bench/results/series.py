@@ -35,6 +35,10 @@ def run_dirs(path: str | Path) -> list[Path]:
                                    "summary.json was written)")
     if (path / results.SUMMARY).exists():
         return [path]
+    if (path / results.SWEEP).exists():
+        rates = sorted((c.name for c in path.iterdir() if c.is_dir()), key=lambda name: _natural(Path(name)))
+        raise results.ResultsError(f"{path}: a sweep, not a run or a series: compare one rate's series, e.g. "
+                                   f"{path / (rates[0] if rates else '<pattern>-<rate>')}")
     runs, partial = [], []
     for child in sorted((c for c in path.iterdir() if c.is_dir() and not c.name.startswith(".")), key=_natural):
         if (child / results.SUMMARY).exists() and not (child / results.INCOMPLETE).exists():
