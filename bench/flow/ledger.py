@@ -7,8 +7,6 @@ the same way.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from bench.flow.events import decide
 from bench.flow.saga import Step
 
@@ -17,26 +15,39 @@ LEDGER_SIZE = 500_000
 
 
 class Ledger:
-    """orderId -> last recorded value, with insertion-order eviction."""
+    """orderId -> last recorded value; remembers at least the last ``size`` orders written to
+    it, and at most twice as many.
+
+    Two generations of plain dicts: once the current one holds ``size`` orders it becomes the
+    previous one, and the one before it is dropped whole. Its memory stops growing as soon as
+    two generations are full (200 s at 5000 orders/s). An OrderedDict that evicted its oldest
+    entry on every insertion kept growing long after it was full: its table's churn of deleted
+    slots and its object arenas, measured alone at 5000 ids/s, went from a 126 MB peak at 5
+    minutes to 164 MB at 15 (this one: 133 MB at 5 minutes and at 30)."""
 
     def __init__(self, size: int = LEDGER_SIZE) -> None:
-        self._entries: OrderedDict[str, object] = OrderedDict()
+        self._current: dict[str, object] = {}
+        self._previous: dict[str, object] = {}
         self._size = size
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._current) + sum(1 for k in self._previous if k not in self._current)
 
     def get(self, order_id: str):
-        return self._entries.get(order_id)
+        value = self._current.get(order_id)
+        return self._previous.get(order_id) if value is None else value
 
     def put(self, order_id: str, value) -> None:
-        self._entries[order_id] = value
-        self._entries.move_to_end(order_id)
-        if len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+        current = self._current
+        if len(current) >= self._size and order_id not in current:
+            self._previous = current
+            self._current = current = {}
+        current[order_id] = value
 
     def pop(self, order_id: str):
-        return self._entries.pop(order_id, None)
+        newer = self._current.pop(order_id, None)
+        older = self._previous.pop(order_id, None)
+        return older if newer is None else newer
 
 
 class StepLedger:
