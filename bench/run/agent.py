@@ -46,7 +46,7 @@ from bench.errors import BadInput
 from bench.flow.workload import load_workload
 from bench.kafka.errors import BrokerError
 from bench.run import control, procstat
-from bench.run.load_workers import _Worker as LoadWorkerProcess
+from bench.run.load_workers import WorkerProcess as LoadWorkerProcess
 from bench.run.supervisor import Supervisor
 
 LEASE_S = 30.0  # a hosted run whose coordinator said nothing this long is stopped

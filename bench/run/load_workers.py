@@ -174,7 +174,7 @@ class _Progress:
         return _usage(self.cpu) - self.base if self.cpu is not None else procstat.Usage()
 
 
-class _Worker(_Progress):
+class WorkerProcess(_Progress):
     """A load worker process on this host, with its pipes (the coordinator's, or an agent's for a
     worker its coordinator placed there)."""
 
@@ -307,7 +307,7 @@ class LoadWorkers:
                        "--bootstrap-servers", bootstrap_servers, "--run-id", run_id,
                        "--out", str(work_dir / f"load-worker-{k}"), *worker_args] for k in range(workers)]
         self._log_dir = log_dir
-        self._workers: list[_Worker | _RemoteWorker] = []
+        self._workers: list[WorkerProcess | _RemoteWorker] = []
         self._stop_sent = False
 
     @property
@@ -333,7 +333,7 @@ class LoadWorkers:
                 worker = _RemoteWorker(self.placed[k], k, self.workers, log_path)
             else:
                 Path(cmd[cmd.index("--out") + 1]).mkdir()
-                worker = _Worker(cmd, log_path)
+                worker = WorkerProcess(cmd, log_path)
             self._workers.append(worker)
             threading.Thread(target=worker.read, args=(messages,), daemon=True, name=f"load-worker-{k}").start()
         deadline = time.monotonic() + READY_TIMEOUT_S
