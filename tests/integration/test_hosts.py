@@ -302,3 +302,44 @@ def test_brokers_services_and_load_workers_on_three_hosts_one_merged_result(thre
         assert not [p for p in pids_in(hosts, h) if "kafka.Kafka" in cmdline(p) or "bench.run" in cmdline(p)
                     or " serve " in cmdline(p)]
         assert not list((tmp / f"agent-{h}").glob("run-*"))
+
+
+def test_a_broker_node_on_another_host_is_killed_and_restarted_there(three_hosts):
+    """broker-kill on nodes the run started on its hosts: the leader of order-created/0 is killed
+    through its host's agent and started again there on its storage; nothing acknowledged is lost."""
+    hosts, env, tmp = three_hosts
+    run_dir = tmp / "broker-kill"
+    run_dir.mkdir()
+    (run_dir / "hosts.yaml").write_text("hosts:\n" + "".join(
+        f"  - {{name: {h}, agent: '{hosts.address(h)}:{AGENT_PORT}', brokers: 1}}\n" for h in hosts.names))
+    (run_dir / "workload.yaml").write_text(
+        "name: placed-failover\nrate: 200\nduration: 14s\nwarmup: 3s\ndrain: 60s\n"
+        "replication_factor: 3\nmin_insync_replicas: 2\nacks: all\n"
+        "faults:\n  - {type: broker-kill, at: 5s, duration: 3s}\n")
+    brokers: dict[str, set[int]] = {h: set() for h in hosts.names}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.2):
+            for h in hosts.names:
+                brokers[h] |= {pid for pid in pids_in(hosts, h) if "kafka.Kafka" in cmdline(pid)}
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out = run_dir / "run"
+    done_run = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--pattern", "orchestration", "--workload",
+         str(run_dir / "workload.yaml"), "--hosts", str(run_dir / "hosts.yaml"), "--output", str(out)],
+        env=env, capture_output=True, text=True, timeout=240)
+    done.set()
+    watcher.join()
+    assert done_run.returncode in (0, 3), done_run.stdout[-2000:] + done_run.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    orders = summary["orders"]
+    assert summary["clean"] and orders["lost"] == orders["stuck"] == 0
+    assert orders["completed"] + orders["cancelled"] == orders["started"] > 2000
+    fault = summary["faults"][0]
+    assert fault["type"] == "broker-kill" and fault.get("error") is None, fault
+    killed = int(fault["target"].split()[-1])  # "broker <node id>": node n is on host h<n>
+    # Killed and started again on its own host (a second JVM there); the others ran once.
+    assert {h: len(pids) for h, pids in brokers.items()} == {h: 2 if h == f"h{killed}" else 1 for h in hosts.names}
