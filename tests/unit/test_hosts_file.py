@@ -46,6 +46,10 @@ hosts:
     ("hosts: [{name: h1, agent: '1.2.3.4:7070', services: {payment: -1}}]\n", "services: role -> instances"),
     ("hosts: [{name: h1, agent: '1.2.3.4:7070', command: 'rm -rf /'}]\n", "a mapping of name, agent, services, load_workers and brokers"),
     ("hosts: [{name: h1, agent: '1.2.3.4:7070'}]\nsecret: hunter2hunter2hunter2\n", "unknown key 'secret'"),
+    ("hosts: [{name: h1, agent: '1.2.3.4:7070', load_workers: 65}]\n", "hosts[0].load_workers: load worker processes"),
+    ("hosts: [{name: h1, agent: '1.2.3.4:7070', load_workers: true}]\n", "hosts[0].load_workers: load worker processes"),
+    ("hosts: [{name: h1, agent: '1.2.3.4:7070', brokers: 10}]\n", "hosts[0].brokers: KRaft nodes"),
+    ("hosts: [{name: h1, agent: '1.2.3.4:7070', brokers: '3'}]\n", "hosts[0].brokers: KRaft nodes"),
 ])
 def test_a_bad_hosts_file_is_one_line_naming_the_key(tmp_path, text, problem):
     with pytest.raises(remote.HostsError, match=re.escape(problem)) as caught:
@@ -68,6 +72,10 @@ def test_a_run_checks_its_hosts_file_against_the_pattern_before_any_broker(tmp_p
         check(request("hosts: [{name: h1, agent: '10.0.0.2:7070'}]\n", brokers="10.0.0.1:9092,localhost:9092"))
     with pytest.raises(remote.HostsError, match="another host's agent too"):
         check(request("hosts: [{name: h1, agent: '10.0.0.2:7070'}, {name: h2, agent: '10.0.0.2:7070'}]\n"))
+    with pytest.raises(remote.HostsError, match="2 load workers placed, the workload runs 1"):
+        check(request("hosts: [{name: h1, agent: '10.0.0.2:7070', load_workers: 2}]\n"))
+    with pytest.raises(remote.HostsError, match="starts 1 broker node\\(s\\) for the run: give no --bootstrap-servers"):
+        check(request("hosts: [{name: h1, agent: '10.0.0.2:7070', brokers: 1}]\n"))
     # The secret was taken out of the environment (no child process inherits it) and kept.
     assert "BENCH_AGENT_SECRET" not in os.environ
     monkeypatch.setattr(control, "_from_env", None)
