@@ -22,8 +22,8 @@ class Ledger:
     previous one, and the one before it is dropped whole. Its memory stops growing as soon as
     two generations are full (200 s at 5000 orders/s). An OrderedDict that evicted its oldest
     entry on every insertion kept growing long after it was full: its table's churn of deleted
-    slots and its object arenas, measured alone at 5000 ids/s, went from a 126 MB peak at 5
-    minutes to 164 MB at 15 (this one: 133 MB at 5 minutes and at 30)."""
+    slots and its object arenas, alone at 5000 ids/s, went from a 127 MB peak at 5 minutes to
+    164 MB from 15 on; this one: 140 MB at 5 minutes and at 30 (benchmarks/ledger_memory.py)."""
 
     def __init__(self, size: int = LEDGER_SIZE) -> None:
         self._current: dict[str, object] = {}

@@ -243,14 +243,13 @@ class _RemoteWorker(_Progress):
             pass  # unreachable: its lines stop too, and run() says so
 
     def read(self, into: queue.Queue) -> None:
-        misses = 0
+        heard_at = time.monotonic()
         while True:
             try:
                 answer = self.host.call("/lines", {"name": self.name, "wait_s": self.POLL_WAIT_S}, timeout_s=15.0)
-                misses = 0
+                heard_at = time.monotonic()
             except BrokerError:
-                misses += 1
-                if misses * self.POLL_WAIT_S > UNREACHABLE_S:
+                if time.monotonic() - heard_at > UNREACHABLE_S:
                     break  # its agent is gone: so is the worker (its lease ends it there)
                 time.sleep(self.POLL_WAIT_S)
                 continue
@@ -379,22 +378,25 @@ class LoadWorkers:
                 worker, message = messages.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if message is not None:
-                worker.heard(message)
             if message is None:
                 worker.gone = True
                 if worker.done is None:
                     self.stop()  # the rest cannot make a whole run: stop them now, not at the end of a soak
-            elif "second" in message:
-                worker.position = message["second"]["position"]
-                self.rows.setdefault(message["second"]["t_s"], {})[self._workers.index(worker)] = message["second"]
-            elif "done" in message:
-                last = message["done"]["last"]
-                worker.position = last["position"]
-                # Its last, partial interval is its row of the second it ended in; it owes no later one.
-                self.rows.setdefault(last["t_s"], {})[self._workers.index(worker)] = last
-                worker.done = message["done"]
-            self._emit_ready()
+            else:
+                self._heard(worker, message)
+            self._emit_ready()  # a worker gone owes no more seconds: the ones it held back may be due
+
+    def _heard(self, worker: WorkerProcess | _RemoteWorker, message: dict) -> None:
+        worker.heard(message)
+        if "second" in message:
+            worker.position = message["second"]["position"]
+            self.rows.setdefault(message["second"]["t_s"], {})[self._workers.index(worker)] = message["second"]
+        elif "done" in message:
+            last = message["done"]["last"]
+            worker.position = last["position"]
+            # Its last, partial interval is its row of the second it ended in; it owes no later one.
+            self.rows.setdefault(last["t_s"], {})[self._workers.index(worker)] = last
+            worker.done = message["done"]
 
     def _emit_ready(self) -> None:
         """Each second, in order, once every worker still running has sent it (one that has ended
