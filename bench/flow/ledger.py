@@ -33,6 +33,11 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._current) + sum(1 for k in self._previous if k not in self._current)
 
+    def __bool__(self) -> bool:
+        # Asked per message on a handler's path (`if ledger and ...`); without it Python falls
+        # back on __len__, which walks the older generation.
+        return bool(self._current or self._previous)
+
     def get(self, order_id: str):
         value = self._current.get(order_id)
         return self._previous.get(order_id) if value is None else value

@@ -24,3 +24,17 @@ def test_a_newer_value_shadows_an_older_one_and_pop_takes_both():
     assert ledger.pop("a") == "compensated"
     assert ledger.get("a") is None
     assert ledger.pop("missing") is None
+
+
+def test_a_ledger_is_true_while_it_holds_anything_in_either_generation():
+    ledger = Ledger(size=2)
+    assert not ledger
+    ledger.put("a", 1)
+    ledger.put("b", 2)
+    ledger.put("c", 3)  # "a" and "b" now in the older generation
+    assert ledger
+    ledger.pop("c")
+    assert ledger and len(ledger) == 2
+    ledger.pop("a")
+    ledger.pop("b")
+    assert not ledger and len(ledger) == 0
