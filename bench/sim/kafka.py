@@ -16,12 +16,14 @@ import bisect
 import math
 import zlib
 from collections import deque
+from functools import partial
 
 import numpy as np
 import simpy
 
+from bench.sim.clock import Clock
 from bench.sim.hosts import Host
-from bench.sim.profile import Distribution, LoadPoint
+from bench.sim.profile import Distribution, LoadPoint, endless
 
 WINDOW_S = 0.1  # the message rate is measured over windows this long
 SMOOTHING = 0.5  # weight of the newest window in the rate
@@ -53,8 +55,8 @@ class Transport:
         self._cpu_line = broker_cores_line or (_line(self.rates, cores) if all(c is not None for c in cores) else None)
         self.draws = [p.transport_us.draws_s(rng) for p in points]
         self.wakeups = wakeup_us.draws_s(rng) if wakeup_us is not None else None
-        self.uniform = _blocks(rng.random)
-        self.exponential = _blocks(rng.standard_exponential)
+        self.uniform = endless(lambda: rng.random(4096).tolist())
+        self.exponential = endless(lambda: rng.standard_exponential(4096).tolist())
         self.brokers = brokers
         self.produced = 0
         self.rate_per_s = 0.0  # per broker, smoothed
@@ -103,11 +105,6 @@ def _line(x: list[float], y: list[float]) -> tuple[float, float]:
     return float(intercept), float(slope)
 
 
-def _blocks(draw):
-    while True:
-        yield from draw(4096).tolist()
-
-
 class Cluster:
     """Brokers, the partitions they lead, and which groups read each topic.
 
@@ -115,7 +112,7 @@ class Cluster:
     replicated (the high watermark waits for the followers).
     """
 
-    def __init__(self, env: simpy.Environment, partitions: int, brokers: list[Host], transport: Transport,
+    def __init__(self, env: Clock, partitions: int, brokers: list[Host], transport: Transport,
                  replication_s: float = 0.0) -> None:
         self.env = env
         self.partitions = partitions
@@ -158,12 +155,12 @@ class Cluster:
             self.recent.setdefault(topic, deque(maxlen=RECENT)).extend((partition, m) for m in msgs)
         delay = max(self.down_until.get(self.leader(partition), 0.0) - self.env.now, 0.0) + self.replication_s
         if delay > 0:
-            self.env.timeout(delay).callbacks.append(lambda _e: self._hand_over(groups, topic, partition, msgs))
+            self.env.call_in(delay, partial(self._hand_over, groups, topic, partition, msgs))
         else:
-            self._hand_over(groups, topic, partition, msgs)
+            self._hand_over(groups, topic, partition, msgs, None)
 
     @staticmethod
-    def _hand_over(groups: list, topic: str, partition: int, msgs: list) -> None:
+    def _hand_over(groups: list, topic: str, partition: int, msgs: list, _entry) -> None:
         for group in groups:
             group.deliver(topic, partition, msgs)
 
@@ -191,7 +188,7 @@ class Producer:
     service runtime does after every batch it handles); its transport (and its wait for cores on
     a busy host) is drawn once for the whole batch."""
 
-    def __init__(self, env: simpy.Environment, cluster: Cluster, host: Host, linger_s: float,
+    def __init__(self, env: Clock, cluster: Cluster, host: Host, linger_s: float,
                  extra_s: float = 0.0) -> None:
         self.env = env
         self.cluster = cluster
@@ -223,7 +220,7 @@ class Producer:
         if self.host.wait_s:
             delay += self.host.wait_s * next(self.cluster.transport.exponential)
         delay += self.host.backlog_s
-        self.env.timeout(delay).callbacks.append(batch)
+        self.env.call_in(delay, batch)
 
 
 class Group:

@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import orjson
-import simpy
 
 from bench.errors import BadInput
 from bench.flow import events as ev
@@ -21,6 +20,7 @@ from bench.results.measurement import LoadResult, StartCounts
 from bench.patterns.base import Pattern, Stateless, Topology
 from bench.patterns.orchestration import ORCHESTRATION
 from bench.sim import faults as faults_mod
+from bench.sim.clock import Clock
 from bench.sim.hosts import PLACEMENTS, Host, mean_utilisation, placement
 from bench.sim.kafka import Cluster, Group, Producer, Transport
 from bench.sim.load import LoadGenerator, Terminals
@@ -111,7 +111,7 @@ class World:
     def __init__(self, scenario: Scenario, run_id: str) -> None:
         w, profile, pattern = scenario.workload, scenario.profile, scenario.topology
         self.scenario = scenario
-        self.env = env = simpy.Environment()
+        self.env = env = Clock()
         rng = np.random.default_rng([w.seed, 6])
         self.samples: dict[str, list] = {}
         self.steps = StepSamples()

@@ -18,11 +18,10 @@ from array import array
 from collections import deque
 from collections.abc import Iterator
 
-import simpy
-
 from bench.flow import events as ev
 from bench.patterns.base import Handler, SpanFinder
 from bench.run.runtime import BATCH_MAX, COMMIT_INTERVAL_MS, POLL_S
+from bench.sim.clock import Clock
 from bench.sim.hosts import Host
 from bench.sim.kafka import Cluster, Producer, partition_of
 
@@ -110,7 +109,7 @@ class SimOutbox:
 class Instance:
     """One process of one role, consuming the partitions its group assigns it."""
 
-    def __init__(self, env: simpy.Environment, role: str, index: int, handler: Handler, outbox: SimOutbox,
+    def __init__(self, env: Clock, role: str, index: int, handler: Handler, outbox: SimOutbox,
                  host: Host, costs: Costs, ticks: bool = False, replays: bool = False,
                  restore_from: tuple[str, ...] = (), fetch_rtt_s: float = 0.0) -> None:
         self.env = env
@@ -153,7 +152,7 @@ class Instance:
             self._fetched(topic, partition, msgs)
             return
         if not self.in_next_fetch:
-            self.env.timeout(self.next_fetch_s - now).callbacks.append(self._fetch_response)
+            self.env.call_in(self.next_fetch_s - now, self._fetch_response)
         self.in_next_fetch.append((topic, partition, msgs))
 
     def _fetch_response(self, _event) -> None:
@@ -216,7 +215,7 @@ class Instance:
             self.busy, self.idle_since = False, now
             return
         if self.stalled_until > now:
-            env.timeout(self.stalled_until - now).callbacks.append(self._run)
+            env.call_in(self.stalled_until - now, self._run)
             return
         costs, outbox, handle = self.costs, self.outbox, self.handler.handle
         cost_in = costs.in_s + costs.processing_s + self.slow_s
@@ -266,7 +265,7 @@ class Instance:
             # one transport delay) before it takes the next: what arrives meanwhile is that batch.
             outbox.flush(t)
             t += next(outbox.cluster.transport)
-        env.timeout(t - now).callbacks.append(self._run)
+        env.call_in(t - now, self._run)
 
     def _ticker(self):
         """The runtime ticks the handler between batches and at least every poll timeout."""

@@ -4,13 +4,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-import simpy
 
 from bench.flow import arrivals
 from bench import patterns
 from bench.results.recording import new_histogram, read_hlog, summary_ms
 from bench.results.files import TIMESERIES, TimeseriesWriter, read_summary
 from bench.sim import simulation
+from bench.sim.clock import Clock
 from bench.sim.histograms import histogram_of, per_second
 from bench.sim.hosts import Host, erlang_c, slowdown
 from bench.sim.kafka import Cluster, Group, Producer, Transport
@@ -62,7 +62,7 @@ class _Sojourn:
 
 def mm1_mean_sojourn_s(arrival_per_s: float, service_per_s: float, messages: int, seed: int = 7) -> float:
     """One instance of the model fed by Poisson arrivals, with exponential handling times."""
-    env = simpy.Environment()
+    env = Clock()
     rng = np.random.default_rng(seed)
     host = Host(env, "h", None)
     zero = (LoadPoint(0.0, Distribution.constant(0.0)),)
