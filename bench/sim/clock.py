@@ -7,12 +7,13 @@ each costs an Event, a Timeout and a scheduling call; :meth:`Clock.call_in` puts
 two-slot entry on SimPy's own queue instead, under the same (time, priority, id)
 key a Timeout would get, so events run in the same order as before and a seeded
 run gives the same numbers. SimPy processes (the periodic updates, the load
-generator, faults) run on the same queue as ever.
+generator, faults) run on the same queue as ever, and :meth:`Clock.run_until` steps through it with
+SimPy's ``step`` inlined (a method call per event was 4% of a simulation).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from heapq import heappush
+from heapq import heappop, heappush
 
 import simpy
 from simpy.events import NORMAL
@@ -34,3 +35,17 @@ class Clock(simpy.Environment):
         if delay_s < 0:
             raise ValueError(f"negative delay {delay_s}")
         heappush(self._queue, (self._now + delay_s, NORMAL, next(self._eid), _Call(fn)))
+
+    def run_until(self, until: simpy.Event) -> None:
+        """Process events until ``until`` has been processed: ``run(until=until)``, stepping as
+        SimPy's ``step`` does (a failed event that nobody defused raises its exception)."""
+        queue = self._queue
+        while until.callbacks is not None:  # None once processed
+            if not queue:
+                raise RuntimeError(f"no events left but {until} was not processed")
+            self._now, _, _, event = heappop(queue)
+            callbacks, event.callbacks = event.callbacks, None
+            for callback in callbacks:
+                callback(event)
+            if not event._ok and not hasattr(event, "_defused"):
+                raise event._value

@@ -190,7 +190,7 @@ class World:
         return sum(group.backlog() for group in self.groups.values())
 
     def run(self) -> None:
-        self.env.run(until=self.env.process(self.load.run()))
+        self.env.run_until(self.env.process(self.load.run()))
 
 
 def simulate(scenario: Scenario, run_id: str | None = None) -> SimResult:

@@ -97,6 +97,23 @@ def test_an_instance_is_an_mm1_queue(arrival_per_s):
     assert mm1_mean_sojourn_s(arrival_per_s, service_per_s, 200_000) == pytest.approx(expected, rel=0.05)
 
 
+def test_the_clock_calls_in_the_order_timeouts_made_at_the_same_moments_would_run():
+    clock, seen = Clock(), []
+    clock.call_in(0.2, lambda _e: seen.append("call 0.2"))
+    clock.timeout(0.1).callbacks.append(lambda _e: seen.append("timeout 0.1"))
+    clock.timeout(0.2).callbacks.append(lambda _e: seen.append("timeout 0.2"))
+    clock.call_in(0.1, lambda _e: seen.append("call 0.1"))
+
+    def until():
+        yield clock.timeout(0.3)
+
+    clock.run_until(clock.process(until()))
+    assert seen == ["timeout 0.1", "call 0.1", "call 0.2", "timeout 0.2"]
+    assert clock.now == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        clock.call_in(-1e-9, seen.append)
+
+
 def test_erlang_c_and_slowdown():
     assert erlang_c(1, 0.5) == pytest.approx(0.5)  # M/M/1: wait probability = rho
     assert erlang_c(2, 1.0) == pytest.approx(1 / 3)  # 2 rho^2 / (1 + rho) at rho = 0.5
