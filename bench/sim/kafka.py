@@ -153,7 +153,9 @@ class Cluster:
             return
         if self.recent is not None:
             self.recent.setdefault(topic, deque(maxlen=RECENT)).extend((partition, m) for m in msgs)
-        delay = max(self.down_until.get(self.leader(partition), 0.0) - self.env.now, 0.0) + self.replication_s
+        delay = self.replication_s
+        if self.down_until:  # a leader's outage, only in runs with a broker fault
+            delay += max(self.down_until.get(self.leader(partition), 0.0) - self.env.now, 0.0)
         if delay > 0:
             self.env.call_in(delay, partial(self._hand_over, groups, topic, partition, msgs))
         else:

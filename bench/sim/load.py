@@ -95,35 +95,41 @@ class LoadGenerator:
         schedule = arrivals.schedule(w.arrival, w.rate_per_s, w.seed)
         partitions = self.producer.cluster.partitions
         send, flush, started, slip = self.producer.send, self.producer.flush, self.started, self.slip
+        # Read per order (50,000 a simulated second): bound once, not looked up on self each time.
+        run_id, padding, load_s = self.run_id, self.padding, self.load_s
+        measure_from_s, measure_until_s = self.measure_from_s, self.measure_until_s
+        slip_end_s, slip_s = self.slip_end_s.append, self.slip_s.append
         pending = next(schedule)
         seq = 0
         finished_before = 0
         chunk = 0
         sent_this_second = 0
         while True:
-            sent = 0
+            sent = scheduled = offered = 0
             horizon = (chunk + 1) / CHUNKS_PER_TICK
-            while pending < horizon and pending < self.load_s:
+            while pending < horizon and pending < load_s:
                 seq += 1
-                order_id = f"{self.run_id}-{seq}"
+                order_id = f"{run_id}-{seq}"
                 t0_us = int(pending * 1e6)
                 event = {"orderId": order_id, "status": ev.CREATED, "t0_us": t0_us,
                          "amount": 10 + seq % 90, "items": 1 + seq % 3}
-                if self.padding:
-                    event["padding"] = self.padding
+                if padding:
+                    event["padding"] = padding
                 started[order_id] = t0_us
                 sent_s = pending + next(slip)
                 send(ev.ORDER_CREATED, partition_of(order_id, partitions), (event, sent_s), sent_s)
-                if self.measure_from_s <= pending < self.measure_until_s:
-                    self.scheduled_in_window += 1
-                    self.slip_end_s.append(sent_s)
-                    self.slip_s.append(sent_s - pending)
-                if self.measure_from_s <= sent_s < self.measure_until_s:
-                    self.offered_in_window += 1
+                if measure_from_s <= pending < measure_until_s:
+                    scheduled += 1
+                    slip_end_s(sent_s)
+                    slip_s(sent_s - pending)
+                if measure_from_s <= sent_s < measure_until_s:
+                    offered += 1
                 sent += 1
                 pending = next(schedule)
                 if pending - sent_s >= FLUSH_MIN_S:
                     flush(sent_s)  # as the real generator does when it has a millisecond to wait
+            self.scheduled_in_window += scheduled
+            self.offered_in_window += offered
             self.on_cpu(sent, 1.0 / CHUNKS_PER_TICK)
             sent_this_second += sent
             yield self.env.timeout(horizon - self.env.now)

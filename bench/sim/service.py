@@ -34,14 +34,15 @@ class StepSamples:
     def __init__(self) -> None:
         self.ends: dict[str, array] = {}
         self.latencies: dict[str, array] = {}
+        self._appends: dict[str, tuple] = {}  # step -> the append methods of its two arrays (one lookup per add)
 
     def add(self, step: str, end_s: float, latency_s: float) -> None:
-        ends = self.ends.get(step)
-        if ends is None:
-            ends = self.ends[step] = array("d")
-            self.latencies[step] = array("d")
-        ends.append(end_s)
-        self.latencies[step].append(latency_s)
+        appends = self._appends.get(step)
+        if appends is None:
+            ends, latencies = self.ends[step], self.latencies[step] = array("d"), array("d")
+            appends = self._appends[step] = (ends.append, latencies.append)
+        appends[0](end_s)
+        appends[1](latency_s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +77,7 @@ class SimOutbox:
         self.flush = producer.flush
         self.steps = steps
         self.samples = samples if samples is not None else {}
+        self.sampled: set[str] = set()  # topics whose samples are complete (checked per message)
         self.t = 0.0  # simulated time of the handler's work
         self.cost_out = 0.0
         self.source: dict | None = None  # the message being handled, None in tick/restore
@@ -88,19 +90,22 @@ class SimOutbox:
         self.emitted += 1
         source = self.source
         order_id = event["orderId"]
-        if source is not None and order_id == source["orderId"]:
-            partition = self.partition  # same key, same partition count: same partition
-        else:
+        if source is None:
             partition = partition_of(order_id, self.cluster.partitions)
-        if source is not None and self.step_of is not None:
-            step = self.step_of(topic, event, source)
-            if step is not None:
-                self.steps.add(step, t, t - self.source_t)
-        kept = self.samples.get(topic)
-        if kept is None:
-            kept = self.samples[topic] = []
-        if len(kept) < self.SAMPLES_PER_TOPIC:
-            kept.append(event)
+        else:
+            # Same key, same partition count: same partition.
+            partition = self.partition if order_id == source["orderId"] else partition_of(order_id,
+                                                                                          self.cluster.partitions)
+            if self.step_of is not None:
+                step = self.step_of(topic, event, source)
+                if step is not None:
+                    self.steps.add(step, t, t - self.source_t)
+        if topic not in self.sampled:
+            kept = self.samples.setdefault(topic, [])
+            if len(kept) < self.SAMPLES_PER_TOPIC:
+                kept.append(event)
+            else:
+                self.sampled.add(topic)
         if topic in self.cluster.logged:
             self.cluster.logs.setdefault((topic, partition), []).append(event)
         self.send(topic, partition, (event, t), t)
