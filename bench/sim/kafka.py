@@ -159,16 +159,16 @@ class Cluster:
         if delay > 0:
             self.env.call_in(delay, partial(self._hand_over, groups, topic, partition, msgs))
         else:
-            self._hand_over(groups, topic, partition, msgs, None)
+            self._hand_over(groups, topic, partition, msgs)
 
     @staticmethod
-    def _hand_over(groups: list, topic: str, partition: int, msgs: list, _entry) -> None:
+    def _hand_over(groups: list, topic: str, partition: int, msgs: list) -> None:
         for group in groups:
             group.deliver(topic, partition, msgs)
 
 
 class _Batch:
-    """One partition's batch in a producer; called by SimPy when it reaches the leader (once: a
+    """One partition's batch in a producer; called by the clock when it reaches the leader (once: a
     lingering batch that a flush sent early is also called when its linger would have ended)."""
 
     __slots__ = ("cluster", "topic", "partition", "msgs", "close_s", "sent")
@@ -178,7 +178,7 @@ class _Batch:
         self.msgs: list = []
         self.sent = False
 
-    def __call__(self, _event) -> None:
+    def __call__(self) -> None:
         if not self.sent:
             self.sent = True
             self.cluster.arrive(self.topic, self.partition, self.msgs)

@@ -160,7 +160,7 @@ class Instance:
             self.env.call_in(self.next_fetch_s - now, self._fetch_response)
         self.in_next_fetch.append((topic, partition, msgs))
 
-    def _fetch_response(self, _event) -> None:
+    def _fetch_response(self) -> None:
         self.next_fetch_s = self.env.now + self.fetch_rtt_s
         waiting, self.in_next_fetch = self.in_next_fetch, []
         for topic, partition, msgs in waiting:
@@ -171,7 +171,7 @@ class Instance:
         self.queued += len(msgs)
         if not self.busy and self.alive:
             self.busy = True
-            self._run(None)  # None: woken from idle, not continuing after a batch
+            self._run(woken=True)
 
     def assigned(self, partitions: set[int]) -> None:
         """Take partitions. As the runtime does on every assignment, a role that keeps state in
@@ -213,7 +213,8 @@ class Instance:
 
     # --- the consume-handle-produce loop ------------------------------------
 
-    def _run(self, _event) -> None:
+    def _run(self, woken: bool = False) -> None:
+        """Handle a batch; ``woken``: from idle, not continuing after a batch or a stall."""
         env = self.env
         now = env.now
         if not self.alive or not self.queue:
@@ -229,7 +230,7 @@ class Instance:
         emitted_before = outbox.emitted
         # Waking costs (a blocked poll returning, cold caches), the more the longer the sleep;
         # going straight on with the next batch does not.
-        wake = min(1.0, (now - self.idle_since) / WAKE_IDLE_S) if _event is None else 0.0
+        wake = min(1.0, (now - self.idle_since) / WAKE_IDLE_S) if woken else 0.0
         t = now + costs.batch_s * wake
         taken = 0
         queue = self.queue

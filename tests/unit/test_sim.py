@@ -99,10 +99,10 @@ def test_an_instance_is_an_mm1_queue(arrival_per_s):
 
 def test_the_clock_calls_in_the_order_timeouts_made_at_the_same_moments_would_run():
     clock, seen = Clock(), []
-    clock.call_in(0.2, lambda _e: seen.append("call 0.2"))
+    clock.call_in(0.2, lambda: seen.append("call 0.2"))
     clock.timeout(0.1).callbacks.append(lambda _e: seen.append("timeout 0.1"))
     clock.timeout(0.2).callbacks.append(lambda _e: seen.append("timeout 0.2"))
-    clock.call_in(0.1, lambda _e: seen.append("call 0.1"))
+    clock.call_in(0.1, lambda: seen.append("call 0.1"))
 
     def until():
         yield clock.timeout(0.3)
@@ -111,7 +111,10 @@ def test_the_clock_calls_in_the_order_timeouts_made_at_the_same_moments_would_ru
     assert seen == ["timeout 0.1", "call 0.1", "call 0.2", "timeout 0.2"]
     assert clock.now == pytest.approx(0.3)
     with pytest.raises(ValueError):
-        clock.call_in(-1e-9, seen.append)
+        clock.call_in(-1e-9, seen.clear)
+    clock.call_in(0.1, lambda: seen.append("call 0.4"))
+    clock.run(until=0.5)  # SimPy's own run steps through both
+    assert seen[-1] == "call 0.4" and clock.now == 0.5
 
 
 def test_erlang_c_and_slowdown():
