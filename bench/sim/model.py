@@ -9,6 +9,7 @@ the same inputs give the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 
 import numpy as np
@@ -197,7 +198,16 @@ def simulate(scenario: Scenario, run_id: str | None = None) -> SimResult:
     """Run the model; ``run_id`` names the orders (and so decides which fail, as in a real run)."""
     w = scenario.workload
     world = World(scenario, run_id or f"sim{w.seed}")
-    world.run()
+    # The model allocates containers by the million (events, messages, batches) and makes almost no
+    # reference cycles (some 600 objects in 75,000 orders): the cyclic collector's passes over the
+    # short-lived ones were 5% of a run's CPU. Paused for the run; what it left is collected as usual after.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        world.run()
+    finally:
+        if collecting:
+            gc.enable()
     return _result(world)
 
 
