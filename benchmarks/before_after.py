@@ -36,6 +36,8 @@ def _run(tree: Path, pattern: str, rate: float, duration: str, warmup: str, boot
     from bench.run import procstat
 
     env = {**os.environ, "PYTHONPATH": str(tree)}  # services are spawned with the same interpreter and path
+    if tree != ROOT:  # older code may refuse this code's broker state file; it is given the broker's address anyway
+        env["BENCH_BROKER_DIR"] = tempfile.mkdtemp(prefix="bench-before-after-earlier-")
     broker_before = sum(procstat.cpu_seconds(n.pid) or 0.0 for n in cluster.alive_nodes())
     own_before = _children_cpu_s()
     # The earlier code recreates topics without recording them, so this checkout is told they are its own.
