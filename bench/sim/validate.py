@@ -179,9 +179,11 @@ def validate(request: ValidateRequest, echo: Callable[[str], None] = print) -> V
 
 
 def _fitted(profile: Profile, directories: list[Path], echo: Callable[[str], None]) -> Profile:
-    """The profile fitted to these real runs only: the wait for cores, then the broker's CPU line."""
+    """The profile fitted to these real runs only: the services' CPU per Kafka request (it sets how
+    busy the host is), then the wait for cores, then the broker's CPU line."""
     refs = [fit.reference(d) for d in directories]
     echo(f"validate: fitting the model to {len(refs)} real run(s): {', '.join(d.name for d in directories)}")
+    profile = fit.fit_request_cpu(profile, refs, echo)
     return fit.fit_broker_cpu(fit.fit_contention(profile, refs, echo), refs, echo)
 
 
@@ -211,7 +213,7 @@ def _write(validation: Validation, request: ValidateRequest) -> Path:
         "profile": str(request.profile.source) if request.profile.source else None,
         # What the fit set (the profile's own values when nothing was fitted).
         "fitted_on_rates": list(request.fit_rates),
-        "fitted": {"contention_us": profile.contention_us,
+        "fitted": {"contention_us": profile.contention_us, "request_cpu_us": profile.service_cpu_us.get("request", 0.0),
                    "broker_cores_line": list(profile.broker_cores_line) if profile.broker_cores_line else None},
         "pairs": [{**asdict(p), "error": {k: p.error(f"{k}_ms") for k in ("p50", "p99")} |
                    {"cpu": p.error("cpu"), "throughput": p.error("rate_achieved_per_s")}} for p in validation.pairs],
@@ -231,7 +233,7 @@ def render_table(validation: Validation) -> str:
     rows = [("pattern", "workload", "rate/s", "cell", "real p50", "sim p50", "err", "real p99", "sim p99", "err",
              "real us/order", "sim us/order", "err", "real done/s", "sim done/s", "err", "real valid")]
     for p in validation.pairs:
-        rows.append((p.pattern, p.workload, rate_text(p.rate_per_s), "fit" if p.fitted else "held out",
+        rows.append((p.pattern, p.workload, rate_text(p.rate_per_s), "fit" if p.fitted else "judged",
                      ms(p.real.p50_ms), ms(p.sim.p50_ms), pct(p.error("p50_ms")),
                      ms(p.real.p99_ms), ms(p.sim.p99_ms), pct(p.error("p99_ms")),
                      us(p.real_cpu_us), us(p.sim_cpu_us), pct(p.error("cpu")),
@@ -253,9 +255,10 @@ def render_table(validation: Validation) -> str:
     profile = validation.profile
     if profile is not None and any(p.fitted for p in validation.pairs):
         line = profile.broker_cores_line
-        lines.append(f"fitted on the 'fit' cells: contention {profile.contention_us:.0f} us per hop"
+        lines.append(f"fitted on the 'fit' cells: {profile.service_cpu_us.get('request', 0.0):.1f} us of CPU per Kafka "
+                     f"request, contention {profile.contention_us:.0f} us per hop"
                      + (f", broker {line[0]:.3f} cores + {line[1] * 1e6:.2f} per million messages/s" if line else ""))
-    lines.append(f"targets on {'the held-out cells' if any(p.fitted for p in validation.pairs) else 'every cell'} "
+    lines.append(f"targets on the judged cells{' (the fit never saw them)' if any(p.fitted for p in validation.pairs) else ''} "
                  f"below saturation: p50 within {TARGETS['p50']:.0%}, p99 within {TARGETS['p99']:.0%}, "
                  f"CPU per order within {TARGETS['cpu']:.0%}; knee within {TARGETS['knee']:.0%}: "
                  f"{'met' if validation.met() else 'NOT met'}")

@@ -29,4 +29,4 @@ def test_one_cell_real_and_simulated_agree_within_bounds(bootstrap_servers, tmp_
     assert pair["real_cpu_us"] and pair["sim_cpu_us"], "CPU per order measured on both sides"
     assert abs(pair["error"]["p50"]) <= P50_WITHIN, result.output
     assert abs(pair["error"]["cpu"]) <= CPU_WITHIN, result.output
-    assert "held out" in result.output and "real us/order" in result.output
+    assert "judged" in result.output and "real us/order" in result.output

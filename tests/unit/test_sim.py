@@ -283,10 +283,29 @@ def test_validate_fits_on_some_cells_and_judges_the_others(tmp_path):
     assert [(p.rate_per_s, p.fitted) for p in outcome.pairs] == [(200.0, True), (400.0, False)]
     assert [p.rate_per_s for p in outcome.judged()] == [400.0]
     table = validation.render_table(outcome)
-    assert "held out" in table and "fitted on the 'fit' cells" in table and "held-out cells" in table
+    assert "judged" in table and "fitted on the 'fit' cells" in table and "the fit never saw them" in table
     written = json.loads((tmp_path / "v" / validation.VALIDATION).read_text())
     assert written["fitted_on_rates"] == [200.0] and written["fitted"]["contention_us"] is not None
     assert [p["fitted"] for p in written["pairs"]] == [True, False]
+
+
+def test_request_cpu_fitted_to_runs_at_several_rates_recovers_a_known_cost(tmp_path):
+    """Runs made by the model with 40 us per Kafka request stand in for real ones: the fit, starting
+    from a profile without it, finds it again from the services' CPU per order at two rates."""
+    from bench.sim import fit
+
+    quiet = lambda line: None
+    base = load_profile()
+    known = dataclasses.replace(base, service_cpu_us={**base.service_cpu_us, "request": 40.0})
+    refs = [fit.reference(simulation.run(simulation.SimRequest(patterns.get(name), small(rate=rate, duration=3.0),
+                                                               known, output=tmp_path / f"{name}-{rate:g}"), quiet).directory)
+            for name in ("choreography", "orchestration") for rate in (200.0, 1500.0)]
+    fitted = fit.fit_request_cpu(base, refs, quiet)
+    assert fitted.service_cpu_us["request"] == pytest.approx(40.0, rel=0.1)
+    # Per order, requests cost less as batches grow: the model's CPU per order falls with the rate.
+    low, high = (json.loads((tmp_path / f"choreography-{r}" / "summary.json").read_text()) for r in ("200", "1500"))
+    per_order = lambda s: sum(s["cpu_s"]["services"].values()) / s["orders"]["started"]
+    assert per_order(high) < per_order(low)
 
 
 @pytest.mark.parametrize("text, rates, message", [
