@@ -23,6 +23,7 @@ already behind, and it would never catch up.
 """
 from __future__ import annotations
 
+import functools
 import heapq
 
 from bench.flow import events as ev
@@ -309,25 +310,46 @@ class OrchestrationTopology(Topology):
             topics[s.commands_topic] = ("command", frozenset(s.commands))
         return topics
 
+    @functools.cached_property
+    def _span_plan(self) -> tuple[tuple[tuple[str, str, tuple[str, ...]], ...], tuple[str, ...], tuple[str, ...]]:
+        # What order_spans walks for every order, laid out once: (command, its span, the statuses
+        # answering it) per step and compensation; the keys of the orchestrator's inputs and outputs.
+        saga = self.saga
+        calls = tuple(call for step in saga.steps
+                      for call in ((step.do, step.name, (step.ok, step.failed)),
+                                   (step.undo, step.undo_span, (step.undone,)))
+                      if step.compensable or call[0] == step.do)
+        return calls, (ev.CREATED, *saga.fact), (*saga.command, *ev.TERMINAL)
+
     def order_spans(self, steps: StepLog, t0_us: int | None, out: Latencies) -> None:
-        saga, coordinator = self.saga, self.coordinator
-        for step in saga.steps:
-            for command, span, answers in ((step.do, step.name, (step.ok, step.failed)),
-                                           (step.undo, step.undo_span, (step.undone,))):
-                if command in steps and (step.compensable or command == step.do):
-                    sent = max(steps[command])  # the latest attempt
-                    replies = [ts for status in answers for ts in steps.get(status, ()) if ts >= sent]
-                    add_span(out, span, sent, min(replies, default=None))
+        # Called for every order the live audit judges: spans appended directly, no helper per span.
+        calls, input_keys, output_keys = self._span_plan
+        get = steps.get
+        for command, span, answers in calls:
+            attempts = get(command)
+            if attempts:
+                sent = max(attempts)  # the latest attempt
+                reply = None
+                for status in answers:
+                    for ts in get(status, ()):
+                        if ts >= sent and (reply is None or ts < reply):
+                            reply = ts
+                if reply is not None:
+                    out[span].append((reply / 1e6, reply - sent))
         # Orchestrator time: from what it reacted to (order-created or a reply) to what it
         # sent next (a command or the terminal event). A retry after a timeout follows no input;
         # the second command of a parallel stage follows the same input as the first.
-        inputs = sorted(ts for key in (ev.CREATED, *saga.fact) for ts in steps.get(key, ()))
-        outputs = sorted(ts for key in (*saga.command, *ev.TERMINAL) for ts in steps.get(key, ()))
-        i, pending = 0, None
+        inputs = [ts for key in input_keys for ts in get(key, ())]
+        inputs.sort()
+        outputs = [ts for key in output_keys for ts in get(key, ())]
+        outputs.sort()
+        coordinator = out[self.coordinator]
+        i, pending, n = 0, None, len(inputs)
         for sent in outputs:
-            while i < len(inputs) and inputs[i] <= sent:
+            while i < n and inputs[i] <= sent:
                 pending, i = inputs[i], i + 1
-            add_span(out, coordinator, pending, sent)
+            if pending is not None:
+                coordinator.append((sent / 1e6, sent - pending))
             pending = None
         terminal = first_terminal(steps)
         if terminal is not None:

@@ -120,7 +120,8 @@ class _Follower:
         self.out = Path(args.out)
         self.auditor = Auditor(self.topology, StartedOrders(args.run_id))
         self.steps: StepLogs | None = None
-        self.positions: dict[tuple[str, int], int] = {}
+        self.positions: dict[tuple[str, int], int] = {}  # partition -> the next offset to read
+        self.assigned: list[TopicPartition] = []
         self.eof_at: dict[tuple[str, int], float] = {}  # when each partition's latest end-of-partition was read
         self.read_to_s: float | None = None  # every partition was read to its end as of then
         self.control: queue.Queue = queue.Queue()
@@ -141,6 +142,7 @@ class _Follower:
                       if t in metadata.topics and metadata.topics[t].error is None
                       for p in sorted(metadata.topics[t].partitions)]
         self.consumer.assign(partitions)
+        self.assigned = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
         self.positions = {(tp.topic, tp.partition): 0 for tp in partitions}
         return partitions
 
@@ -160,8 +162,6 @@ class _Follower:
                 if error.fatal():
                     raise KafkaException(error)
                 continue  # transient (leadership moving): librdkafka recovers
-            tp = (message.topic(), message.partition())
-            positions[tp] = message.offset() + 1
             raw = message.value()
             if raw is None:
                 continue  # a tombstone on the compacted saga state
@@ -170,8 +170,13 @@ class _Follower:
                 value = decode(raw)
             except ValueError:
                 value = None
-            fold(tp[0], None if key is None else key.decode("utf-8", "replace"), value,
+            fold(message.topic(), None if key is None else key.decode("utf-8", "replace"), value,
                  len(raw) + (0 if key is None else len(key)))
+        if messages:
+            # How far each partition was read: asked once a batch rather than noted per record.
+            for tp in self.consumer.position(self.assigned):
+                if tp.offset > positions[(tp.topic, tp.partition)]:  # OFFSET_INVALID (< 0): none read yet
+                    positions[(tp.topic, tp.partition)] = tp.offset
 
     def reached(self, ends: dict[tuple[str, int], int], asked_at: float) -> bool:
         """Every partition read to ``ends`` (asked at ``asked_at``). Under read_committed the end of

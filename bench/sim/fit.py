@@ -41,6 +41,7 @@ class Reference:
     directory: Path
     messages_per_s: float | None = None
     broker_cores: float | None = None  # the broker's CPU during the run, when it was measured
+    services_us: dict[str, float] | None = None  # role -> its instances' CPU per started order
 
 
 def reference(directory: str | Path) -> Reference:
@@ -52,9 +53,12 @@ def reference(directory: str | Path) -> Reference:
     broker_s = (summary.get("cpu_s") or {}).get("broker")
     loaded_s = workload.warmup_s + workload.duration_s
     messages = summary.get("messages_per_order")
+    started = (summary.get("orders") or {}).get("started")
+    services = (summary.get("cpu_s") or {}).get("services")
     return Reference(summary["pattern"], workload.with_overrides(duration_s=min(workload.duration_s, MAX_FIT_DURATION_S)),
                      p50, Path(directory), messages * workload.rate_per_s if messages else None,
-                     broker_s / loaded_s if broker_s else None)
+                     broker_s / loaded_s if broker_s else None,
+                     {role: s / started * 1e6 for role, s in services.items()} if services and started else None)
 
 
 def workload_of(summary: dict, directory: str | Path | None = None) -> Workload:
@@ -116,6 +120,34 @@ def fit_broker_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[
     intercept = max(0.0, float(np.mean([y - slope * x for x, y in points])))
     echo(f"broker CPU: {intercept:.3f} cores + {slope * 1e6:.2f} cores per million messages/s")
     return dataclasses.replace(profile, broker_cores_line=(round(intercept, 4), slope))
+
+
+def fit_request_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], None] = print) -> Profile:
+    """``profile`` with the services' CPU per Kafka request (``service_cpu_us["request"]``): what each
+    role's real CPU per order is beyond the model's per-message and per-wake-up charges, against the
+    requests per order the model counts for that role, one least-squares slope through zero over every
+    role of every reference. References at several rates separate it from the per-message costs:
+    at a low rate every message is a request of its own, at a high rate a request carries dozens."""
+    base = dataclasses.replace(profile, service_cpu_us={**profile.service_cpu_us, "request": 0.0})
+    residuals, requests = [], []
+    for ref in refs:
+        if not ref.services_us:
+            continue
+        result = simulate(Scenario(PATTERNS[ref.pattern], ref.workload, base))
+        started = result.load.started_count
+        if not started:
+            continue
+        for role, real_us in ref.services_us.items():
+            if role in result.requests:
+                residuals.append(real_us - result.cpu_s.get(role, 0.0) / started * 1e6)
+                requests.append(result.requests[role] / started)
+    if not requests or not any(requests):
+        echo("request CPU: no reference measured its services' CPU; keeping the profile's")
+        return profile
+    x, y = np.asarray(requests), np.asarray(residuals)
+    per_request = max(0.0, float(x @ y / (x @ x)))
+    echo(f"request CPU: {per_request:.1f} us per Kafka request, fitted to {len(refs)} run(s)")
+    return dataclasses.replace(profile, service_cpu_us={**profile.service_cpu_us, "request": round(per_request, 2)})
 
 
 def fit_contention(profile: Profile, refs: Sequence[Reference],

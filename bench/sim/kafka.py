@@ -191,13 +191,15 @@ class Producer:
     a busy host) is drawn once for the whole batch."""
 
     def __init__(self, env: Clock, cluster: Cluster, host: Host, linger_s: float,
-                 extra_s: float = 0.0) -> None:
+                 extra_s: float = 0.0, owner: str = "", request_cpu_s: float = 0.0) -> None:
         self.env = env
         self.cluster = cluster
         self.host = host
         self.linger_s = linger_s
         self.extra_s = extra_s  # network between this process's host and the brokers
         self.open: dict[tuple[str, int], _Batch] = {}
+        self.owner, self.request_cpu_s = owner, request_cpu_s  # CPU charged to the owner per request sent
+        self.requests = 0  # produce requests sent (one per partition batch)
 
     def send(self, topic: str, partition: int, msg: tuple, t_s: float) -> None:
         """Queue ``msg`` at time ``t_s`` (>= now: a batch computes its messages' times ahead)."""
@@ -218,6 +220,9 @@ class Producer:
         self.open.clear()
 
     def _schedule(self, batch: _Batch) -> None:
+        self.requests += 1
+        if self.request_cpu_s:
+            self.host.charge(self.owner, self.request_cpu_s)
         delay = batch.close_s - self.env.now + next(self.cluster.transport) + self.extra_s
         if self.host.wait_s:
             delay += self.host.wait_s * next(self.cluster.transport.exponential)

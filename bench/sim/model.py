@@ -77,6 +77,7 @@ class SimResult:
     unexpected_outcomes: int
     mean_utilisation: float | None
     processed: dict[str, int]  # role -> messages handled
+    requests: dict[str, int]  # role -> Kafka requests of its instances (fetch responses taken, produce requests sent)
     # The model's own per-order record (a real run keeps none: its LoadResult has counts only).
     started: dict[str, int] = dataclasses.field(default_factory=dict)  # orderId -> intended start, us
     outcomes: dict[str, str] = dataclasses.field(default_factory=dict)  # orderId -> first terminal status
@@ -103,7 +104,7 @@ def _costs(profile: Profile, role: str, processing: Processing, seed=None) -> Co
     return Costs(in_s=main["in"] * scale / 1e6, out_s=main["out"] * scale / 1e6, batch_s=main["batch"] / 1e6,
                  cpu_in_s=cpu["in"] * cpu_scale / 1e6, cpu_out_s=cpu["out"] * cpu_scale / 1e6,
                  cpu_batch_s=cpu["batch"] / 1e6, processing_s=overshoot + (0.0 if draws else processing.median_s),
-                 in_draws=draws)
+                 in_draws=draws, cpu_request_s=cpu.get("request", 0.0) / 1e6)
 
 
 class World:
@@ -135,6 +136,7 @@ class World:
         self.fetch_rtt_s = profile.transport[0].transport_us.quantile(0.1) / 1e6
         self.groups: dict[str, Group] = {}
         self.instances: dict[str, list[Instance]] = {}
+        self.producers: dict[str, list[Producer]] = {}  # role -> every producer its instances had
         replays = any(f.type in ("kill", "pause") for f in w.faults)
         if replays:
             self.cluster.logged = frozenset(pattern.restored_topics())
@@ -155,11 +157,13 @@ class World:
         w, profile, pattern = self.scenario.workload, self.scenario.profile, self.scenario.topology
         host = self.hosts[f"{role}-{index}"]
         extra_s = profile.network_rtt_us / 1e6 if self.scenario.placement == "spread" else 0.0
-        producer = Producer(self.env, self.cluster, host, math.inf, extra_s)  # flushed after each batch
+        costs = _costs(profile, role, w.processing_of(role), (w.seed, role, index))
+        producer = Producer(self.env, self.cluster, host, math.inf, extra_s,  # flushed after each batch
+                            owner=role, request_cpu_s=costs.cpu_request_s)
+        self.producers.setdefault(role, []).append(producer)
         outbox = SimOutbox(pattern.span_finder(), self.cluster, producer, self.steps, self.samples)
         handler = pattern.handler(role, w)
         ticks = type(handler).tick is not Stateless.tick
-        costs = _costs(profile, role, w.processing_of(role), (w.seed, role, index))
         return Instance(self.env, role, index, handler, outbox, host, costs,
                         ticks=ticks, replays=replays, restore_from=pattern.restore_from.get(role, ()),
                         fetch_rtt_s=self.fetch_rtt_s)
@@ -248,6 +252,8 @@ def _result(world: World) -> SimResult:
         outcomes=terminals.outcomes,
         mean_utilisation=mean_utilisation(world.hosts, world.env.now),
         processed={role: sum(i.processed for i in insts) for role, insts in world.instances.items()},
+        requests={role: sum(i.fetches for i in insts) + sum(p.requests for p in world.producers.get(role, ()))
+                  for role, insts in world.instances.items()},
     )
 
 

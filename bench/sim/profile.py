@@ -160,7 +160,9 @@ class Profile:
       (``orchestrator_scale``: its messages differ in size and logic) and for waking
       from a sleep of a millisecond or more (``batch``, less after shorter naps);
       this serialises an instance.
-    - ``service_cpu_us``: the same in whole-process CPU (librdkafka's threads too).
+    - ``service_cpu_us``: the same in whole-process CPU (librdkafka's threads too), and
+      ``request``: per Kafka request (fetch response taken, produce request sent), fitted to
+      real runs at several rates (:func:`bench.sim.fit.fit_request_cpu`; 0 when not fitted).
     - ``load_generator``: CPU per order and, whatever the rate, per second.
     - ``cores``: CPUs of the calibrated machine.
     """
@@ -256,6 +258,8 @@ def parse_profile(raw: Any, source: Path | None = None) -> Profile:
             if not isinstance(raw[key], Mapping):
                 raise ProfileError(f"{where}: {key} must be a mapping of {', '.join(names)}")
             fields[key] = {name: _number(raw[key].get(name), f"{where}: {key}.{name}") for name in names}
+            if key == "service_cpu_us" and raw[key].get("request") is not None:  # fitted by validate (bench.sim.fit)
+                fields[key]["request"] = _number(raw[key]["request"], f"{where}: {key}.request")
     if raw.get("broker_cores_line") is not None:
         line = raw["broker_cores_line"]
         if not isinstance(line, list) or len(line) != 2:

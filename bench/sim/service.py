@@ -56,6 +56,10 @@ class Costs:
     cpu_out_s: float
     cpu_batch_s: float
     processing_s: float = 0.0  # the workload's per-message processing (a sleep: time, not CPU)
+    # Process CPU per Kafka request: a fetch response taken in here, a produce request sent by the
+    # instance's producer (librdkafka's threads waking, the syscalls): per request, not per message,
+    # so the cost per message falls as batches grow with the rate.
+    cpu_request_s: float = 0.0
     # Time per message drawn from a distribution (seconds), on top of the fixed times: the
     # workload's processing when it is a distribution; exponential draws with ``in_s`` zero
     # make an instance an M/M/1 server, whose answer is known.
@@ -136,6 +140,7 @@ class Instance:
         self.slow_s = 0.0  # extra processing per message while a `slow` fault lasts
         self.owned: set[int] = set()
         self.processed = 0
+        self.fetches = 0  # fetch responses that brought it messages
         self.ticks = ticks
         # At-least-once: what was handled since the last offset commit is replayed after a crash.
         self.replays = replays
@@ -154,14 +159,21 @@ class Instance:
         now = self.env.now
         if not self.fetch_rtt_s or now >= self.next_fetch_s:
             self.next_fetch_s = now + self.fetch_rtt_s
+            self._fetch_cost()
             self._fetched(topic, partition, msgs)
             return
         if not self.in_next_fetch:
             self.env.call_in(self.next_fetch_s - now, self._fetch_response)
         self.in_next_fetch.append((topic, partition, msgs))
 
+    def _fetch_cost(self) -> None:
+        self.fetches += 1
+        if self.costs.cpu_request_s:
+            self.host.charge(self.role, self.costs.cpu_request_s)
+
     def _fetch_response(self) -> None:
         self.next_fetch_s = self.env.now + self.fetch_rtt_s
+        self._fetch_cost()
         waiting, self.in_next_fetch = self.in_next_fetch, []
         for topic, partition, msgs in waiting:
             self._fetched(topic, partition, msgs)

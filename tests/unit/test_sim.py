@@ -1,5 +1,6 @@
 """The SimPy model: known answers, determinism, and result dirs that read like real ones."""
 import csv
+import json
 import dataclasses
 
 import numpy as np
@@ -277,13 +278,76 @@ def test_validate_against_a_result_dir_pairs_it_with_a_simulation(tmp_path):
 
     real = simulation.run(simulation.SimRequest(patterns.get("choreography"), small(), load_profile(),
                                                 output=tmp_path / "real"), echo=lambda line: None)
-    request = validation.ValidateRequest((), (), small(), load_profile(), output=tmp_path / "v",
+    request = validation.ValidateRequest((), (), (small(),), load_profile(), output=tmp_path / "v",
                                          against=(real.directory,))
     outcome = validation.validate(request, echo=lambda line: None)
     pair, = outcome.pairs
     assert pair.error("p50_ms") == 0.0  # the same model, workload and seed: the same numbers
+    assert pair.error("cpu") == 0.0 and pair.real_cpu_us > 0
     assert "choreography" in validation.render_table(outcome)
     assert (tmp_path / "v" / validation.VALIDATION).exists()
+
+
+def test_validate_fits_on_some_cells_and_judges_the_others(tmp_path):
+    """Model results stand in for real runs here (the real matrix runs in
+    tests/integration/test_validate.py): what is checked is the split, not the model."""
+    from bench.sim import validate as validation
+
+    quiet = lambda line: None
+    dirs = [simulation.run(simulation.SimRequest(patterns.get("choreography"), small(rate=rate, duration=2.0),
+                                                 load_profile(), output=tmp_path / f"real-{rate:g}"), quiet).directory
+            for rate in (200.0, 400.0)]
+    request = validation.ValidateRequest((), (), (small(),), load_profile(), output=tmp_path / "v",
+                                         against=tuple(dirs), fit_rates=(200.0,))
+    outcome = validation.validate(request, echo=quiet)
+    assert [(p.rate_per_s, p.fitted) for p in outcome.pairs] == [(200.0, True), (400.0, False)]
+    assert [p.rate_per_s for p in outcome.judged()] == [400.0]
+    table = validation.render_table(outcome)
+    assert "judged" in table and "fitted on the 'fit' cells" in table and "the fit never saw them" in table
+    written = json.loads((tmp_path / "v" / validation.VALIDATION).read_text())
+    assert written["fitted_on_rates"] == [200.0] and written["fitted"]["contention_us"] is not None
+    assert [p["fitted"] for p in written["pairs"]] == [True, False]
+
+
+def test_request_cpu_fitted_to_runs_at_several_rates_recovers_a_known_cost(tmp_path):
+    """Runs made by the model with 40 us per Kafka request stand in for real ones: the fit, starting
+    from a profile without it, finds it again from the services' CPU per order at two rates."""
+    from bench.sim import fit
+
+    quiet = lambda line: None
+    base = load_profile()
+    known = dataclasses.replace(base, service_cpu_us={**base.service_cpu_us, "request": 40.0})
+    refs = [fit.reference(simulation.run(simulation.SimRequest(patterns.get(name), small(rate=rate, duration=3.0),
+                                                               known, output=tmp_path / f"{name}-{rate:g}"), quiet).directory)
+            for name in ("choreography", "orchestration") for rate in (200.0, 1500.0)]
+    fitted = fit.fit_request_cpu(base, refs, quiet)
+    assert fitted.service_cpu_us["request"] == pytest.approx(40.0, rel=0.1)
+    # Per order, requests cost less as batches grow: the model's CPU per order falls with the rate.
+    low, high = (json.loads((tmp_path / f"choreography-{r}" / "summary.json").read_text()) for r in ("200", "1500"))
+    per_order = lambda s: sum(s["cpu_s"]["services"].values()) / s["orders"]["started"]
+    assert per_order(high) < per_order(low)
+
+
+@pytest.mark.parametrize("text, rates, message", [
+    ("200,500", (200.0, 500.0), "leave at least one rate"),
+    ("300", (200.0, 500.0), "one of --rates"),
+    ("x", (200.0,), "comma-separated numbers"),
+])
+def test_fit_rates_must_leave_cells_to_judge(text, rates, message):
+    from bench.errors import BadInput
+    from bench.sim import validate as validation
+
+    with pytest.raises(BadInput, match=message):
+        validation.fit_rates(text, rates)
+
+
+def test_two_workloads_of_one_name_are_refused():
+    from bench.errors import BadInput
+    from bench.sim import validate as validation
+
+    request = validation.ValidateRequest((), (200.0,), (small(), small()), load_profile())
+    with pytest.raises(BadInput, match="two workloads named"):
+        validation.check(request)
 
 
 # --- sagas defined in the workload -------------------------------------------------
