@@ -10,7 +10,7 @@ from bench.broker import embedded
 from bench.cli.errors import InputError
 from bench.cli.options import bootstrap_option, kafka_config_option, workload_option
 from bench.sim.calibrate import CalibrationRequest, calibrate as run_calibration
-from bench.sim.fit import fit_broker_cpu, fit_contention, reference
+from bench.sim.fit import fit_all, reference
 from bench.sim.profile import ProfileError, load_profile, save_profile
 
 
@@ -22,10 +22,10 @@ from bench.sim.profile import ProfileError, load_profile, save_profile
               show_default=True, help="Where to write the profile JSON.")
 @click.option("--quick", is_flag=True, help="A few seconds per phase instead of a minute or two (rougher).")
 @click.option("--reference", "references", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A real result dir to fit the CPU-contention parameter to (repeatable; include runs near "
-                   "the machine's limit).")
+              help="A real result dir to fit the model to (repeatable): the services' CPU per request and at rest, "
+                   "the wait for cores, the broker's CPU. Give runs at several rates, each one that held its rate.")
 @click.option("--from-profile", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Skip the measurements: start from this profile (to refit contention with --reference).")
+              help="Skip the measurements: start from this profile (to refit it with --reference).")
 def calibrate(bootstrap_servers, kafka_config, workload, output, quick, references, from_profile) -> None:
     """Measure per-hop latency, service cost and rebalance pause on a real broker.
 
@@ -45,7 +45,7 @@ def calibrate(bootstrap_servers, kafka_config, workload, output, quick, referenc
         profile = run_calibration(CalibrationRequest(workload, bootstrap_servers,
                                                      Path(kafka_config) if kafka_config else None, quick), echo)
     if refs:
-        profile = fit_contention(fit_broker_cpu(profile, refs, echo), refs, echo)
+        profile = fit_all(profile, refs, echo)
         echo(f"contention_us = {profile.contention_us:g}")
     click.echo(f"profile: {save_profile(profile, output)}")
 

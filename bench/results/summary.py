@@ -107,7 +107,7 @@ def latency_ms(totals: Mapping[str, HdrHistogram], steps: dict[str, dict]) -> di
 def cpu_s(load_generator_s: float, services_s: Mapping[str, float], broker_s: float | None,
           auditor_s: float | None = None) -> dict[str, Any]:
     """summary.json's ``cpu_s``: CPU seconds of the load generator, of each role's services, of
-    the live audit (None for a simulation, which models none) and of the broker (None when it is not
+    the live audit (None for a simulation without its cost in the profile) and of the broker (None when it is not
     the run's to measure), and the harness's total."""
     services = {role: round(seconds, 2) for role, seconds in services_s.items()}
     return {"load_generator": round(load_generator_s, 2), "services": services,

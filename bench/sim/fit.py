@@ -1,5 +1,6 @@
 """Fitting to real runs what calibration cannot measure safely: the wait for cores on a busy host,
-and the broker's CPU as a whole system of clients drives it.
+the broker's CPU as a whole system of clients drives it, and the services' CPU per Kafka request
+and at rest (both depend on how batches form at each rate, which one probe cannot show).
 
 Pushing a shared machine to saturation to watch hops slow down would disturb
 everything else running on it, and a plain CPU burner does not reproduce it
@@ -42,6 +43,7 @@ class Reference:
     messages_per_s: float | None = None
     broker_cores: float | None = None  # the broker's CPU during the run, when it was measured
     services_us: dict[str, float] | None = None  # role -> its instances' CPU per started order
+    audit: tuple[float, float] | None = None  # the live audit's (CPU seconds, records it read), when it ran
 
 
 def reference(directory: str | Path) -> Reference:
@@ -55,10 +57,12 @@ def reference(directory: str | Path) -> Reference:
     messages = summary.get("messages_per_order")
     started = (summary.get("orders") or {}).get("started")
     services = (summary.get("cpu_s") or {}).get("services")
+    auditor_s = (summary.get("cpu_s") or {}).get("auditor")
     return Reference(summary["pattern"], workload.with_overrides(duration_s=min(workload.duration_s, MAX_FIT_DURATION_S)),
                      p50, Path(directory), messages * workload.rate_per_s if messages else None,
                      broker_s / loaded_s if broker_s else None,
-                     {role: s / started * 1e6 for role, s in services.items()} if services and started else None)
+                     {role: s / started * 1e6 for role, s in services.items()} if services and started else None,
+                     (auditor_s, messages * started) if auditor_s and messages and started else None)
 
 
 def workload_of(summary: dict, directory: str | Path | None = None) -> Workload:
@@ -122,14 +126,17 @@ def fit_broker_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[
     return dataclasses.replace(profile, broker_cores_line=(round(intercept, 4), slope))
 
 
-def fit_request_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], None] = print) -> Profile:
-    """``profile`` with the services' CPU per Kafka request (``service_cpu_us["request"]``): what each
-    role's real CPU per order is beyond the model's per-message and per-wake-up charges, against the
-    requests per order the model counts for that role, one least-squares slope through zero over every
-    role of every reference. References at several rates separate it from the per-message costs:
-    at a low rate every message is a request of its own, at a high rate a request carries dozens."""
-    base = dataclasses.replace(profile, service_cpu_us={**profile.service_cpu_us, "request": 0.0})
-    residuals, requests = [], []
+def fit_service_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], None] = print) -> Profile:
+    """``profile`` with the services' CPU per Kafka request and per second at rest
+    (``service_cpu_us["request"]`` and ``["idle_cores"]``): what each role's real CPU per order is
+    beyond the model's per-message and per-wake-up charges, against the requests per order the model
+    counts for that role and its instance-seconds per order, one least-squares fit through zero over
+    every role of every reference (either term dropped if it would come out negative). References at
+    several rates separate them from the per-message costs and from each other: at a low rate every
+    message is a request of its own and a second of rest is shared by few orders, at a high rate a
+    request carries dozens and a second by thousands."""
+    base = dataclasses.replace(profile, service_cpu_us={**profile.service_cpu_us, "request": 0.0, "idle_cores": 0.0})
+    residuals, columns = [], []
     for ref in refs:
         if not ref.services_us:
             continue
@@ -139,15 +146,23 @@ def fit_request_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[
             continue
         for role, real_us in ref.services_us.items():
             if role in result.requests:
+                instances = ref.workload.instances.get(role, 1)
                 residuals.append(real_us - result.cpu_s.get(role, 0.0) / started * 1e6)
-                requests.append(result.requests[role] / started)
-    if not requests or not any(requests):
-        echo("request CPU: no reference measured its services' CPU; keeping the profile's")
+                columns.append((result.requests[role] / started, instances * result.elapsed_s / started * 1e6))
+    if not columns or not any(r for r, _ in columns):
+        echo("service CPU: no reference measured its services' CPU; keeping the profile's")
         return profile
-    x, y = np.asarray(requests), np.asarray(residuals)
-    per_request = max(0.0, float(x @ y / (x @ x)))
-    echo(f"request CPU: {per_request:.1f} us per Kafka request, fitted to {len(refs)} run(s)")
-    return dataclasses.replace(profile, service_cpu_us={**profile.service_cpu_us, "request": round(per_request, 2)})
+    x, y = np.asarray(columns), np.asarray(residuals)
+    per_request, idle = (float(v) for v in np.linalg.lstsq(x, y, rcond=None)[0])
+    if per_request < 0 or idle < 0:  # one term alone, the other at zero
+        only = 0 if idle < 0 else 1
+        column = x[:, only]
+        value = max(0.0, float(column @ y / (column @ column))) if column.any() else 0.0
+        per_request, idle = (value, 0.0) if only == 0 else (0.0, value)
+    echo(f"service CPU: {per_request:.1f} us per Kafka request, {idle:.4f} cores per instance at rest, "
+         f"fitted to {len(refs)} run(s)")
+    return dataclasses.replace(profile, service_cpu_us={**profile.service_cpu_us, "request": round(per_request, 2),
+                                                        "idle_cores": round(idle, 5)})
 
 
 def fit_contention(profile: Profile, refs: Sequence[Reference],
@@ -169,3 +184,23 @@ def fit_contention(profile: Profile, refs: Sequence[Reference],
             high = middle
     return dataclasses.replace(profile, contention_us=round((low + high) / 2, 1),
                                measured={**profile.measured, "contention_fitted_to": [str(r.directory) for r in refs]})
+
+
+def fit_auditor(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], None] = print) -> Profile:
+    """``profile`` with the live audit's CPU per record read: all the references' audit CPU over all
+    the records they produced (the audit reads each once; its cost per record hardly moves with the rate)."""
+    audits = [r.audit for r in refs if r.audit]
+    if not audits:
+        echo("audit CPU: no reference ran the live audit; keeping the profile's")
+        return profile
+    per_record = sum(s for s, _ in audits) / sum(n for _, n in audits) * 1e6
+    echo(f"audit CPU: {per_record:.2f} us per record read, fitted to {len(audits)} run(s)")
+    return dataclasses.replace(profile, auditor_us=round(per_record, 3))
+
+
+def fit_all(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], None] = print) -> Profile:
+    """Every fitted parameter, in the order they depend on each other: the services', the live
+    audit's and the broker's CPU (together they set how busy the host is), then the wait for cores
+    on a host that busy."""
+    profile = fit_auditor(fit_service_cpu(profile, refs, echo), refs, echo)
+    return fit_contention(fit_broker_cpu(profile, refs, echo), refs, echo)

@@ -22,7 +22,7 @@ from bench.patterns.base import Pattern, Stateless, Topology
 from bench.patterns.orchestration import ORCHESTRATION
 from bench.sim import faults as faults_mod
 from bench.sim.clock import Clock
-from bench.sim.hosts import PLACEMENTS, Host, mean_utilisation, placement
+from bench.sim.hosts import PLACEMENTS, WINDOW_S, Host, mean_utilisation, placement
 from bench.sim.kafka import Cluster, Group, Producer, Transport
 from bench.sim.load import LoadGenerator, Terminals
 from bench.sim.profile import Profile
@@ -104,7 +104,8 @@ def _costs(profile: Profile, role: str, processing: Processing, seed=None) -> Co
     return Costs(in_s=main["in"] * scale / 1e6, out_s=main["out"] * scale / 1e6, batch_s=main["batch"] / 1e6,
                  cpu_in_s=cpu["in"] * cpu_scale / 1e6, cpu_out_s=cpu["out"] * cpu_scale / 1e6,
                  cpu_batch_s=cpu["batch"] / 1e6, processing_s=overshoot + (0.0 if draws else processing.median_s),
-                 in_draws=draws, cpu_request_s=cpu.get("request", 0.0) / 1e6)
+                 in_draws=draws, cpu_request_s=cpu.get("request", 0.0) / 1e6,
+                 cpu_idle_cores=cpu.get("idle_cores", 0.0))
 
 
 class World:
@@ -151,6 +152,8 @@ class World:
             group.assign()
         self._build_load(w, profile, rng, run_id, hop_extra_s)
         self.faults = faults_mod.schedule(self, w.faults)
+        if profile.service_cpu_us.get("idle_cores") or profile.auditor_us:
+            env.process(self._background(profile.service_cpu_us.get("idle_cores", 0.0), profile.auditor_us / 1e6))
 
     def new_instance(self, role: str, index: int, replays: bool = False) -> Instance:
         """A fresh process of ``role`` (empty memory: a restarted instance starts here too)."""
@@ -176,7 +179,8 @@ class World:
         group = Group(self.env, LOAD_GROUP, (ev.ORDER_EVENTS,), w.partitions)
         self.cluster.subscribe(group)
         # Its CPU is charged per order below; the reader's costs only set its pace.
-        costs = dataclasses.replace(_costs(profile, LOAD_GROUP, Processing()), cpu_in_s=0.0, cpu_out_s=0.0, cpu_batch_s=0.0)
+        costs = dataclasses.replace(_costs(profile, LOAD_GROUP, Processing()), cpu_in_s=0.0, cpu_out_s=0.0, cpu_batch_s=0.0,
+                                    cpu_request_s=0.0, cpu_idle_cores=0.0)
         reader = Instance(self.env, "load_generator", 0, self.terminals,
                           SimOutbox(None, self.cluster, producer, self.steps), host, costs, fetch_rtt_s=self.fetch_rtt_s)
         group.members.append(reader)
@@ -189,6 +193,24 @@ class World:
 
         self.load = LoadGenerator(self.env, w, producer, self.terminals, profile.slip_us.draws_s(rng), run_id,
                                   backlog=self.backlog, on_cpu=charge)
+
+    def _background(self, idle_cores: float, auditor_s: float):
+        """What no message handling charges, a load window of the hosts at a time (so it counts toward
+        the wait for cores as the handling does): every live service instance's CPU at rest, and the
+        live audit's CPU for the records produced in the window, on the load generator's host."""
+        idle_s = idle_cores * WINDOW_S
+        audit_host, audited = self.hosts["load_generator"], 0
+        while True:
+            yield self.env.timeout(WINDOW_S)
+            if idle_s:
+                for role, insts in self.instances.items():
+                    for inst in insts:
+                        if inst.alive:
+                            inst.host.charge(role, idle_s)
+            if auditor_s:
+                produced = sum(self.cluster.messages.values())
+                audit_host.charge("auditor", (produced - audited) * auditor_s)
+                audited = produced
 
     def backlog(self) -> int:
         """Messages waiting to be handled by the services (the model's consumer lag)."""

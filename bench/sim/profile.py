@@ -161,8 +161,10 @@ class Profile:
       from a sleep of a millisecond or more (``batch``, less after shorter naps);
       this serialises an instance.
     - ``service_cpu_us``: the same in whole-process CPU (librdkafka's threads too), and
-      ``request``: per Kafka request (fetch response taken, produce request sent), fitted to
-      real runs at several rates (:func:`bench.sim.fit.fit_request_cpu`; 0 when not fitted).
+      ``request``: per Kafka request (fetch response taken, produce request sent), and
+      ``idle_cores``: per second of an instance's life whatever it handles (its poll loop and
+      librdkafka's timers waking), both fitted to real runs at several rates
+      (:func:`bench.sim.fit.fit_service_cpu`; 0 when not fitted).
     - ``load_generator``: CPU per order and, whatever the rate, per second.
     - ``cores``: CPUs of the calibrated machine.
     """
@@ -188,6 +190,9 @@ class Profile:
     startup_s: float = 1.8
     session_timeout_s: float = 6.0
     failover_s: float = 9.0  # KRaft broker.session.timeout.ms: a dead leader is replaced after this
+    # The live audit's CPU per record it reads (it reads every record of every topic), fitted to real
+    # runs (bench.sim.fit): charged to the load generator's host, where it competes for the cores.
+    auditor_us: float = 0.0
     network_rtt_us: float = 0.0  # added per hop between hosts when processes are spread out
     replication_us: float = 500.0  # followers fetching a batch before the high watermark moves (rf > 1)
     slip_us: Distribution = Distribution.constant(100.0)  # load generator: intended -> actual send
@@ -218,7 +223,7 @@ class Profile:
 
 
 _NUMBERS = ("linger_ms", "sleep_overshoot_us", "rebalance_s", "startup_s", "session_timeout_s", "failover_s",
-            "network_rtt_us", "replication_us", "contention_us")
+            "network_rtt_us", "replication_us", "contention_us", "auditor_us")
 _COSTS = ("in", "out", "orchestrator_scale", "batch")
 
 
@@ -258,8 +263,9 @@ def parse_profile(raw: Any, source: Path | None = None) -> Profile:
             if not isinstance(raw[key], Mapping):
                 raise ProfileError(f"{where}: {key} must be a mapping of {', '.join(names)}")
             fields[key] = {name: _number(raw[key].get(name), f"{where}: {key}.{name}") for name in names}
-            if key == "service_cpu_us" and raw[key].get("request") is not None:  # fitted by validate (bench.sim.fit)
-                fields[key]["request"] = _number(raw[key]["request"], f"{where}: {key}.request")
+            for fitted in ("request", "idle_cores"):  # fitted to real runs by validate (bench.sim.fit)
+                if key == "service_cpu_us" and raw[key].get(fitted) is not None:
+                    fields[key][fitted] = _number(raw[key][fitted], f"{where}: {key}.{fitted}")
     if raw.get("broker_cores_line") is not None:
         line = raw["broker_cores_line"]
         if not isinstance(line, list) or len(line) != 2:

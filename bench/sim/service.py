@@ -60,6 +60,9 @@ class Costs:
     # instance's producer (librdkafka's threads waking, the syscalls): per request, not per message,
     # so the cost per message falls as batches grow with the rate.
     cpu_request_s: float = 0.0
+    # Process CPU per second whatever it handles (the poll loop waking every poll timeout,
+    # librdkafka's timers and heartbeats): what an instance costs at rest, charged by the World.
+    cpu_idle_cores: float = 0.0
     # Time per message drawn from a distribution (seconds), on top of the fixed times: the
     # workload's processing when it is a distribution; exponential draws with ``in_s`` zero
     # make an instance an M/M/1 server, whose answer is known.

@@ -309,23 +309,37 @@ def test_validate_fits_on_some_cells_and_judges_the_others(tmp_path):
     assert [p["fitted"] for p in written["pairs"]] == [True, False]
 
 
-def test_request_cpu_fitted_to_runs_at_several_rates_recovers_a_known_cost(tmp_path):
-    """Runs made by the model with 40 us per Kafka request stand in for real ones: the fit, starting
-    from a profile without it, finds it again from the services' CPU per order at two rates."""
+def test_service_cpu_fitted_to_runs_at_several_rates_recovers_known_costs(tmp_path):
+    """Runs made by the model with 40 us per Kafka request and 0.02 cores per instance at rest stand in
+    for real ones: the fit, starting from a profile without either, finds both again from the
+    services' CPU per order at two rates."""
     from bench.sim import fit
 
     quiet = lambda line: None
     base = load_profile()
-    known = dataclasses.replace(base, service_cpu_us={**base.service_cpu_us, "request": 40.0})
+    known = dataclasses.replace(base, service_cpu_us={**base.service_cpu_us, "request": 40.0, "idle_cores": 0.02})
     refs = [fit.reference(simulation.run(simulation.SimRequest(patterns.get(name), small(rate=rate, duration=3.0),
                                                                known, output=tmp_path / f"{name}-{rate:g}"), quiet).directory)
             for name in ("choreography", "orchestration") for rate in (200.0, 1500.0)]
-    fitted = fit.fit_request_cpu(base, refs, quiet)
-    assert fitted.service_cpu_us["request"] == pytest.approx(40.0, rel=0.1)
-    # Per order, requests cost less as batches grow: the model's CPU per order falls with the rate.
+    fitted = fit.fit_service_cpu(base, refs, quiet)
+    assert fitted.service_cpu_us["request"] == pytest.approx(40.0, rel=0.15)
+    assert fitted.service_cpu_us["idle_cores"] == pytest.approx(0.02, rel=0.15)
+    # Per order, requests and rest cost less as the rate grows: the model's CPU per order falls.
     low, high = (json.loads((tmp_path / f"choreography-{r}" / "summary.json").read_text()) for r in ("200", "1500"))
     per_order = lambda s: sum(s["cpu_s"]["services"].values()) / s["orders"]["started"]
     assert per_order(high) < per_order(low)
+
+
+def test_service_cpu_at_rest_is_charged_per_instance_second():
+    """An instance's CPU at rest follows how long it lives, not what it handles."""
+    base = load_profile()
+    quiet = dataclasses.replace(base, service_cpu_us={**base.service_cpu_us, "idle_cores": 0.0})
+    idle = dataclasses.replace(base, service_cpu_us={**base.service_cpu_us, "idle_cores": 0.05})
+    runs = [simulate(Scenario(patterns.get("choreography"), small(rate=50.0, duration=2.0), p)) for p in (quiet, idle)]
+    extra = {role: runs[1].cpu_s[role] - runs[0].cpu_s.get(role, 0.0) for role in runs[1].requests}
+    for role, seconds in extra.items():
+        assert seconds == pytest.approx(0.05 * runs[1].elapsed_s, rel=0.05), role
+    assert runs[1].cpu_s["load_generator"] == pytest.approx(runs[0].cpu_s["load_generator"])
 
 
 @pytest.mark.parametrize("text, rates, message", [
@@ -374,3 +388,22 @@ def test_the_simulation_runs_a_parallel_group_with_every_order_as_decided():
     for pattern in ("choreography", "orchestration"):
         result = simulate(Scenario(patterns.get(pattern), par, FLAT))
         assert result.outcomes == {o: par.saga.expected_outcome(o) for o in result.started}
+
+
+def test_live_audit_cpu_is_charged_to_the_load_generators_host_and_fitted_back(tmp_path):
+    """The audit's CPU follows the records produced; a run made with a known cost per record gives
+    that cost back to the fit, and the model's CPU per order (the pattern's cost) leaves it out."""
+    from bench.sim import fit
+    from bench.sim import validate as validation
+
+    known = dataclasses.replace(load_profile(), auditor_us=3.0)
+    run = simulation.run(simulation.SimRequest(patterns.get("orchestration"), small(rate=1000.0, duration=4.0), known,
+                                               output=tmp_path / "o"), lambda line: None)
+    records = sum(json.loads((tmp_path / "o" / "summary.json").read_text())["audit"]["messages_per_topic"].values())
+    # Charged a load window at a time: the records of the run's last tenth of a second are not.
+    assert run.summary["cpu_s"]["auditor"] == pytest.approx(3.0e-6 * records, rel=0.05)
+    assert fit.fit_auditor(load_profile(), [fit.reference(tmp_path / "o")], lambda line: None).auditor_us \
+        == pytest.approx(3.0, rel=0.05)
+    cpu = run.summary["cpu_s"]
+    without = (cpu["load_generator"] + sum(cpu["services"].values())) / run.summary["orders"]["started"] * 1e6
+    assert validation.cpu_us_per_order(run.summary, broker=False) == pytest.approx(without)
