@@ -182,8 +182,7 @@ def fit_contention(profile: Profile, refs: Sequence[Reference],
             low = middle
         else:
             high = middle
-    return dataclasses.replace(profile, contention_us=round((low + high) / 2, 1),
-                               measured={**profile.measured, "contention_fitted_to": [str(r.directory) for r in refs]})
+    return dataclasses.replace(profile, contention_us=round((low + high) / 2, 1))
 
 
 def fit_auditor(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], None] = print) -> Profile:
@@ -203,4 +202,5 @@ def fit_all(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], N
     audit's and the broker's CPU (together they set how busy the host is), then the wait for cores
     on a host that busy."""
     profile = fit_auditor(fit_service_cpu(profile, refs, echo), refs, echo)
-    return fit_contention(fit_broker_cpu(profile, refs, echo), refs, echo)
+    profile = fit_contention(fit_broker_cpu(profile, refs, echo), refs, echo)
+    return dataclasses.replace(profile, measured={**profile.measured, "fitted_to": [r.directory.name for r in refs]})

@@ -316,7 +316,9 @@ def test_service_cpu_fitted_to_runs_at_several_rates_recovers_known_costs(tmp_pa
     from bench.sim import fit
 
     quiet = lambda line: None
-    base = load_profile()
+    # Without the wait for cores: with it, the CPU charged would change how batches form, and so
+    # the requests the fit counts (the fit starts from no request or idle cost at all).
+    base = dataclasses.replace(load_profile(), contention_us=0.0)
     known = dataclasses.replace(base, service_cpu_us={**base.service_cpu_us, "request": 40.0, "idle_cores": 0.02})
     refs = [fit.reference(simulation.run(simulation.SimRequest(patterns.get(name), small(rate=rate, duration=3.0),
                                                                known, output=tmp_path / f"{name}-{rate:g}"), quiet).directory)
