@@ -1,6 +1,7 @@
 """`bench calibrate`: measure the real broker and machine for the model."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -9,7 +10,7 @@ from bench import inputs
 from bench.broker import embedded
 from bench.cli.errors import InputError
 from bench.cli.options import bootstrap_option, kafka_config_option, workload_option
-from bench.sim.calibrate import CalibrationRequest, calibrate as run_calibration
+from bench.sim.calibrate import CalibrationRequest, calibrate as run_calibration, replication
 from bench.sim.fit import fit_all, reference
 from bench.sim.profile import ProfileError, load_profile, save_profile
 
@@ -24,9 +25,12 @@ from bench.sim.profile import ProfileError, load_profile, save_profile
 @click.option("--reference", "references", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A real result dir to fit the model to (repeatable): the services' CPU per request and at rest, "
                    "the wait for cores, the broker's CPU. Give runs at several rates, each one that held its rate.")
+@click.option("--replication", "replication_", is_flag=True,
+              help="Also measure replication (acks=all against acks=1, replication factor 3) and the network round "
+                   "trip to the brokers, for --brokers and --placement spread; needs a cluster of 3 or more brokers.")
 @click.option("--from-profile", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Skip the measurements: start from this profile (to refit it with --reference).")
-def calibrate(bootstrap_servers, kafka_config, workload, output, quick, references, from_profile) -> None:
+def calibrate(bootstrap_servers, kafka_config, workload, output, quick, references, replication_, from_profile) -> None:
     """Measure per-hop latency, service cost and rebalance pause on a real broker.
 
     Recreates the patterns' topics (as `bench run` does), starts service
@@ -36,14 +40,21 @@ def calibrate(bootstrap_servers, kafka_config, workload, output, quick, referenc
     _check_output(output)
     refs = [reference(r) for r in references]
     profile = load_profile(from_profile) if from_profile else None
-    if profile is None:
+    if profile is None or replication_:
         if not bootstrap_servers:
             cluster = embedded.running()
             if cluster is None:
                 raise InputError("no --bootstrap-servers and no embedded broker running: `bench broker start` first")
             bootstrap_servers = cluster.bootstrap_servers
-        profile = run_calibration(CalibrationRequest(workload, bootstrap_servers,
-                                                     Path(kafka_config) if kafka_config else None, quick), echo)
+        request = CalibrationRequest(workload, bootstrap_servers, Path(kafka_config) if kafka_config else None, quick)
+        if profile is None:
+            profile = run_calibration(request, echo)
+        if replication_:
+            measured = replication(request, echo)
+            profile = dataclasses.replace(profile, replication_us=measured["replication_us"],
+                                          network_rtt_us=measured["network_rtt_us"],
+                                          measured={**profile.measured, "replication": measured["measured"]})
+            echo(f"replication_us = {profile.replication_us:g}, network_rtt_us = {profile.network_rtt_us:g}")
     if refs:
         profile = fit_all(profile, refs, echo)
         echo(f"contention_us = {profile.contention_us:g}")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,9 @@ import orjson
 import yaml
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
+from bench.errors import BadInput
 from bench.kafka import clients, secrets, topics
+from bench.kafka.errors import BrokerError
 from bench.results import files as results
 from bench.flow import events as ev
 from bench.broker import dist, embedded
@@ -555,3 +558,72 @@ def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:
             "environment": {k: v for k, v in results.environment().items() if k != "git"},
         },
     )
+
+
+REPLICATION_TOPIC = "bench-calibrate-replication"
+
+
+def replication(request: CalibrationRequest, echo: Echo = print) -> dict:
+    """What the model's multi-broker and multi-host placements assume, measured on a cluster of three
+    or more brokers: the time replication adds to a produce (``replication_us``: acks=all minus
+    acks=1, one message at a time, the two interleaved message by message on one topic with
+    replication factor 3 and min.insync.replicas 2) and the network round trip from here to the
+    brokers (``network_rtt_us``: a TCP handshake with each broker minus one with a listener on
+    loopback, so brokers on this host give about 0)."""
+    extra = clients.read_properties(request.kafka_config) if request.kafka_config else {}
+    admin_conf = clients.admin_config(request.bootstrap_servers, extra)
+    admin = topics.admin(admin_conf)
+    brokers = topics.check_reachable(admin, request.bootstrap_servers)
+    if brokers < 3:
+        raise BadInput(f"--replication: the cluster at --bootstrap-servers has {brokers} broker(s); replication is "
+                       "measured on 3 or more (e.g. `bench broker start --nodes 3`)")
+    w = request.workload.with_overrides(partitions=1, replication_factor=3, min_insync_replicas=2)
+    registry = topics.Registry(admin, admin_conf, f"calibrate-{uuid.uuid4().hex[:8]}")
+    samples = 200 if request.quick else 1000
+    with registry.claim(CLAIM_S):
+        topics.recreate(admin, [REPLICATION_TOPIC], w, registry=registry)
+        try:
+            base = clients.producer_config(request.bootstrap_servers, w, extra)
+            # No linger: each send is one request, so its round trip is the broker's and replication's.
+            producers = {acks: Producer({**base, "acks": acks, "linger.ms": 0, "enable.idempotence": acks == "all"})
+                         for acks in ("all", "1")}
+            waits: dict[str, list[float]] = {acks: [] for acks in producers}
+            for i in range(samples + 50):  # the first 50 of each warm the connections and are dropped
+                for acks, producer in producers.items():
+                    start = time.monotonic()
+                    producer.produce(REPLICATION_TOPIC, b"x" * 100, str(i).encode())
+                    if producer.flush(10) != 0:
+                        raise BrokerError(f"a produce with acks={acks} was not acknowledged within 10s")
+                    if i >= 50:
+                        waits[acks].append((time.monotonic() - start) * 1e6)
+        finally:
+            for future in admin.delete_topics([REPLICATION_TOPIC], operation_timeout=30).values():
+                with contextlib.suppress(Exception):
+                    future.result()
+    acks_all, acks_one = (float(np.median(waits[a])) for a in ("all", "1"))
+    addresses = [(b.host, b.port) for b in admin.list_topics(timeout=10).brokers.values()]
+    remote = float(np.median([_handshake_us(address, 50) for address in addresses]))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        loopback = _handshake_us(listener.getsockname(), 50)
+    details = {"brokers": brokers, "samples": samples, "acks_all_p50_us": round(acks_all, 1),
+               "acks_1_p50_us": round(acks_one, 1), "handshake_us": round(remote, 1),
+               "loopback_handshake_us": round(loopback, 1)}
+    echo(f"replication: acks=all p50 {acks_all:.0f} us, acks=1 {acks_one:.0f} us; TCP handshake to the brokers "
+         f"{remote:.0f} us, on loopback {loopback:.0f} us")
+    return {"replication_us": round(max(0.0, acks_all - acks_one), 1),
+            "network_rtt_us": round(max(0.0, remote - loopback), 1), "measured": details}
+
+
+def _handshake_us(address: tuple[str, int], count: int) -> float:
+    """Median time to open a TCP connection (one round trip: SYN, SYN-ACK) to ``address``."""
+    times = []
+    for _ in range(count):
+        start = time.monotonic()
+        try:
+            with socket.create_connection(address, timeout=2):
+                times.append((time.monotonic() - start) * 1e6)
+        except OSError as err:
+            raise BrokerError(f"cannot connect to broker {address[0]}:{address[1]} ({type(err).__name__})") from None
+    return float(np.median(times))

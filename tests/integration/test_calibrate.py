@@ -38,3 +38,37 @@ def test_quick_calibration_measures_what_the_model_needs(bootstrap_servers, tmp_
     workload = load_workload().with_overrides(rate_per_s=100.0, duration_s=2.0, warmup_s=0.5)
     simulated = simulate(Scenario(patterns.get("orchestration"), workload, profile))
     assert len(simulated.outcomes) == len(simulated.started) > 0
+
+
+DEFAULT_PROFILE = "bench/sim/profiles/default.json"
+
+
+def test_replication_is_measured_on_three_brokers(tmp_path, monkeypatch):
+    """acks=all waits for the followers, acks=1 does not: on a real 3-node cluster the difference
+    is replication's time, and brokers on this host are no network round trip away."""
+    from bench.broker import embedded
+
+    monkeypatch.setenv("BENCH_BROKER_DIR", str(tmp_path / "broker"))
+    out = tmp_path / "profile.json"
+    with embedded.embedded(nodes=3, port=19592) as cluster:
+        result = CliRunner().invoke(cli, ["calibrate", "--from-profile", DEFAULT_PROFILE, "--replication", "--quick",
+                                          "--bootstrap-servers", cluster.bootstrap_servers, "--output", str(out)])
+        assert result.exit_code == 0, result.output
+        from confluent_kafka.admin import AdminClient
+        left = AdminClient({"bootstrap.servers": cluster.bootstrap_servers}).list_topics(timeout=10).topics
+        assert "bench-calibrate-replication" not in left  # its own topic, deleted
+    profile = load_profile(out)
+    measured = profile.measured["replication"]
+    assert measured["brokers"] == 3 and measured["acks_all_p50_us"] > measured["acks_1_p50_us"] > 0
+    assert profile.replication_us == pytest.approx(measured["acks_all_p50_us"] - measured["acks_1_p50_us"], abs=0.2)
+    assert 0 <= profile.network_rtt_us < 1000  # loopback
+    assert profile.transport == load_profile(DEFAULT_PROFILE).transport  # --from-profile: nothing else measured again
+
+
+def test_replication_on_one_broker_is_one_line_and_exit_2(bootstrap_servers, tmp_path):
+    out = tmp_path / "profile.json"
+    result = CliRunner().invoke(cli, ["calibrate", "--from-profile", DEFAULT_PROFILE, "--replication",
+                                      "--bootstrap-servers", bootstrap_servers, "--output", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "3 or more" in result.output and "Traceback" not in result.output
+    assert not out.exists()
