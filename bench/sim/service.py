@@ -83,6 +83,7 @@ class SimOutbox:
         self.send = producer.send
         self.flush = producer.flush
         self.steps = steps
+        self.step_appends: dict[str, tuple] = {}  # step -> steps' append methods for it
         self.samples = samples if samples is not None else {}
         self.sampled: set[str] = set()  # topics whose samples are complete (checked per message)
         self.t = 0.0  # simulated time of the handler's work
@@ -106,7 +107,14 @@ class SimOutbox:
             if self.step_of is not None:
                 step = self.step_of(topic, event, source)
                 if step is not None:
-                    self.steps.add(step, t, t - self.source_t)
+                    # StepSamples.add inlined (a call per message): its append methods, looked up once
+                    appends = self.step_appends.get(step)
+                    if appends is None:
+                        self.steps.add(step, t, t - self.source_t)
+                        appends = self.step_appends[step] = self.steps._appends[step]
+                    else:
+                        appends[0](t)
+                        appends[1](t - self.source_t)
         if topic not in self.sampled:
             kept = self.samples.setdefault(topic, [])
             if len(kept) < self.SAMPLES_PER_TOPIC:
@@ -159,11 +167,18 @@ class Instance:
         """Data for this member reached the broker. A fetch request waiting there takes it at once;
         otherwise it goes with the next fetch response, one fetch round trip after the last, with
         whatever else arrived meanwhile (so a busy consumer wakes per response, not per batch)."""
-        now = self.env.now
+        now = self.env._now
         if not self.fetch_rtt_s or now >= self.next_fetch_s:
+            # _fetch_cost and _fetched inlined: this runs once per batch delivered
             self.next_fetch_s = now + self.fetch_rtt_s
-            self._fetch_cost()
-            self._fetched(topic, partition, msgs)
+            self.fetches += 1
+            if self.costs.cpu_request_s:
+                self.host.charge(self.role, self.costs.cpu_request_s)
+            self.queue.append([topic, partition, msgs, 0])
+            self.queued += len(msgs)
+            if not self.busy and self.alive:
+                self.busy = True
+                self._run(woken=True)
             return
         if not self.in_next_fetch:
             self.env.call_in(self.next_fetch_s - now, self._fetch_response)
@@ -231,7 +246,7 @@ class Instance:
     def _run(self, woken: bool = False) -> None:
         """Handle a batch; ``woken``: from idle, not continuing after a batch or a stall."""
         env = self.env
-        now = env.now
+        now = env._now
         if not self.alive or not self.queue:
             self.busy, self.idle_since = False, now
             return
