@@ -142,6 +142,12 @@ class Instance:
         self.queue: deque[list] = deque()  # [topic, partition, msgs, next index]
         self.queued = 0
         self.busy = False
+        # Busy until this time with no _run scheduled (None: a _run is scheduled or running, or it
+        # is idle). A batch handled, the instance is busy until its end; most often nothing
+        # arrives meanwhile and the _run that would wake then only finds the queue empty, so that
+        # _run is scheduled only once something arrives before the end (it runs at the same time),
+        # and otherwise the instance counts as idle from the end on (see _wake).
+        self.busy_until: float | None = None
         self.alive = True
         self.stalled_until = 0.0
         self.idle_since = 0.0
@@ -176,9 +182,8 @@ class Instance:
                 self.host.charge(self.role, self.costs.cpu_request_s)
             self.queue.append([topic, partition, msgs, 0])
             self.queued += len(msgs)
-            if not self.busy and self.alive:
-                self.busy = True
-                self._run(woken=True)
+            if not self.busy or self.busy_until is not None:
+                self._wake()
             return
         if not self.in_next_fetch:
             self.env.call_in(self.next_fetch_s - now, self._fetch_response)
@@ -199,7 +204,25 @@ class Instance:
     def _fetched(self, topic: str, partition: int, msgs: list) -> None:
         self.queue.append([topic, partition, msgs, 0])
         self.queued += len(msgs)
-        if not self.busy and self.alive:
+        if not self.busy or self.busy_until is not None:
+            self._wake()
+
+    def _settle(self) -> None:
+        """Busy until a time now past, with nothing scheduled: idle since then, as the _run
+        scheduled for that time would have found it (nothing had arrived)."""
+        until = self.busy_until
+        if until is not None and self.env._now >= until:
+            self.busy_until = None
+            self.busy, self.idle_since = False, until
+
+    def _wake(self) -> None:
+        """Something was queued: handle it now if idle, or at the end of the batch in hand."""
+        self._settle()
+        until = self.busy_until
+        if until is not None:
+            self.busy_until = None
+            self.env.call_in(until - self.env._now, self._run)
+        elif not self.busy and self.alive:
             self.busy = True
             self._run(woken=True)
 
@@ -301,12 +324,16 @@ class Instance:
             # one transport delay) before it takes the next: what arrives meanwhile is that batch.
             outbox.flush(t)
             t += next(outbox.cluster.transport)
-        env.call_in(t - now, self._run)
+        if queue:
+            env.call_in(t - now, self._run)
+        else:
+            self.busy_until = t  # a _run at t only if something arrives before (_wake)
 
     def _ticker(self):
         """The runtime ticks the handler between batches and at least every poll timeout."""
         while True:
             yield self.env.timeout(POLL_S)
+            self._settle()
             if self.alive and not self.busy and self.stalled_until <= self.env.now:
                 self.outbox.source, self.outbox.t = None, self.env.now
                 self.outbox.cost_out = self.costs.out_s
