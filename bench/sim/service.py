@@ -81,6 +81,7 @@ class SimOutbox:
         self.step_of = step_of  # None: a reader that produces nothing measured
         self.cluster = cluster
         self.send = producer.send
+        self.open = producer.open  # its open batches (the same dict for its life: flush clears it)
         self.flush = producer.flush
         self.steps = steps
         self.step_appends: dict[str, tuple] = {}  # step -> steps' append methods for it
@@ -123,7 +124,12 @@ class SimOutbox:
                 self.sampled.add(topic)
         if topic in self.cluster.logged:
             self.cluster.logs.setdefault((topic, partition), []).append(event)
-        self.send(topic, partition, (event, t), t)
+        # Producer.send's common case inlined: a batch already open for the partition takes it.
+        batch = self.open.get((topic, partition))
+        if batch is not None and t < batch.close_s:
+            batch.msgs.append((event, t))
+        else:
+            self.send(topic, partition, (event, t), t)
 
 
 class Instance:
