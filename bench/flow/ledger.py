@@ -73,7 +73,10 @@ class StepLedger:
         return self.ledger.get(order_id)
 
     def apply(self, order_id: str) -> tuple[str, bool]:
-        done = self.ledger.get(order_id)
+        ledger = self.ledger
+        done = ledger._current.get(order_id)  # Ledger.get inlined: once per step and order
+        if done is None:
+            done = ledger._previous.get(order_id)
         if done is not None:
             # Already applied, or already compensated: a late duplicate must not re-apply it.
             self.absorbed += 1

@@ -52,11 +52,16 @@ class Clock(simpy.Environment):
         """Process events until ``until`` has been processed: ``run(until=until)`` with ``step``
         inlined (a method call per event was 4% of a simulation)."""
         calls, queue = self._calls, self._queue
-        while until.callbacks is not None:  # None once processed
-            if calls and (not queue or calls[0] < queue[0]):
-                self._now, _, _, fn = heappop(calls)
-                fn()
-                continue
+        while until.callbacks is not None:  # None once processed (only a SimPy event can process it)
+            # Call-laters while they come first, without re-checking ``until`` after each (the
+            # SimPy queue's head is read again each time: a call may schedule a SimPy event).
+            while calls:
+                call = calls[0]
+                if queue and not call < queue[0]:
+                    break
+                heappop(calls)
+                self._now = call[0]
+                call[3]()
             if not queue:
                 raise RuntimeError(f"no events left but {until} was not processed")
             self._now, _, _, event = heappop(queue)

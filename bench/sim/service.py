@@ -81,8 +81,10 @@ class SimOutbox:
         self.step_of = step_of  # None: a reader that produces nothing measured
         self.cluster = cluster
         self.send = producer.send
+        self.open = producer.open  # its open batches (the same dict for its life: flush clears it)
         self.flush = producer.flush
         self.steps = steps
+        self.step_appends: dict[str, tuple] = {}  # step -> steps' append methods for it
         self.samples = samples if samples is not None else {}
         self.sampled: set[str] = set()  # topics whose samples are complete (checked per message)
         self.t = 0.0  # simulated time of the handler's work
@@ -106,7 +108,14 @@ class SimOutbox:
             if self.step_of is not None:
                 step = self.step_of(topic, event, source)
                 if step is not None:
-                    self.steps.add(step, t, t - self.source_t)
+                    # StepSamples.add inlined (a call per message): its append methods, looked up once
+                    appends = self.step_appends.get(step)
+                    if appends is None:
+                        self.steps.add(step, t, t - self.source_t)
+                        appends = self.step_appends[step] = self.steps._appends[step]
+                    else:
+                        appends[0](t)
+                        appends[1](t - self.source_t)
         if topic not in self.sampled:
             kept = self.samples.setdefault(topic, [])
             if len(kept) < self.SAMPLES_PER_TOPIC:
@@ -115,7 +124,12 @@ class SimOutbox:
                 self.sampled.add(topic)
         if topic in self.cluster.logged:
             self.cluster.logs.setdefault((topic, partition), []).append(event)
-        self.send(topic, partition, (event, t), t)
+        # Producer.send's common case inlined: a batch already open for the partition takes it.
+        batch = self.open.get((topic, partition))
+        if batch is not None and t < batch.close_s:
+            batch.msgs.append((event, t))
+        else:
+            self.send(topic, partition, (event, t), t)
 
 
 class Instance:
@@ -134,6 +148,12 @@ class Instance:
         self.queue: deque[list] = deque()  # [topic, partition, msgs, next index]
         self.queued = 0
         self.busy = False
+        # Busy until this time with no _run scheduled (None: a _run is scheduled or running, or it
+        # is idle). A batch handled, the instance is busy until its end; most often nothing
+        # arrives meanwhile and the _run that would wake then only finds the queue empty, so that
+        # _run is scheduled only once something arrives before the end (it runs at the same time),
+        # and otherwise the instance counts as idle from the end on (see _wake).
+        self.busy_until: float | None = None
         self.alive = True
         self.stalled_until = 0.0
         self.idle_since = 0.0
@@ -159,11 +179,17 @@ class Instance:
         """Data for this member reached the broker. A fetch request waiting there takes it at once;
         otherwise it goes with the next fetch response, one fetch round trip after the last, with
         whatever else arrived meanwhile (so a busy consumer wakes per response, not per batch)."""
-        now = self.env.now
+        now = self.env._now
         if not self.fetch_rtt_s or now >= self.next_fetch_s:
+            # _fetch_cost and _fetched inlined: this runs once per batch delivered
             self.next_fetch_s = now + self.fetch_rtt_s
-            self._fetch_cost()
-            self._fetched(topic, partition, msgs)
+            self.fetches += 1
+            if self.costs.cpu_request_s:
+                self.host.charge(self.role, self.costs.cpu_request_s)
+            self.queue.append([topic, partition, msgs, 0])
+            self.queued += len(msgs)
+            if not self.busy or self.busy_until is not None:
+                self._wake()
             return
         if not self.in_next_fetch:
             self.env.call_in(self.next_fetch_s - now, self._fetch_response)
@@ -184,7 +210,25 @@ class Instance:
     def _fetched(self, topic: str, partition: int, msgs: list) -> None:
         self.queue.append([topic, partition, msgs, 0])
         self.queued += len(msgs)
-        if not self.busy and self.alive:
+        if not self.busy or self.busy_until is not None:
+            self._wake()
+
+    def _settle(self) -> None:
+        """Busy until a time now past, with nothing scheduled: idle since then, as the _run
+        scheduled for that time would have found it (nothing had arrived)."""
+        until = self.busy_until
+        if until is not None and self.env._now >= until:
+            self.busy_until = None
+            self.busy, self.idle_since = False, until
+
+    def _wake(self) -> None:
+        """Something was queued: handle it now if idle, or at the end of the batch in hand."""
+        self._settle()
+        until = self.busy_until
+        if until is not None:
+            self.busy_until = None
+            self.env.call_in(until - self.env._now, self._run)
+        elif not self.busy and self.alive:
             self.busy = True
             self._run(woken=True)
 
@@ -231,7 +275,7 @@ class Instance:
     def _run(self, woken: bool = False) -> None:
         """Handle a batch; ``woken``: from idle, not continuing after a batch or a stall."""
         env = self.env
-        now = env.now
+        now = env._now
         if not self.alive or not self.queue:
             self.busy, self.idle_since = False, now
             return
@@ -286,12 +330,16 @@ class Instance:
             # one transport delay) before it takes the next: what arrives meanwhile is that batch.
             outbox.flush(t)
             t += next(outbox.cluster.transport)
-        env.call_in(t - now, self._run)
+        if queue:
+            env.call_in(t - now, self._run)
+        else:
+            self.busy_until = t  # a _run at t only if something arrives before (_wake)
 
     def _ticker(self):
         """The runtime ticks the handler between batches and at least every poll timeout."""
         while True:
             yield self.env.timeout(POLL_S)
+            self._settle()
             if self.alive and not self.busy and self.stalled_until <= self.env.now:
                 self.outbox.source, self.outbox.t = None, self.env.now
                 self.outbox.cost_out = self.costs.out_s

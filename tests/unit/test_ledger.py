@@ -38,3 +38,20 @@ def test_a_ledger_is_true_while_it_holds_anything_in_either_generation():
     ledger.pop("a")
     ledger.pop("b")
     assert not ledger and len(ledger) == 0
+
+
+def test_decide_compares_with_an_integer_threshold_exactly_as_the_float_division_did():
+    import hashlib
+
+    from bench.flow import events as ev
+
+    def divided(order_id: str, step: str, p: float) -> bool:
+        digest = hashlib.blake2b(f"{order_id}/{step}".encode(), digest_size=8).digest()
+        return p <= 0.0 or int.from_bytes(digest, "big") / 2**64 >= p
+
+    for p in (0.0, 2**-64, 3 * 2**-65, 0.05, 0.1, 1 / 3, 0.5, 1 - 2**-53, 1.0, 2.0):
+        threshold = ev._threshold(p)
+        for v in (threshold - 1, threshold):
+            if 0 <= v < 2**64:
+                assert (v / 2**64 >= p) == (v >= threshold)
+        assert all(ev.decide(f"o-{i}", "payment", p) == divided(f"o-{i}", "payment", p) for i in range(2000))
