@@ -1,7 +1,6 @@
 """`bench calibrate`: measure the real broker and machine for the model."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
@@ -10,7 +9,7 @@ from bench import inputs
 from bench.broker import embedded
 from bench.cli.errors import InputError
 from bench.cli.options import bootstrap_option, kafka_config_option, workload_option
-from bench.sim.calibrate import CalibrationRequest, calibrate as run_calibration, replication
+from bench.sim.calibrate import CalibrationRequest, calibrate as run_calibration, with_replication
 from bench.sim.fit import fit_all, reference
 from bench.sim.profile import ProfileError, load_profile, save_profile
 
@@ -50,11 +49,7 @@ def calibrate(bootstrap_servers, kafka_config, workload, output, quick, referenc
         if profile is None:
             profile = run_calibration(request, echo)
         if replication_:
-            measured = replication(request, echo)
-            profile = dataclasses.replace(profile, replication_us=measured["replication_us"],
-                                          network_rtt_us=measured["network_rtt_us"],
-                                          measured={**profile.measured, "replication": measured["measured"]})
-            echo(f"replication_us = {profile.replication_us:g}, network_rtt_us = {profile.network_rtt_us:g}")
+            profile = with_replication(profile, request, echo)
     if refs:
         profile = fit_all(profile, refs, echo)
         echo(f"contention_us = {profile.contention_us:g}")

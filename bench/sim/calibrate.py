@@ -29,6 +29,7 @@ real runs afterwards (:mod:`bench.sim.fit`, ``bench calibrate --reference``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -561,6 +562,15 @@ def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:
 
 
 REPLICATION_TOPIC = "bench-calibrate-replication"
+
+
+def with_replication(profile: Profile, request: CalibrationRequest, echo: Echo = print) -> Profile:
+    """``profile`` with replication and the network round trip measured (:func:`replication`)."""
+    measured = replication(request, echo)
+    echo(f"replication_us = {measured['replication_us']:g}, network_rtt_us = {measured['network_rtt_us']:g}")
+    return dataclasses.replace(profile, replication_us=measured["replication_us"],
+                               network_rtt_us=measured["network_rtt_us"],
+                               measured={**profile.measured, "replication": measured["measured"]})
 
 
 def replication(request: CalibrationRequest, echo: Echo = print) -> dict:
