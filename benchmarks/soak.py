@@ -17,12 +17,17 @@ by role. Prints one row per length:
   memory in the first and the last tenth of the measurement window; and the run's verdict.
 
 Compare rows of one invocation: absolute figures move between machines and hours.
+
+``--starve-audit SHARE`` lets the run's audit process run only SHARE of the time during the load
+(SIGSTOP and SIGCONT every 200 ms; released when the load ends): an audit that reads behind the
+log, as one on a saturated machine does, and what it holds meanwhile.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -104,6 +109,35 @@ class _Watch(threading.Thread):
         return out
 
 
+class _Starve(threading.Thread):
+    """The run's audit process (a child of the run we started) runs ``share`` of each 200 ms
+    until ``done`` is set or ``until_s`` (this script's clock) passes, then goes on freely."""
+
+    def __init__(self, pid: int, share: float, until_s: float) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.share, self.until_s, self.done = pid, share, until_s, threading.Event()
+
+    def run(self) -> None:
+        auditor = None
+        while not self.done.is_set() and time.monotonic() < self.until_s:
+            if auditor is None:
+                auditor = next((kid for kid in _children(self.pid) if _role(kid) == "auditor"), None)
+                self.done.wait(0.2)
+                continue
+            try:
+                os.kill(auditor, signal.SIGCONT)
+                self.done.wait(0.2 * self.share)
+                os.kill(auditor, signal.SIGSTOP)
+                self.done.wait(0.2 * (1 - self.share))
+            except ProcessLookupError:
+                return
+        if auditor is not None:
+            try:
+                os.kill(auditor, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
 def _disk_mb(broker_dir: Path) -> float:
     total = 0
     for path in broker_dir.rglob("*"):
@@ -115,7 +149,8 @@ def _disk_mb(broker_dir: Path) -> float:
     return total / 2**20
 
 
-def _run(minutes: float, rate: float, pattern: str, bootstrap: str, out: Path, env: dict) -> dict:
+def _run(minutes: float, rate: float, pattern: str, bootstrap: str, out: Path, env: dict,
+         starve: float | None = None) -> dict:
     duration_s = minutes * 60
     load_end_s = WARMUP_S + duration_s
     cmd = [sys.executable, "-m", "bench", "run", "--pattern", pattern, "--rate", f"{rate:g}",
@@ -125,6 +160,10 @@ def _run(minutes: float, rate: float, pattern: str, bootstrap: str, out: Path, e
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watch = _Watch(proc.pid)
     watch.start()
+    starving = None
+    if starve is not None:
+        starving = _Starve(proc.pid, starve, began + 60 + load_end_s)  # released at the load's end (below)
+        starving.start()
     load_ended = None
     with (out.parent / f"{out.name}.log").open("w") as log:
         for line in proc.stdout:
@@ -134,10 +173,15 @@ def _run(minutes: float, rate: float, pattern: str, bootstrap: str, out: Path, e
                 # The live line of second k is printed k s after the load's start: the first one
                 # read anchors the load's end on this script's clock.
                 load_ended = time.monotonic() + (load_end_s - int(match.group(1)))
+            if starving is not None and load_ended is not None and time.monotonic() >= load_ended:
+                starving.done.set()  # the load is over: the audit reads the rest at full speed
     proc.wait()
     ended = time.monotonic()
     watch.done.set()
     watch.join()
+    if starving is not None:
+        starving.done.set()
+        starving.join()
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
     drift = summary.get("drift") or {}  # the run's own first and last tenth (bench.run.drift)
     roles = watch.by_role()
@@ -147,8 +191,16 @@ def _run(minutes: float, rate: float, pattern: str, bootstrap: str, out: Path, e
             "valid": summary.get("valid"), "clean": summary.get("clean"),
             "orders": summary.get("orders", {}).get("started"),
             "cpu_us_per_order": (summary.get("cost") or {}).get("cpu_us_per_order", {}).get("total"),
+            "audit_reopened_step_seconds": _audit_report(out).get("reopened_step_seconds"),
             "first_tenth": drift.get("first_tenth", {}), "last_tenth": drift.get("last_tenth", {}),
             "changed": drift.get("changed")}
+
+
+def _audit_report(out: Path) -> dict:
+    try:
+        return json.loads((out / "audit.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 @click.command()
@@ -156,7 +208,9 @@ def _run(minutes: float, rate: float, pattern: str, bootstrap: str, out: Path, e
 @click.option("--rate", default=5000.0, show_default=True)
 @click.option("--pattern", default="orchestration", show_default=True)
 @click.option("--keep", type=click.Path(path_type=Path), help="Keep the runs here (default: a temporary directory).")
-def main(minutes: str, rate: float, pattern: str, keep: Path | None) -> None:
+@click.option("--starve-audit", "starve", type=click.FloatRange(0.01, 1.0), default=None,
+              help="Let the audit process run only this share of the time during the load.")
+def main(minutes: str, rate: float, pattern: str, keep: Path | None, starve: float | None) -> None:
     broker_dir = Path(tempfile.mkdtemp(prefix="bench-soak-broker-"))
     os.environ["BENCH_BROKER_DIR"] = str(broker_dir)
     sys.path.insert(0, str(ROOT))
@@ -171,7 +225,7 @@ def main(minutes: str, rate: float, pattern: str, keep: Path | None) -> None:
         disk_before = _disk_mb(broker_dir)
         for m in (float(x) for x in minutes.split(",")):
             click.echo(f"--- {pattern} at {rate:g}/s for {m:g} min (results in {scratch})", err=True)
-            row = _run(m, rate, pattern, cluster.bootstrap_servers, scratch / f"{pattern}-{m:g}min", env)
+            row = _run(m, rate, pattern, cluster.bootstrap_servers, scratch / f"{pattern}-{m:g}min", env, starve)
             row["disk_mb"] = _disk_mb(broker_dir) - disk_before
             rows.append(row)
             click.echo(json.dumps(row), err=True)
@@ -188,7 +242,8 @@ def main(minutes: str, rate: float, pattern: str, keep: Path | None) -> None:
         click.echo(f"{r['minutes']:>7g} {r['exit']:>4} {str(r['valid']):>5} {str(r['clean']):>5} {r['orders'] or 0:>9} "
                    f"{r['harness_mb']:>10.0f} {child[1]:>9.0f} ({child[0][:6]}) {verdict:>9} {r['disk_mb']:>8.0f} "
                    f"{cpu:>12} {p50:>18} {p99:>18}")
-        click.echo("        peak MB by role: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["roles_mb"].items())))
+        click.echo("        peak MB by role: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["roles_mb"].items()))
+                   + f"; audit step seconds reopened: {r['audit_reopened_step_seconds']}")
         click.echo(f"        drift, first/last tenth: cpu us/order {first.get('cpu_us_per_order')}/"
                    f"{last.get('cpu_us_per_order')}, broker RSS MB {first.get('broker_rss_mb')}/"
                    f"{last.get('broker_rss_mb')}; changed: {r['changed']}")

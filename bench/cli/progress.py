@@ -23,12 +23,17 @@ class Phases:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.phase: str | None = None
+        self.ended: str | None = None  # the last phase that ran to its total
         self.bar: Progress | None = None
         self.task = None
         self.began = self.next_line = 0.0
 
     def __call__(self, phase: str, done: float, total: float | None) -> None:
         now = time.monotonic()
+        finished = total is not None and done >= total
+        if finished and phase == self.ended:
+            return  # told again that it is done (a caller polling a finished phase): said once already
+        self.ended = None
         if phase != self.phase:
             self.close()
             self.phase, self.began, self.next_line = phase, now, now + PLAIN_EVERY_S
@@ -38,7 +43,6 @@ class Phases:
                                     console=Console(file=self.stream), transient=True)
                 self.bar.start()
                 self.task = self.bar.add_task(phase, total=total)
-        finished = total is not None and done >= total
         if self.bar is not None:
             self.bar.update(self.task, completed=done, total=total)
         elif now >= self.next_line or finished:
@@ -46,6 +50,7 @@ class Phases:
             self.next_line = now + PLAIN_EVERY_S
         if finished:
             self.close()
+            self.ended = phase
 
     def close(self) -> None:
         """End the phase on screen (a bar is removed; the run's own lines say what it did)."""

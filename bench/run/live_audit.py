@@ -47,7 +47,7 @@ from bench.kafka.errors import BrokerError
 from bench.kafka.records import watermarks
 from bench.results.step_logs import StepLogs
 from bench.run import heap, procstat
-from bench.run.audit import Auditor, AuditReport, StartedOrders
+from bench.run.audit import MAX_HOLD_S, Auditor, AuditReport, StartedOrders
 from bench.run.progress import Progress, no_progress
 from bench.run.supervisor import PARENT_ENV, parent_watch
 
@@ -57,7 +57,9 @@ BATCH = 10_000  # messages per consume(): few wake-ups at full rate
 AUDIT_NICE = 10  # CFS weight 110 against a service's 1024: about a tenth of a contended core
 SETTLE_EVERY_S = 1.0
 CHECK_EVERY_S = 2.0  # how often the end offsets are asked, to know how far every partition was read
-KEEP_ENDS = 30  # answers kept (a minute of them): how far behind the follower may be and still know it
+# Answers kept: how far behind the log the follower may read and still know how far it read, and
+# when what it reads was written (past MAX_HOLD_S, an order is judged whatever the reading says).
+KEEP_ENDS = int(MAX_HOLD_S / CHECK_EVERY_S) + 10
 STEP_SLACK_S = 5.0  # a step's second is written this long after no unjudged order can end a span in it
 STEP_OPEN_MAX_S = 120.0  # ... and at the latest this long after it ended (a stuck order holds no memory)
 READY_TIMEOUT_S = 60.0
@@ -80,10 +82,11 @@ class _Ends(threading.Thread):
         super().__init__(name="ends", daemon=True)
         self.consumer = Consumer({**conf, "client.id": "bench-auditor-ends"})
         self.partitions = partitions
-        self.latest: tuple[float, dict[tuple[str, int], int]] | None = None
-        # The last few answers, newest last: a follower a few seconds behind has read past an
-        # older one, though never past the newest while the topics are written.
-        self.recent: deque[tuple[float, dict[tuple[str, int], int]]] = deque(maxlen=KEEP_ENDS)
+        # The last few answers, newest last, each (asked_at, ends, answered_at): a follower some
+        # seconds behind has read past an older one, though never past the newest while the topics
+        # are written. Every record before ``ends`` was written by ``answered_at``; every record
+        # written before ``asked_at`` is below ``ends``.
+        self.recent: deque[tuple[float, dict[tuple[str, int], int], float]] = deque(maxlen=KEEP_ENDS)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -95,9 +98,9 @@ class _Ends(threading.Thread):
         while not self.stopping.wait(CHECK_EVERY_S):
             asked_at = time.monotonic()
             try:
-                self.latest = (asked_at, self.ask(10.0))
+                answer = (asked_at, self.ask(10.0), time.monotonic())
                 with self.lock:
-                    self.recent.append(self.latest)
+                    self.recent.append(answer)
             except KafkaException:  # leadership moving, broker down: ask again next time
                 continue
         self.consumer.close()
@@ -128,6 +131,8 @@ class _Follower:
         self.isolation = conf.get("isolation.level", "read_uncommitted")
         self.garbage = Garbage()
         self.trim = heap.Trim()
+        self.ends: _Ends | None = None  # the end offsets asked during the load
+        self.written_by = 0.0  # every record read so far was in the log by then (never goes back)
 
     def assign(self) -> list[TopicPartition]:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -149,7 +154,14 @@ class _Follower:
     def take(self, messages: list) -> None:
         """Fold a batch: the reading rules of :func:`bench.kafka.records.read_topics` (tombstones skipped,
         undecodable values kept as None, EOF noted as a position)."""
+        if not messages:
+            return
         fold, positions, decode = self.auditor.fold, self.positions, ev.decode
+        # How far each partition was read: asked once a batch rather than noted per record.
+        for tp in self.consumer.position(self.assigned):
+            if tp.offset > positions[(tp.topic, tp.partition)]:  # OFFSET_INVALID (< 0): none read yet
+                positions[(tp.topic, tp.partition)] = tp.offset
+        self.auditor.written_by = self.date()
         for message in messages:
             error = message.error()
             if error is not None:
@@ -172,11 +184,22 @@ class _Follower:
                 value = None
             fold(message.topic(), None if key is None else key.decode("utf-8", "replace"), value,
                  len(raw) + (0 if key is None else len(key)))
-        if messages:
-            # How far each partition was read: asked once a batch rather than noted per record.
-            for tp in self.consumer.position(self.assigned):
-                if tp.offset > positions[(tp.topic, tp.partition)]:  # OFFSET_INVALID (< 0): none read yet
-                    positions[(tp.topic, tp.partition)] = tp.offset
+
+    def date(self) -> float:
+        """A moment by which every record read so far was in the log: the earliest end offsets
+        asked that reach every partition's position (now, when none does yet). The auditor dates
+        the orders' ends by it, so how long it holds an order does not grow with how far behind
+        the log it reads (:meth:`bench.run.audit.Auditor.settle`)."""
+        if self.ends is not None:
+            with self.ends.lock:
+                recent = list(self.ends.recent)
+            positions = self.positions
+            for _, ends, answered_at in recent:
+                if answered_at >= self.written_by and all(ends.get(tp, 0) >= at for tp, at in positions.items()):
+                    self.written_by = answered_at
+                    return answered_at
+        self.written_by = max(self.written_by, time.monotonic())
+        return self.written_by
 
     def reached(self, ends: dict[tuple[str, int], int], asked_at: float) -> bool:
         """Every partition read to ``ends`` (asked at ``asked_at``). Under read_committed the end of
@@ -201,6 +224,20 @@ class _Follower:
             return "stop"
         return None
 
+    def advance(self, now: float) -> None:
+        """About once a second: how far every partition was read (the newest answer reached since),
+        then judge what is due."""
+        if self.ends is not None:
+            with self.ends.lock:
+                recent = list(self.ends.recent)
+            for asked_at, ends, _ in reversed(recent):
+                if self.read_to_s is not None and asked_at <= self.read_to_s:
+                    break
+                if self.reached(ends, asked_at):
+                    self.read_to_s = asked_at
+                    break
+        self.settle(now)
+
     def settle(self, now: float) -> None:
         if self.steps is None:
             return  # nothing to judge before the load started
@@ -211,18 +248,20 @@ class _Follower:
             bound = min(bound, oldest)
         self.steps.flush(max(bound, now - STEP_OPEN_MAX_S))
 
-    def progress(self, phase: str, left: int | None = None) -> None:
+    def progress(self, phase: str, left: int | None = None, total: int | None = None) -> None:
         a = self.auditor
         line = {"phase": phase, "records": a.records, "open_orders": len(a.active),
                 "judged": a.judged.low + len(a.judged.above) - len(a.judged.holes),
                 "open_step_seconds": self.steps.open_seconds() if self.steps else 0}
         if left is not None:
             line["left"] = left
+        if total is not None:
+            line["total"] = total
         print(f"PROGRESS {json.dumps(line)}", flush=True)
 
     def run(self) -> int:
         self.assign()
-        ends_thread = _Ends(self.conf, list(self.positions))
+        ends_thread = self.ends = _Ends(self.conf, list(self.positions))
         ends_thread.start()
         print("READY", flush=True)
         parent_alive = parent_watch()
@@ -239,15 +278,7 @@ class _Follower:
             if now >= next_settle:
                 if not parent_alive():
                     return 1
-                with ends_thread.lock:
-                    recent = list(ends_thread.recent)
-                for asked_at, ends in reversed(recent):
-                    if self.read_to_s is not None and asked_at <= self.read_to_s:
-                        break
-                    if self.reached(ends, asked_at):
-                        self.read_to_s = asked_at
-                        break
-                self.settle(now)
+                self.advance(now)
                 self.progress("load")
                 next_settle = now + SETTLE_EVERY_S
             if self.garbage.due():
@@ -288,6 +319,9 @@ class _Follower:
                 self.garbage.collect()
             self.trim.maybe(time.monotonic())
             if time.monotonic() >= next_progress:
+                # Judging goes on while the rest is read: an audit far behind at the load's end
+                # would otherwise hold every order it reads until the end.
+                self.advance(time.monotonic())
                 left = sum(max(0, end - self.positions.get(tp, 0)) for tp, end in ends.items())
                 self.progress("end", left)
                 next_progress = time.monotonic() + SETTLE_EVERY_S
@@ -300,7 +334,7 @@ class _Follower:
         return not parent_alive()
 
     def write(self, read_to_end: bool) -> None:
-        report = self.auditor.finish()
+        report = self.auditor.finish(progress=lambda judged, total: self.progress("judge", total - judged, total))
         report.read_to_end = read_to_end
         steps = self.steps.close() if self.steps is not None else {}
         body = {"audit": report.to_dict(), "steps": steps, "records": self.auditor.records,
@@ -469,9 +503,13 @@ class AuditFollower:
             elif stopped and time.monotonic() >= deadline:
                 self.kill()
                 break
-            if self.latest and "left" in self.latest:
-                read, left = self.latest["records"], self.latest["left"]
+            latest = self.latest
+            if latest.get("phase") == "end" and "left" in latest:
+                read, left = latest["records"], latest["left"]
                 self.progress("audit: reading the rest of every topic", read, read + left)
+            elif latest.get("phase") == "judge":
+                total = latest["total"]
+                self.progress("audit: judging the orders still open", total - latest["left"], total)
             time.sleep(0.05)
         path = self.out / REPORT
         if not path.exists():

@@ -327,3 +327,75 @@ def test_the_auditors_own_collection_frees_cycles_and_says_what_it_cost():
             gc.enable()
     figures = garbage.to_dict()
     assert figures["collections"] == 1 and figures["freed"] >= 10 and figures["longest_pause_ms"] >= 0
+
+
+def test_finish_tells_how_far_its_judging_went():
+    """What is left at the end (the last ~30 s of a run: ~150,000 orders at 5000/s) is judged in
+    finish(), which says how far it got, so the run can show it."""
+    import bench.run.audit as audit_module
+
+    log = run_history("orchestration", 50)
+    auditor = Auditor(topology("orchestration"), StartedOrders(RUN), clock=Clock())
+    auditor.feed(log.records)
+    heard = []
+    every, audit_module.FINISH_PROGRESS_EVERY = audit_module.FINISH_PROGRESS_EVERY, 20
+    try:
+        report = auditor.finish(started_count=50, progress=lambda done, total: heard.append((done, total)))
+    finally:
+        audit_module.FINISH_PROGRESS_EVERY = every
+    assert heard == [(0, 50), (20, 50), (40, 50), (50, 50)]
+    assert report.completed + report.cancelled == 50 and report.clean
+
+
+def test_an_audit_reading_behind_the_log_holds_an_order_grace_past_what_it_read_not_its_lag():
+    """Ends dated by when they were in the log (written_by): with the reading 200 s behind (a
+    starved audit on a saturated machine), an order is judged once the log was read GRACE_S past
+    its end, GRACE_S after it was read. Dated by reading, it is held the whole lag (at 5000/s and
+    minutes of lag, gigabytes)."""
+    lag = 200.0
+    for dated_by_log in (True, False):
+        log = run_history("orchestration", 1)
+        clock = Clock()
+        auditor = Auditor(topology("orchestration"), StartedOrders(RUN), clock=clock)
+        auditor.started_up_to(1)
+        if dated_by_log:
+            auditor.written_by = clock.now - lag  # the records read now were in the log by then
+        auditor.feed(log.records)
+        read_at = clock.now
+        clock.now = read_at + GRACE_S - 1
+        assert auditor.settle(read_to_s=clock.now - lag) == 0
+        clock.now = read_at + GRACE_S + 3
+        assert auditor.settle(read_to_s=clock.now - lag) == (1 if dated_by_log else 0)
+        if not dated_by_log:
+            clock.now = read_at + lag + 3
+            assert auditor.settle(read_to_s=clock.now - lag) == 1
+
+
+def test_with_log_dates_an_order_waits_until_the_log_was_read_grace_past_its_end():
+    log = run_history("choreography", 1)
+    clock = Clock()
+    auditor = Auditor(topology("choreography"), StartedOrders(RUN), clock=clock)
+    auditor.started_up_to(1)
+    auditor.written_by = in_log = clock.now - 5
+    auditor.feed(log.records)
+    clock.now += GRACE_S + 60
+    assert auditor.settle(read_to_s=in_log + GRACE_S - 1) == 0, "what was written in its grace was not all read"
+    assert auditor.settle(read_to_s=in_log + GRACE_S) == 1
+
+
+def test_the_follower_dates_what_it_read_by_the_first_end_offsets_that_reach_it():
+    import threading
+
+    from bench.run.live_audit import _Follower
+
+    follower = object.__new__(_Follower)
+    a, b = ("order-events", 0), ("order-created", 0)
+    follower.ends = type("Ends", (), {"lock": threading.Lock(), "recent": [
+        (10.0, {a: 100, b: 50}, 10.5), (12.0, {a: 200, b: 90}, 12.5), (14.0, {a: 300, b: 120}, 14.5)]})()
+    follower.written_by = 0.0
+    follower.positions = {a: 150, b: 80}
+    assert follower.date() == 12.5  # the first answer at or past every position
+    follower.positions = {a: 150, b: 40}
+    assert follower.date() == 12.5, "a date never goes back"
+    follower.positions = {a: 301, b: 120}  # read past every answer: written by now at the latest
+    assert 14.5 < follower.date() <= __import__("time").monotonic()
