@@ -111,31 +111,49 @@ class _Watch(threading.Thread):
 
 class _Starve(threading.Thread):
     """The run's audit process (a child of the run we started) runs ``share`` of each 200 ms
-    until ``done`` is set or ``until_s`` (this script's clock) passes, then goes on freely."""
+    until ``done`` is set or ``until_s`` (this script's clock) passes, then goes on freely. It is
+    signalled through a pidfd taken while it was the run's child, so a pid reused after it exits is
+    never signalled."""
 
     def __init__(self, pid: int, share: float, until_s: float) -> None:
         super().__init__(daemon=True)
         self.pid, self.share, self.until_s, self.done = pid, share, until_s, threading.Event()
 
-    def run(self) -> None:
-        auditor = None
-        while not self.done.is_set() and time.monotonic() < self.until_s:
-            if auditor is None:
-                auditor = next((kid for kid in _children(self.pid) if _role(kid) == "auditor"), None)
-                self.done.wait(0.2)
+    def _auditor(self) -> int | None:
+        """A pidfd of the run's audit process, once it is there."""
+        for kid in _children(self.pid):
+            if _role(kid) != "auditor":
                 continue
             try:
-                os.kill(auditor, signal.SIGCONT)
+                fd = os.pidfd_open(kid)
+            except OSError:
+                continue
+            if kid in _children(self.pid):  # still the run's child once pinned: the fd is that process
+                return fd
+            os.close(fd)
+        return None
+
+    def run(self) -> None:
+        auditor = None
+        try:
+            while not self.done.is_set() and time.monotonic() < self.until_s:
+                if auditor is None:
+                    auditor = self._auditor()
+                    self.done.wait(0.2)
+                    continue
+                signal.pidfd_send_signal(auditor, signal.SIGCONT)
                 self.done.wait(0.2 * self.share)
-                os.kill(auditor, signal.SIGSTOP)
+                signal.pidfd_send_signal(auditor, signal.SIGSTOP)
                 self.done.wait(0.2 * (1 - self.share))
-            except ProcessLookupError:
-                return
-        if auditor is not None:
-            try:
-                os.kill(auditor, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+        except ProcessLookupError:  # it exited
+            pass
+        finally:
+            if auditor is not None:
+                try:
+                    signal.pidfd_send_signal(auditor, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+                os.close(auditor)
 
 
 def _disk_mb(broker_dir: Path) -> float:

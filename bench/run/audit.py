@@ -343,7 +343,9 @@ class _Judge:
 
 # --- the auditor: the fold, the judgment and the spans, incrementally ------------
 
-GRACE_S = 30.0  # an order is judged this long after its first terminal event was read (and the log read past it)
+# An order is judged this long after its end (its first terminal event, dated by when it was read or by
+# when it was in the log, Auditor.written_by), once the log was read far enough (see Auditor.settle)...
+GRACE_S = 30.0
 MAX_HOLD_S = 300.0  # ... and at the latest this long after, however far the reading is behind
 FINISH_PROGRESS_EVERY = 20_000  # orders judged between two progress reports of finish()
 
