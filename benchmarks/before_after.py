@@ -1,6 +1,7 @@
 """An earlier commit against this checkout, interleaved on one broker: latency and CPU per order.
 
     python benchmarks/before_after.py [--rev a2daf04] [--rates 200,5000] [--duration 20s] [--warmup 5s]
+    python benchmarks/before_after.py --cold ...   # each run with a cold broker of its own
 
 Checks the earlier revision out into a temporary git worktree and runs `bench run`
 from each tree in turn (A B A B ...) against one fresh embedded broker on port 29292,
@@ -10,9 +11,15 @@ the rusage of the finished process tree, plus the broker's CPU over the command;
 divided by the orders the run started. Beside it, what each run reports itself
 (``cost.cpu_us_per_order.harness``, plus the broker's): older code's excludes its audit, which
 ran after the load. Compare ratios within one run of this script.
+
+``--cold``: no shared broker; each run starts its own embedded broker, as `bench run --rate 5000`
+does from a cold start, and the table shows what the run reports, ``cost.cpu_us_per_order.total``
+(its processes and its broker over the load window; with older code, no audit), beside the whole
+command measured from outside (which then includes the broker's start, warm-up and stop).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -32,26 +39,34 @@ def _children_cpu_s() -> float:
     return used.ru_utime + used.ru_stime
 
 
-def _run(tree: Path, pattern: str, rate: float, duration: str, warmup: str, bootstrap: str, out: Path, cluster) -> dict:
+def _run(tree: Path, pattern: str, rate: float, duration: str, warmup: str, bootstrap: str | None, out: Path,
+         cluster) -> dict:
+    """One run; ``cluster`` None (``--cold``): the run starts its own broker in a directory of ``out``'s."""
     from bench.run import procstat
 
     env = {**os.environ, "PYTHONPATH": str(tree)}  # services are spawned with the same interpreter and path
-    if tree != ROOT:  # older code may refuse this code's broker state file; it is given the broker's address anyway
-        env["BENCH_BROKER_DIR"] = tempfile.mkdtemp(prefix="bench-before-after-earlier-")
-    broker_before = sum(procstat.cpu_seconds(n.pid) or 0.0 for n in cluster.alive_nodes())
+    if cluster is None:
+        env.update(BENCH_BROKER_DIR=str(out.with_name(out.name + "-broker")), BENCH_BROKER_PORT=str(PORT))
+        where = []
+    else:
+        if tree != ROOT:  # older code may refuse this code's broker state file; it is given the broker's address anyway
+            env["BENCH_BROKER_DIR"] = str(out.with_name(out.name + "-state"))
+        # The earlier code recreates topics without recording them, so this checkout is told they are its own.
+        where = ["--bootstrap-servers", bootstrap] + (["--recreate-topics"] if tree == ROOT else [])
+    nodes = cluster.alive_nodes() if cluster is not None else []
+    broker_before = sum(procstat.cpu_seconds(n.pid) or 0.0 for n in nodes)
     own_before = _children_cpu_s()
-    # The earlier code recreates topics without recording them, so this checkout is told they are its own.
-    recreate = ["--recreate-topics"] if tree == ROOT else []
     subprocess.run([sys.executable, "-m", "bench", "run", "--pattern", pattern, "--rate", f"{rate:g}",
-                    "--duration", duration, "--warmup", warmup, "--bootstrap-servers", bootstrap, "--output", str(out),
-                    *recreate], cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    "--duration", duration, "--warmup", warmup, "--output", str(out), *where],
+                   cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     harness_s = _children_cpu_s() - own_before
-    broker_s = sum(procstat.cpu_seconds(n.pid) or 0.0 for n in cluster.alive_nodes()) - broker_before
+    broker_s = sum(procstat.cpu_seconds(n.pid) or 0.0 for n in nodes) - broker_before
     s = json.loads((out / "summary.json").read_text())
     orders = s["orders"]["started"]
-    # What the run itself reports (cost.cpu_us_per_order.harness, over its load window), with the
-    # broker's from outside: the figure summary.json gives, where older code counts no audit.
-    reported = (s.get("cost") or {}).get("cpu_us_per_order", {}).get("harness")
+    per_order = (s.get("cost") or {}).get("cpu_us_per_order", {})
+    # What the run itself reports over its load window (older code counts no audit): the harness
+    # (with the shared broker's from outside), or with its own broker the run's total.
+    reported = per_order.get("harness") if cluster is not None else per_order.get("total")
     return {"valid": s["valid"], "p50": s["latency_ms"]["e2e"]["p50"], "p99": s["latency_ms"]["e2e"]["p99"],
             "orders": orders, "harness_us": harness_s / orders * 1e6, "broker_us": broker_s / orders * 1e6,
             "reported_us": reported}
@@ -63,35 +78,52 @@ def _run(tree: Path, pattern: str, rate: float, duration: str, warmup: str, boot
 @click.option("--patterns", "pattern_names", default="choreography,orchestration", show_default=True)
 @click.option("--duration", default="20s", show_default=True)
 @click.option("--warmup", default="5s", show_default=True)
-def main(rev, rates, pattern_names, duration, warmup):
-    os.environ["BENCH_BROKER_DIR"] = tempfile.mkdtemp(prefix="bench-before-after-broker-")
+@click.option("--cold", is_flag=True, help="Each run starts its own embedded broker, as `bench run` does; "
+                                           "the run's own cost.cpu_us_per_order.total is shown.")
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the runs here (default: a temporary directory, removed at the end).")
+def main(rev, rates, pattern_names, duration, warmup, cold, keep):
     from bench.broker import embedded, warmup as broker_warmup
 
-    scratch = Path(tempfile.mkdtemp(prefix="bench-before-after-"))
-    before = scratch / "before"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), rev], check=True,
-                   capture_output=True)
-    rows = []
-    try:
-        with embedded.embedded(port=PORT) as cluster:
-            broker_warmup.warm_up(cluster.bootstrap_servers)
-            for i, rate in enumerate(float(r) for r in rates.split(",")):
-                for pattern in pattern_names.split(","):
-                    for label, tree in ((rev, before), ("this checkout", ROOT)):
-                        click.echo(f"--- {pattern} at {rate:g}/s, {label}", err=True)
-                        # A rate may be listed twice (two rounds): each run its own directory.
-                        out = scratch / f"{pattern}-{rate:g}-{i}-{'before' if tree == before else 'after'}"
-                        rows.append((pattern, rate, label, _run(tree, pattern, rate, duration, warmup,
-                                                                cluster.bootstrap_servers, out, cluster)))
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], capture_output=True)
-    click.echo(f"{'pattern':<14}{'rate/s':>7}  {'code':<14}{'valid':>6}{'p50 ms':>9}{'p99 ms':>9}"
-               f"{'harness us/order':>18}{'broker':>8}{'total':>8}{'reported harness':>18}{'+ broker':>10}")
+    with tempfile.TemporaryDirectory(prefix="bench-before-after-") as tmp:
+        scratch = keep or Path(tmp)
+        scratch.mkdir(parents=True, exist_ok=True)
+        os.environ["BENCH_BROKER_DIR"] = str(scratch / "shared-broker")
+        before = Path(tmp) / "before"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), rev], check=True,
+                       capture_output=True)
+        rows = []
+        try:
+            with contextlib.nullcontext() if cold else embedded.embedded(port=PORT) as cluster:
+                if cluster is not None:
+                    broker_warmup.warm_up(cluster.bootstrap_servers)
+                for i, rate in enumerate(float(r) for r in rates.split(",")):
+                    for pattern in pattern_names.split(","):
+                        for label, tree in ((rev, before), ("this checkout", ROOT)):
+                            click.echo(f"--- {pattern} at {rate:g}/s, {label}", err=True)
+                            # A rate may be listed twice (two rounds): each run its own directory.
+                            out = scratch / f"{pattern}-{rate:g}-{i}-{'before' if tree == before else 'after'}"
+                            rows.append((pattern, rate, label, _run(
+                                tree, pattern, rate, duration, warmup,
+                                cluster.bootstrap_servers if cluster is not None else None, out, cluster)))
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], capture_output=True)
+    if cold:
+        click.echo(f"{'pattern':<14}{'rate/s':>7}  {'code':<14}{'valid':>6}{'p50 ms':>9}{'p99 ms':>9}"
+                   f"{'reported total us/order':>25}{'whole command + its broker':>28}")
+    else:
+        click.echo(f"{'pattern':<14}{'rate/s':>7}  {'code':<14}{'valid':>6}{'p50 ms':>9}{'p99 ms':>9}"
+                   f"{'harness us/order':>18}{'broker':>8}{'total':>8}{'reported harness':>18}{'+ broker':>10}")
     for pattern, rate, label, r in rows:
         reported = r["reported_us"]
-        click.echo(f"{pattern:<14}{rate:>7g}  {label:<14}{'yes' if r['valid'] else 'NO':>6}{r['p50']:>9.1f}{r['p99']:>9.1f}"
-                   f"{r['harness_us']:>18.0f}{r['broker_us']:>8.0f}{r['harness_us'] + r['broker_us']:>8.0f}"
-                   + (f"{reported:>18.0f}{reported + r['broker_us']:>10.0f}" if reported is not None else f"{'-':>18}{'-':>10}"))
+        line = f"{pattern:<14}{rate:>7g}  {label:<14}{'yes' if r['valid'] else 'NO':>6}{r['p50']:>9.1f}{r['p99']:>9.1f}"
+        if cold:
+            click.echo(line + (f"{reported:>25.0f}" if reported is not None else f"{'-':>25}")
+                       + f"{r['harness_us']:>28.0f}")
+        else:
+            click.echo(line + f"{r['harness_us']:>18.0f}{r['broker_us']:>8.0f}{r['harness_us'] + r['broker_us']:>8.0f}"
+                       + (f"{reported:>18.0f}{reported + r['broker_us']:>10.0f}" if reported is not None
+                          else f"{'-':>18}{'-':>10}"))
 
 
 if __name__ == "__main__":
