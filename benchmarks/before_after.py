@@ -39,20 +39,20 @@ def _children_cpu_s() -> float:
     return used.ru_utime + used.ru_stime
 
 
-def _run(tree: Path, pattern: str, rate: float, duration: str, warmup: str, bootstrap: str | None, out: Path,
-         cluster) -> dict:
-    """One run; ``cluster`` None (``--cold``): the run starts its own broker in a directory of ``out``'s."""
+def _run(tree: Path, pattern: str, rate: float, duration: str, warmup: str, out: Path, state: Path, cluster) -> dict:
+    """One run into ``out``; ``state``: a fresh broker directory for it. ``cluster`` None (``--cold``):
+    the run starts its own broker there; else it runs against ``cluster``."""
     from bench.run import procstat
 
     env = {**os.environ, "PYTHONPATH": str(tree)}  # services are spawned with the same interpreter and path
     if cluster is None:
-        env.update(BENCH_BROKER_DIR=str(out.with_name(out.name + "-broker")), BENCH_BROKER_PORT=str(PORT))
+        env.update(BENCH_BROKER_DIR=str(state), BENCH_BROKER_PORT=str(PORT))
         where = []
     else:
         if tree != ROOT:  # older code may refuse this code's broker state file; it is given the broker's address anyway
-            env["BENCH_BROKER_DIR"] = str(out.with_name(out.name + "-state"))
+            env["BENCH_BROKER_DIR"] = str(state)
         # The earlier code recreates topics without recording them, so this checkout is told they are its own.
-        where = ["--bootstrap-servers", bootstrap] + (["--recreate-topics"] if tree == ROOT else [])
+        where = ["--bootstrap-servers", cluster.bootstrap_servers] + (["--recreate-topics"] if tree == ROOT else [])
     nodes = cluster.alive_nodes() if cluster is not None else []
     broker_before = sum(procstat.cpu_seconds(n.pid) or 0.0 for n in nodes)
     own_before = _children_cpu_s()
@@ -85,10 +85,12 @@ def _run(tree: Path, pattern: str, rate: float, duration: str, warmup: str, boot
 def main(rev, rates, pattern_names, duration, warmup, cold, keep):
     from bench.broker import embedded, warmup as broker_warmup
 
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise click.UsageError(f"--keep {keep}: the directory is not empty; name a new one")
     with tempfile.TemporaryDirectory(prefix="bench-before-after-") as tmp:
-        scratch = keep or Path(tmp)
+        scratch = keep or Path(tmp)  # the runs; brokers' logs stay in tmp, removed at the end
         scratch.mkdir(parents=True, exist_ok=True)
-        os.environ["BENCH_BROKER_DIR"] = str(scratch / "shared-broker")
+        os.environ["BENCH_BROKER_DIR"] = str(Path(tmp) / "shared-broker")
         before = Path(tmp) / "before"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), rev], check=True,
                        capture_output=True)
@@ -103,9 +105,8 @@ def main(rev, rates, pattern_names, duration, warmup, cold, keep):
                             click.echo(f"--- {pattern} at {rate:g}/s, {label}", err=True)
                             # A rate may be listed twice (two rounds): each run its own directory.
                             out = scratch / f"{pattern}-{rate:g}-{i}-{'before' if tree == before else 'after'}"
-                            rows.append((pattern, rate, label, _run(
-                                tree, pattern, rate, duration, warmup,
-                                cluster.bootstrap_servers if cluster is not None else None, out, cluster)))
+                            rows.append((pattern, rate, label, _run(tree, pattern, rate, duration, warmup, out,
+                                                                    Path(tmp) / f"{out.name}-broker", cluster)))
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], capture_output=True)
     if cold:
