@@ -61,9 +61,12 @@ def encode(event: dict) -> bytes:
     return orjson.dumps(event)
 
 
+loads = orjson.loads  # raises a ValueError on what is not JSON; decode() is the whole rule
+
+
 def decode(raw: bytes) -> dict:
     """Decode one message value; raises ValueError on anything that is not a JSON object."""
-    event = orjson.loads(raw)
+    event = loads(raw)
     if not isinstance(event, dict) or "orderId" not in event:
         raise ValueError("not an order event")
     return event

@@ -156,7 +156,9 @@ class _Follower:
         undecodable values kept as None, EOF noted as a position)."""
         if not messages:
             return
-        fold, positions, decode = self.auditor.fold, self.positions, ev.decode
+        # ev.decode's rule, inline (a call less per record): a value that is not JSON, or not an
+        # object, is None; an object without a string orderId is counted undecodable by fold().
+        fold, positions, loads = self.auditor.fold, self.positions, ev.loads
         # How far each partition was read: asked once a batch rather than noted per record.
         for tp in self.consumer.position(self.assigned):
             if tp.offset > positions[(tp.topic, tp.partition)]:  # OFFSET_INVALID (< 0): none read yet
@@ -179,11 +181,15 @@ class _Follower:
                 continue  # a tombstone on the compacted saga state
             key = message.key()
             try:
-                value = decode(raw)
+                value = loads(raw)
             except ValueError:
                 value = None
-            fold(message.topic(), None if key is None else key.decode("utf-8", "replace"), value,
-                 len(raw) + (0 if key is None else len(key)))
+            if type(value) is not dict:
+                value = None
+            if key is None:
+                fold(message.topic(), None, value, len(raw))
+            else:
+                fold(message.topic(), key.decode("utf-8", "replace"), value, len(raw) + len(key))
 
     def date(self) -> float:
         """A moment by which every record read so far was in the log: the earliest end offsets
