@@ -83,7 +83,10 @@ def _run(tree: Path, pattern: str, rate: float, duration: str, warmup: str, out:
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the runs here (default: a temporary directory, removed at the end).")
 def main(rev, rates, pattern_names, duration, warmup, cold, keep):
-    from bench.broker import embedded, warmup as broker_warmup
+    try:  # this checkout's side runs the installed `bench`: without it, say so rather than fail mid-way
+        from bench.broker import embedded, warmup as broker_warmup
+    except ImportError:
+        raise click.ClickException("bench is not installed: run `pip install -e \".[dev]\"` in this checkout first")
 
     if keep is not None and keep.exists() and any(keep.iterdir()):
         raise click.UsageError(f"--keep {keep}: the directory is not empty; name a new one")
