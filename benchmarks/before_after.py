@@ -56,9 +56,13 @@ def _run(tree: Path, pattern: str, rate: float, duration: str, warmup: str, out:
     nodes = cluster.alive_nodes() if cluster is not None else []
     broker_before = sum(procstat.cpu_seconds(n.pid) or 0.0 for n in nodes)
     own_before = _children_cpu_s()
-    subprocess.run([sys.executable, "-m", "bench", "run", "--pattern", pattern, "--rate", f"{rate:g}",
-                    "--duration", duration, "--warmup", warmup, "--output", str(out), *where],
-                   cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "bench", "run", "--pattern", pattern, "--rate", f"{rate:g}",
+                           "--duration", duration, "--warmup", warmup, "--output", str(out), *where],
+                          cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if not (out / "summary.json").is_file():
+        last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+        raise click.ClickException(f"bench run ({tree.name}, {pattern} at {rate:g}/s) wrote no summary "
+                                   f"(exit {done.returncode}): {last}")
     harness_s = _children_cpu_s() - own_before
     broker_s = sum(procstat.cpu_seconds(n.pid) or 0.0 for n in nodes) - broker_before
     s = json.loads((out / "summary.json").read_text())
@@ -86,7 +90,7 @@ def main(rev, rates, pattern_names, duration, warmup, cold, keep):
     try:  # this checkout's side runs the installed `bench`: without it, say so rather than fail mid-way
         from bench.broker import embedded, warmup as broker_warmup
     except ImportError:
-        raise click.ClickException("bench is not installed: run `pip install -e \".[dev]\"` in this checkout first")
+        raise click.ClickException("bench is not installed: run `pip install -e \".[dev]\"` in this checkout first") from None
 
     if keep is not None and keep.exists() and any(keep.iterdir()):
         raise click.UsageError(f"--keep {keep}: the directory is not empty; name a new one")
@@ -95,8 +99,10 @@ def main(rev, rates, pattern_names, duration, warmup, cold, keep):
         scratch.mkdir(parents=True, exist_ok=True)
         os.environ["BENCH_BROKER_DIR"] = str(Path(tmp) / "shared-broker")
         before = Path(tmp) / "before"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), rev], check=True,
-                       capture_output=True)
+        added = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), rev],
+                               capture_output=True)
+        if added.returncode != 0:
+            raise click.BadParameter(f"{rev!r} cannot be checked out here (git worktree add failed)", param_hint="--rev")
         rows = []
         try:
             with contextlib.nullcontext() if cold else embedded.embedded(port=PORT) as cluster:
