@@ -487,14 +487,17 @@ def load_generator_costs(sender: dict, trickle: dict, trickle_rate_per_s: float)
             "idle_cores": round(max(0.0, trickle_us - order_us) * trickle_rate_per_s / 1e6, 4)}
 
 
-def sleep_overshoot_us(samples: int = 200, sleep_s: float = 0.002) -> float:
-    """How much longer than asked ``time.sleep`` sleeps (the workload's processing time is a sleep)."""
-    total = 0.0
+def sleep_costs(samples: int = 200, sleep_s: float = 0.002) -> dict[str, float]:
+    """What ``time.sleep`` costs beyond what was asked (the workload's processing time is a sleep):
+    how much longer it sleeps, ``overshoot_us``, and the process CPU of going to sleep and waking
+    on the timer, ``cpu_us``, which a service with processing time pays per message."""
+    over = 0.0
+    cpu_start = time.process_time()
     for _ in range(samples):
         start = time.perf_counter()
         time.sleep(sleep_s)
-        total += time.perf_counter() - start - sleep_s
-    return total / samples * 1e6
+        over += time.perf_counter() - start - sleep_s
+    return {"overshoot_us": over / samples * 1e6, "cpu_us": (time.process_time() - cpu_start) / samples * 1e6}
 
 
 def per_message_costs(costs: dict[str, dict], key: str) -> dict[str, float]:
@@ -533,6 +536,7 @@ def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:
     process["batch"] = main["batch"]
     session_ms = clients.consumer_config(request.bootstrap_servers, w, "x", {})["session.timeout.ms"]
     linger_us = float(w.client.get("linger.ms", 5)) * 1000
+    sleeping = sleep_costs()
     return Profile(
         transport=tuple(transport["points"]),
         hop_us=hop,
@@ -542,7 +546,8 @@ def calibrate(request: CalibrationRequest, echo: Echo = print) -> Profile:
         service_cpu_us=process,
         cores=os.cpu_count() or 1,
         load_generator=load_generator_costs(sender, trickle, request.probe_rate_per_s),
-        sleep_overshoot_us=round(sleep_overshoot_us(), 1),
+        sleep_overshoot_us=round(sleeping["overshoot_us"], 1),
+        sleep_cpu_us=round(sleeping["cpu_us"], 1),
         rebalance_s=round(rebalance_s, 3),
         startup_s=round(startup_s, 3),
         session_timeout_s=float(session_ms) / 1000,

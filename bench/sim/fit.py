@@ -1,6 +1,6 @@
 """Fitting to real runs what calibration cannot measure safely: the wait for cores on a busy host,
-the broker's CPU as a whole system of clients drives it, and the services' CPU per Kafka request
-and at rest (both depend on how batches form at each rate, which one probe cannot show).
+and the CPU that depends on how batches form at each rate, which one probe cannot show: the
+services', the load generator's and the broker's per Kafka request and at rest.
 
 Pushing a shared machine to saturation to watch hops slow down would disturb
 everything else running on it, and a plain CPU burner does not reproduce it
@@ -44,6 +44,7 @@ class Reference:
     broker_cores: float | None = None  # the broker's CPU during the run, when it was measured
     services_us: dict[str, float] | None = None  # role -> its instances' CPU per started order
     audit: tuple[float, float] | None = None  # the live audit's (CPU seconds, records it read), when it ran
+    load_generator_us: float | None = None  # the load generator's CPU per started order
 
 
 def reference(directory: str | Path) -> Reference:
@@ -53,16 +54,21 @@ def reference(directory: str | Path) -> Reference:
         raise results.ResultsError(f"{directory}: no end-to-end latency to fit to")
     workload = workload_of(summary, directory)
     broker_s = (summary.get("cpu_s") or {}).get("broker")
-    loaded_s = workload.warmup_s + workload.duration_s
+    # What the CPU figures span: the load and its drain (a real run's cost.load_s, a simulated run's
+    # simulated seconds); the loaded seconds when neither was recorded.
+    window_s = ((summary.get("cost") or {}).get("load_s") or (summary.get("simulation") or {}).get("simulated_s")
+                or workload.warmup_s + workload.duration_s)
     messages = summary.get("messages_per_order")
     started = (summary.get("orders") or {}).get("started")
     services = (summary.get("cpu_s") or {}).get("services")
     auditor_s = (summary.get("cpu_s") or {}).get("auditor")
+    load_s = (summary.get("cpu_s") or {}).get("load_generator")
     return Reference(summary["pattern"], workload.with_overrides(duration_s=min(workload.duration_s, MAX_FIT_DURATION_S)),
                      p50, Path(directory), messages * workload.rate_per_s if messages else None,
-                     broker_s / loaded_s if broker_s else None,
+                     broker_s / window_s if broker_s else None,
                      {role: s / started * 1e6 for role, s in services.items()} if services and started else None,
-                     (auditor_s, messages * started) if auditor_s and messages and started else None)
+                     (auditor_s, messages * started) if auditor_s and messages and started else None,
+                     load_s / started * 1e6 if load_s and started else None)
 
 
 def workload_of(summary: dict, directory: str | Path | None = None) -> Workload:
@@ -111,58 +117,85 @@ def mean_log_error(profile: Profile, refs: Sequence[Reference]) -> float:
     return sum(math.log(simulated_p50_ms(profile, r) / r.p50_ms) for r in refs) / len(refs)
 
 
-def fit_broker_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], None] = print) -> Profile:
-    """``profile`` with the broker's CPU as the least-squares line through what the references'
-    brokers used at their message rates (a broker's CPU follows its requests, which depend on
-    how many clients batch how much, more than on its messages: real runs know)."""
-    points = [(r.messages_per_s, r.broker_cores) for r in refs if r.messages_per_s and r.broker_cores]
-    if len(points) < 2 or len({x for x, _ in points}) < 2:
-        echo("broker CPU: fewer than two references measured it; keeping the calibrated levels")
-        return profile
-    slope, intercept = np.polyfit([x for x, _ in points], [y for _, y in points], 1)
-    slope = max(0.0, float(slope))
-    intercept = max(0.0, float(np.mean([y - slope * x for x, y in points])))
-    echo(f"broker CPU: {intercept:.3f} cores + {slope * 1e6:.2f} cores per million messages/s")
-    return dataclasses.replace(profile, broker_cores_line=(round(intercept, 4), slope))
-
-
-def fit_service_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], None] = print) -> Profile:
-    """``profile`` with the services' CPU per Kafka request and per second at rest
-    (``service_cpu_us["request"]`` and ``["idle_cores"]``): what each role's real CPU per order is
-    beyond the model's per-message and per-wake-up charges, against the requests per order the model
-    counts for that role and its instance-seconds per order, one least-squares fit through zero over
-    every role of every reference (either term dropped if it would come out negative). References at
-    several rates separate them from the per-message costs and from each other: at a low rate every
-    message is a request of its own and a second of rest is shared by few orders, at a high rate a
-    request carries dozens and a second by thousands."""
-    base = dataclasses.replace(profile, service_cpu_us={**profile.service_cpu_us, "request": 0.0, "idle_cores": 0.0})
-    residuals, columns = [], []
-    for ref in refs:
-        if not ref.services_us:
+def _nonnegative_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares with every coefficient >= 0: the best of the fits on each subset of the columns
+    whose coefficients all come out non-negative (a few columns: every subset is cheap)."""
+    n = x.shape[1]
+    best, best_error = np.zeros(n), float(y @ y)
+    for mask in range(1, 1 << n):
+        cols = [i for i in range(n) if mask >> i & 1]
+        coef = np.linalg.lstsq(x[:, cols], y, rcond=None)[0]
+        if (coef < 0).any():
             continue
-        result = simulate(Scenario(PATTERNS[ref.pattern], ref.workload, base))
+        error = float(np.sum((x[:, cols] @ coef - y) ** 2))
+        if error < best_error:
+            best, best_error = np.zeros(n), error
+            best[cols] = coef
+    return best
+
+
+def fit_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], None] = print) -> Profile:
+    """``profile`` with the CPU that depends on how batches form, fitted to what the references'
+    processes used against the Kafka requests the model counts for each (one simulation per reference,
+    from a profile without these costs):
+
+    - the services' CPU per Kafka request and per second at rest (``service_cpu_us["request"]`` and
+      ``["idle_cores"]``): each role's real CPU per order beyond the model's per-message and
+      per-wake-up charges, one fit over every role of every reference;
+    - the load generator's CPU per order, per Kafka request of its producer and terminal reader, and
+      per second (``load_generator``);
+    - the broker's CPU at rest, per message/s and per Kafka request/s of every client
+      (``broker_cores_line``): a broker's work follows its requests as much as its messages.
+
+    References at several rates separate the terms: at a low rate every message is a request of its
+    own and a second of rest is shared by few orders, at a high rate a request carries dozens and a
+    second thousands. A term that would come out negative is left out (zero)."""
+    base = dataclasses.replace(profile, service_cpu_us={**profile.service_cpu_us, "request": 0.0, "idle_cores": 0.0},
+                               load_generator={**profile.load_generator, "request_us": 0.0})
+    services_y, services_x, load_y, load_x, broker_y, broker_x = [], [], [], [], [], []
+    for ref in refs:
+        scenario = Scenario(PATTERNS[ref.pattern], ref.workload, base)
+        result = simulate(scenario)
         started = result.load.started_count
         if not started:
             continue
-        for role, real_us in ref.services_us.items():
-            if role in result.requests:
+        for role, real_us in (ref.services_us or {}).items():
+            if role in result.processed:
                 instances = ref.workload.instances.get(role, 1)
-                residuals.append(real_us - result.cpu_s.get(role, 0.0) / started * 1e6)
-                columns.append((result.requests[role] / started, instances * result.elapsed_s / started * 1e6))
-    if not columns or not any(r for r, _ in columns):
+                services_y.append(real_us - result.cpu_s.get(role, 0.0) / started * 1e6)
+                services_x.append((result.requests[role] / started, instances * result.elapsed_s / started * 1e6))
+        if ref.load_generator_us is not None:
+            load_y.append(ref.load_generator_us)
+            load_x.append((1.0, result.requests["load_generator"] / started, result.elapsed_s / started * 1e6))
+        if ref.broker_cores is not None and ref.messages_per_s:
+            brokers = scenario.broker_count
+            broker_y.append(ref.broker_cores / brokers)
+            broker_x.append((1.0, ref.messages_per_s / brokers, sum(result.requests.values()) / result.elapsed_s / brokers))
+    service_cpu, load_generator, line = dict(profile.service_cpu_us), dict(profile.load_generator), profile.broker_cores_line
+    if services_x and any(r for r, _ in services_x):
+        per_request, idle = _nonnegative_lstsq(np.asarray(services_x), np.asarray(services_y))
+        service_cpu.update(request=round(float(per_request), 2), idle_cores=round(float(idle), 5))
+        echo(f"service CPU: {per_request:.1f} us per Kafka request, {idle:.4f} cores per instance at rest, "
+             f"fitted to {len(refs)} run(s)")
+    else:
         echo("service CPU: no reference measured its services' CPU; keeping the profile's")
-        return profile
-    x, y = np.asarray(columns), np.asarray(residuals)
-    per_request, idle = (float(v) for v in np.linalg.lstsq(x, y, rcond=None)[0])
-    if per_request < 0 or idle < 0:  # one term alone, the other at zero
-        only = 0 if idle < 0 else 1
-        column = x[:, only]
-        value = max(0.0, float(column @ y / (column @ column))) if column.any() else 0.0
-        per_request, idle = (value, 0.0) if only == 0 else (0.0, value)
-    echo(f"service CPU: {per_request:.1f} us per Kafka request, {idle:.4f} cores per instance at rest, "
-         f"fitted to {len(refs)} run(s)")
-    return dataclasses.replace(profile, service_cpu_us={**profile.service_cpu_us, "request": round(per_request, 2),
-                                                        "idle_cores": round(idle, 5)})
+    if len({x[2] for x in load_x}) >= 2:
+        order, request, idle = _nonnegative_lstsq(np.asarray(load_x), np.asarray(load_y))
+        load_generator.update(order_us=round(float(order), 2), request_us=round(float(request), 2),
+                              idle_cores=round(float(idle), 5))
+        echo(f"load generator CPU: {order:.1f} us per order, {request:.1f} us per Kafka request, "
+             f"{idle:.4f} cores at rest")
+    else:
+        echo("load generator CPU: references at fewer than two rates measured it; keeping the profile's")
+    if len({x[1] for x in broker_x}) >= 2:
+        rest, per_message, per_request = (float(v) for v in _nonnegative_lstsq(np.asarray(broker_x), np.asarray(broker_y)))
+        line = (round(rest, 4), per_message, per_request)
+        echo(f"broker CPU: {rest:.3f} cores + {per_message * 1e6:.2f} per million messages/s "
+             f"+ {per_request * 1e3:.3f} per thousand requests/s")
+    else:
+        echo("broker CPU: fewer than two references measured it at different rates; keeping the profile's")
+    return dataclasses.replace(profile, service_cpu_us=service_cpu, load_generator=load_generator,
+                               broker_cores_line=line)
 
 
 def fit_contention(profile: Profile, refs: Sequence[Reference],
@@ -201,6 +234,5 @@ def fit_all(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], N
     """Every fitted parameter, in the order they depend on each other: the services', the live
     audit's and the broker's CPU (together they set how busy the host is), then the wait for cores
     on a host that busy."""
-    profile = fit_auditor(fit_service_cpu(profile, refs, echo), refs, echo)
-    profile = fit_contention(fit_broker_cpu(profile, refs, echo), refs, echo)
+    profile = fit_contention(fit_auditor(fit_cpu(profile, refs, echo), refs, echo), refs, echo)
     return dataclasses.replace(profile, measured={**profile.measured, "fitted_to": [r.directory.name for r in refs]})

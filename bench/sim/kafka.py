@@ -48,18 +48,25 @@ class Transport:
 
     def __init__(self, env: simpy.Environment, points: tuple[LoadPoint, ...], brokers: int,
                  rng: np.random.Generator, wakeup_us: Distribution | None = None,
-                 broker_cores_line: tuple[float, float] | None = None) -> None:
+                 broker_cores_line: tuple[float, ...] | None = None) -> None:
         self.env = env
         self.rates = [p.messages_per_s for p in points]
         cores = [p.broker_cores for p in points]
-        self._cpu_line = broker_cores_line or (_line(self.rates, cores) if all(c is not None for c in cores) else None)
+        line = broker_cores_line or (_line(self.rates, cores) if all(c is not None for c in cores) else None)
+        # (at rest, per message/s, per request/s); a line fitted before requests were counted has two terms
+        self._cpu_line = None if line is None else (tuple(line) + (0.0,))[:3]
         self.draws = [p.transport_us.draws_s(rng) for p in points]
         self.wakeups = wakeup_us.draws_s(rng) if wakeup_us is not None else None
         self.uniform = endless(lambda: rng.random(4096).tolist())
         self.exponential = endless(lambda: rng.standard_exponential(4096).tolist())
         self.brokers = brokers
         self.produced = 0
+        # Kafka requests every client sent since the last window (produce requests, fetch responses
+        # taken): a broker's CPU follows them as much as its messages, and batching makes them fewer
+        # per message as the rate grows.
+        self.requests = 0
         self.rate_per_s = 0.0  # per broker, smoothed
+        self.requests_per_s = 0.0  # per broker, smoothed
         self.lower, self.weight = 0, 0.0
         env.process(self._update())
 
@@ -76,8 +83,8 @@ class Transport:
         through the calibrated levels (never falling with the rate); None when neither is known."""
         if self._cpu_line is None:
             return None
-        intercept, slope = self._cpu_line
-        return intercept + slope * self.rate_per_s
+        intercept, per_message, per_request = self._cpu_line
+        return intercept + per_message * self.rate_per_s + per_request * self.requests_per_s
 
     def _update(self):
         while True:
@@ -85,6 +92,9 @@ class Transport:
             current = self.produced / WINDOW_S / self.brokers
             self.produced = 0
             self.rate_per_s = SMOOTHING * current + (1 - SMOOTHING) * self.rate_per_s
+            self.requests_per_s = (SMOOTHING * self.requests / WINDOW_S / self.brokers
+                                   + (1 - SMOOTHING) * self.requests_per_s)
+            self.requests = 0
             i = bisect.bisect_right(self.rates, self.rate_per_s) - 1
             if i < 0:
                 self.lower, self.weight = 0, 0.0
@@ -177,12 +187,13 @@ class _Batch:
     """One partition's batch in a producer; called by the clock when it reaches the leader (once: a
     lingering batch that a flush sent early is also called when its linger would have ended)."""
 
-    __slots__ = ("cluster", "topic", "partition", "msgs", "close_s", "sent")
+    __slots__ = ("cluster", "topic", "partition", "msgs", "close_s", "sent", "requested")
 
     def __init__(self, cluster: Cluster, topic: str, partition: int, close_s: float) -> None:
         self.cluster, self.topic, self.partition, self.close_s = cluster, topic, partition, close_s
         self.msgs: list = []
         self.sent = False
+        self.requested = False  # its produce request counted (a flush that sends it early schedules it again)
 
     def __call__(self) -> None:
         if not self.sent:
@@ -192,16 +203,21 @@ class _Batch:
 
 class Producer:
     """One process's producer: a batch per topic-partition, sent ``linger_s`` after it opened or
-    when the process flushes, whichever is first (``linger_s`` infinite: only on a flush, as the
-    service runtime does after every batch it handles); its transport (and its wait for cores on
-    a busy host) is drawn once for the whole batch."""
+    when the process flushes, whichever is first; its transport (and its wait for cores on a busy
+    host) is drawn once for the whole batch.
+
+    ``flushed``: the process flushes after every batch it handles (the service runtime), so a batch
+    is scheduled only when that flush comes, or when a later message finds its linger run out
+    (handling that outlasts the linger, a processing time's sleeps, sends it then as librdkafka
+    does): no event per batch opened."""
 
     def __init__(self, env: Clock, cluster: Cluster, host: Host, linger_s: float,
-                 extra_s: float = 0.0, owner: str = "", request_cpu_s: float = 0.0) -> None:
+                 extra_s: float = 0.0, owner: str = "", request_cpu_s: float = 0.0, flushed: bool = False) -> None:
         self.env = env
         self.cluster = cluster
         self.host = host
         self.linger_s = linger_s
+        self.flushed = flushed
         self.extra_s = extra_s  # network between this process's host and the brokers
         self.open: dict[tuple[str, int], _Batch] = {}
         self.owner, self.request_cpu_s = owner, request_cpu_s  # CPU charged to the owner per request sent
@@ -212,23 +228,30 @@ class Producer:
         key = (topic, partition)
         batch = self.open.get(key)
         if batch is None or t_s >= batch.close_s:
+            if batch is not None and self.flushed:
+                self._schedule(batch)  # its linger ran out before this message: it left then
             batch = self.open[key] = _Batch(self.cluster, topic, partition, t_s + self.linger_s)
-            if self.linger_s != math.inf:
+            if not self.flushed and self.linger_s != math.inf:
                 self._schedule(batch)
         batch.msgs.append(msg)
 
     def flush(self, t_s: float) -> None:
-        """Send every open batch at ``t_s``."""
+        """Send every open batch at ``t_s`` (or when its linger ran out, if that was earlier)."""
         for batch in self.open.values():
             if batch.close_s > t_s:
                 batch.close_s = t_s
                 self._schedule(batch)
+            elif self.flushed:
+                self._schedule(batch)
         self.open.clear()
 
     def _schedule(self, batch: _Batch) -> None:
-        self.requests += 1
-        if self.request_cpu_s:
-            self.host.charge(self.owner, self.request_cpu_s)
+        if not batch.requested:
+            batch.requested = True
+            self.requests += 1
+            self.cluster.transport.requests += 1
+            if self.request_cpu_s:
+                self.host.charge(self.owner, self.request_cpu_s)
         delay = batch.close_s - self.env.now + next(self.cluster.transport) + self.extra_s
         if self.host.wait_s:
             delay += self.host.wait_s * next(self.cluster.transport.exponential)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import math
 
 import numpy as np
 import orjson
@@ -21,6 +20,7 @@ from bench.results.measurement import LoadResult, StartCounts
 from bench.patterns.base import Pattern, Stateless, Topology
 from bench.patterns.orchestration import ORCHESTRATION
 from bench.sim import faults as faults_mod
+from bench.kafka import kafkastats
 from bench.sim.clock import Clock
 from bench.sim.hosts import PLACEMENTS, WINDOW_S, Host, mean_utilisation, placement
 from bench.sim.kafka import Cluster, Group, Producer, Transport
@@ -78,6 +78,8 @@ class SimResult:
     mean_utilisation: float | None
     processed: dict[str, int]  # role -> messages handled
     requests: dict[str, int]  # role -> Kafka requests of its instances (fetch responses taken, produce requests sent)
+    # role ("all": every client) -> messages per produce request and per fetch, as a real run reports them
+    batching: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
     # The model's own per-order record (a real run keeps none: its LoadResult has counts only).
     started: dict[str, int] = dataclasses.field(default_factory=dict)  # orderId -> intended start, us
     outcomes: dict[str, str] = dataclasses.field(default_factory=dict)  # orderId -> first terminal status
@@ -102,7 +104,8 @@ def _costs(profile: Profile, role: str, processing: Processing, seed=None) -> Co
         draw = processing.sampler(seed)
         draws = iter(draw, None)
     return Costs(in_s=main["in"] * scale / 1e6, out_s=main["out"] * scale / 1e6, batch_s=main["batch"] / 1e6,
-                 cpu_in_s=cpu["in"] * cpu_scale / 1e6, cpu_out_s=cpu["out"] * cpu_scale / 1e6,
+                 # a sleep per message costs CPU too (to sleep, and to wake on the timer)
+                 cpu_in_s=(cpu["in"] * cpu_scale + (profile.sleep_cpu_us if processing else 0.0)) / 1e6, cpu_out_s=cpu["out"] * cpu_scale / 1e6,
                  cpu_batch_s=cpu["batch"] / 1e6, processing_s=overshoot + (0.0 if draws else processing.median_s),
                  in_draws=draws, cpu_request_s=cpu.get("request", 0.0) / 1e6,
                  cpu_idle_cores=cpu.get("idle_cores", 0.0))
@@ -161,8 +164,8 @@ class World:
         host = self.hosts[f"{role}-{index}"]
         extra_s = profile.network_rtt_us / 1e6 if self.scenario.placement == "spread" else 0.0
         costs = _costs(profile, role, w.processing_of(role), (w.seed, role, index))
-        producer = Producer(self.env, self.cluster, host, math.inf, extra_s,  # flushed after each batch
-                            owner=role, request_cpu_s=costs.cpu_request_s)
+        producer = Producer(self.env, self.cluster, host, self.linger_s, extra_s, owner=role,
+                            request_cpu_s=costs.cpu_request_s, flushed=True)  # flushed after each batch
         self.producers.setdefault(role, []).append(producer)
         outbox = SimOutbox(pattern.span_finder(), self.cluster, producer, self.steps, self.samples)
         handler = pattern.handler(role, w)
@@ -185,11 +188,17 @@ class World:
                           SimOutbox(None, self.cluster, producer, self.steps), host, costs, fetch_rtt_s=self.fetch_rtt_s)
         group.members.append(reader)
         group.assign()
+        self.reader = reader
         per_order_s = profile.load_generator["order_us"] / 1e6
         idle_s = profile.load_generator["idle_cores"]  # per second of load
+        per_request_s = profile.load_generator.get("request_us", 0.0) / 1e6
+        charged = [0]  # its requests (produce requests, the reader's fetch responses) charged so far
 
         def charge(orders: int, seconds: float) -> None:
-            host.charge("load_generator", orders * per_order_s + idle_s * seconds)
+            requests = producer.requests + reader.fetches
+            host.charge("load_generator", orders * per_order_s + idle_s * seconds
+                        + (requests - charged[0]) * per_request_s)
+            charged[0] = requests
 
         self.load = LoadGenerator(self.env, w, producer, self.terminals, profile.slip_us.draws_s(rng), run_id,
                                   backlog=self.backlog, on_cpu=charge)
@@ -274,9 +283,24 @@ def _result(world: World) -> SimResult:
         outcomes=terminals.outcomes,
         mean_utilisation=mean_utilisation(world.hosts, world.env.now),
         processed={role: sum(i.processed for i in insts) for role, insts in world.instances.items()},
-        requests={role: sum(i.fetches for i in insts) + sum(p.requests for p in world.producers.get(role, ()))
-                  for role, insts in world.instances.items()},
+        batching=_batching(world),
+        requests={**{role: sum(i.fetches for i in insts) + sum(p.requests for p in world.producers.get(role, ()))
+                     for role, insts in world.instances.items()},
+                  "load_generator": world.load.producer.requests + world.reader.fetches},
     )
+
+
+def _batching(world: World) -> dict[str, dict[str, float | None]]:
+    """Messages per produce request and per fetch, per role and over every client (the load generator's
+    producer and terminal reader too), counted as librdkafka's statistics count them in a real run."""
+    counts = {role: {"produced": sum(i.outbox.emitted for i in insts),
+                     "produce_requests": sum(p.requests for p in world.producers.get(role, ())),
+                     "fetched": sum(i.processed for i in insts), "fetch_requests": sum(i.fetches for i in insts)}
+              for role, insts in world.instances.items()}
+    counts["load_generator"] = {"produced": len(world.load.started), "produce_requests": world.load.producer.requests,
+                                "fetched": world.reader.processed, "fetch_requests": world.reader.fetches}
+    every = {key: sum(c[key] for c in counts.values()) for key in kafkastats.COUNTS}
+    return {**{role: kafkastats.ratios(c) for role, c in counts.items()}, "all": kafkastats.ratios(every)}
 
 
 def _sizes(samples: dict[str, list], padding: str) -> dict[str, float]:

@@ -120,5 +120,6 @@ def _summary(scenario: Scenario, result: SimResult, totals: dict[str, HdrHistogr
             "simulated_s": round(result.elapsed_s, 3),
             "wall_s": round(wall_s, 3),
             "processed": result.processed,
+            "batching": result.batching,
         },
     )

@@ -165,7 +165,8 @@ class Profile:
       ``idle_cores``: per second of an instance's life whatever it handles (its poll loop and
       librdkafka's timers waking), both fitted to real runs at several rates
       (:func:`bench.sim.fit.fit_service_cpu`; 0 when not fitted).
-    - ``load_generator``: CPU per order and, whatever the rate, per second.
+    - ``load_generator``: CPU per order, whatever the rate per second, and (``request_us``, fitted)
+      per Kafka request of its producer and its terminal reader.
     - ``cores``: CPUs of the calibrated machine.
     """
 
@@ -179,13 +180,17 @@ class Profile:
     service_cpu_us: Mapping[str, float] = dataclasses.field(
         default_factory=lambda: {"in": 2.5, "out": 6.5, "orchestrator_scale": 1.0, "batch": 110.0})
     cores: int = 2
-    # Process CPU of the open-loop sender and its terminal reader: per order, and per second
-    # whatever the rate (waking up on schedule).
+    # Process CPU of the open-loop sender and its terminal reader: per order, per second whatever
+    # the rate (waking up on schedule) and, when fitted, per Kafka request (``request_us``).
     load_generator: Mapping[str, float] = dataclasses.field(
         default_factory=lambda: {"order_us": 40.0, "idle_cores": 0.04})
-    # Broker CPU in cores = a + b * messages/s, fitted to real runs (bench.sim.fit); None: from the load points.
-    broker_cores_line: tuple[float, float] | None = None
+    # Broker CPU in cores = a + b * messages/s + c * Kafka requests/s (every client's produce requests
+    # and fetch responses, per broker), fitted to real runs (bench.sim.fit); None: from the load points.
+    broker_cores_line: tuple[float, ...] | None = None
     sleep_overshoot_us: float = 80.0
+    # Process CPU of one such sleep (going to sleep, the timer's wake-up): charged per message of a
+    # role with processing time, as the runtime sleeps per message (0 in profiles measured before).
+    sleep_cpu_us: float = 0.0
     rebalance_s: float = 1.1
     startup_s: float = 1.8
     session_timeout_s: float = 6.0
@@ -222,7 +227,7 @@ class Profile:
         return out
 
 
-_NUMBERS = ("linger_ms", "sleep_overshoot_us", "rebalance_s", "startup_s", "session_timeout_s", "failover_s",
+_NUMBERS = ("linger_ms", "sleep_overshoot_us", "sleep_cpu_us", "rebalance_s", "startup_s", "session_timeout_s", "failover_s",
             "network_rtt_us", "replication_us", "contention_us", "auditor_us")
 _COSTS = ("in", "out", "orchestrator_scale", "batch")
 
@@ -263,15 +268,17 @@ def parse_profile(raw: Any, source: Path | None = None) -> Profile:
             if not isinstance(raw[key], Mapping):
                 raise ProfileError(f"{where}: {key} must be a mapping of {', '.join(names)}")
             fields[key] = {name: _number(raw[key].get(name), f"{where}: {key}.{name}") for name in names}
-            for fitted in ("request", "idle_cores"):  # fitted to real runs by validate (bench.sim.fit)
-                if key == "service_cpu_us" and raw[key].get(fitted) is not None:
-                    fields[key][fitted] = _number(raw[key][fitted], f"{where}: {key}.{fitted}")
+            # fitted to real runs by validate (bench.sim.fit)
+            fitted = {"service_cpu_us": ("request", "idle_cores"), "load_generator": ("request_us",)}.get(key, ())
+            for name in fitted:
+                if raw[key].get(name) is not None:
+                    fields[key][name] = _number(raw[key][name], f"{where}: {key}.{name}")
     if raw.get("broker_cores_line") is not None:
         line = raw["broker_cores_line"]
-        if not isinstance(line, list) or len(line) != 2:
-            raise ProfileError(f"{where}: broker_cores_line must be [cores at rest, cores per message/s]")
-        fields["broker_cores_line"] = (_number(line[0], f"{where}: broker_cores_line[0]"),
-                                       _number(line[1], f"{where}: broker_cores_line[1]"))
+        if not isinstance(line, list) or len(line) not in (2, 3):
+            raise ProfileError(f"{where}: broker_cores_line must be [cores at rest, cores per message/s, "
+                               "cores per request/s]")
+        fields["broker_cores_line"] = tuple(_number(v, f"{where}: broker_cores_line[{i}]") for i, v in enumerate(line))
     if "cores" in raw:
         fields["cores"] = inputs.check_int("cores", raw["cores"], where, ProfileError)
     if "measured" in raw:

@@ -143,6 +143,7 @@ class Instance:
         self.index = index
         self.handler = handler
         self.outbox = outbox
+        self.transport = outbox.cluster.transport  # counts the fetch responses it takes, for the brokers' CPU
         self.host = host
         self.costs = costs
         self.queue: deque[list] = deque()  # [topic, partition, msgs, next index]
@@ -182,8 +183,9 @@ class Instance:
         now = self.env._now
         if not self.fetch_rtt_s or now >= self.next_fetch_s:
             # _fetch_cost and _fetched inlined: this runs once per batch delivered
-            self.next_fetch_s = now + self.fetch_rtt_s
+            self.next_fetch_s = now + self.fetch_rtt_s + self.host.backlog_s
             self.fetches += 1
+            self.transport.requests += 1
             if self.costs.cpu_request_s:
                 self.host.charge(self.role, self.costs.cpu_request_s)
             self.queue.append([topic, partition, msgs, 0])
@@ -197,11 +199,12 @@ class Instance:
 
     def _fetch_cost(self) -> None:
         self.fetches += 1
+        self.transport.requests += 1
         if self.costs.cpu_request_s:
             self.host.charge(self.role, self.costs.cpu_request_s)
 
     def _fetch_response(self) -> None:
-        self.next_fetch_s = self.env.now + self.fetch_rtt_s
+        self.next_fetch_s = self.env.now + self.fetch_rtt_s + self.host.backlog_s
         self._fetch_cost()
         waiting, self.in_next_fetch = self.in_next_fetch, []
         for topic, partition, msgs in waiting:
@@ -329,7 +332,7 @@ class Instance:
             # The runtime flushes after each batch and waits for the acknowledgements (taken as
             # one transport delay) before it takes the next: what arrives meanwhile is that batch.
             outbox.flush(t)
-            t += next(outbox.cluster.transport)
+            t += next(outbox.cluster.transport) + self.host.backlog_s
         if queue:
             env.call_in(t - now, self._run)
         else:

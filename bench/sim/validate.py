@@ -67,6 +67,13 @@ def cpu_us_per_order(summary: dict, broker: bool) -> float | None:
     return total / started * 1e6
 
 
+def messages_per_request(summary: dict) -> float | None:
+    """Messages per produce request over every client, as librdkafka counted them in a real run (its
+    ``cost.batching``) or as the model did (``simulation.batching``): how batches formed at the rate."""
+    batching = (summary.get("cost") or {}).get("batching") or (summary.get("simulation") or {}).get("batching") or {}
+    return (batching.get("all") or {}).get("messages_per_produce_request")
+
+
 @dataclass
 class Pair:
     pattern: str
@@ -77,10 +84,14 @@ class Pair:
     real_cpu_us: float | None = None  # per order, the broker's included when the real run measured it
     sim_cpu_us: float | None = None
     fitted: bool = False  # the model was fitted to this cell's real run
+    real_batch: float | None = None  # messages per produce request, every client
+    sim_batch: float | None = None
 
     def error(self, stat: str) -> float | None:
         if stat == "cpu":
             real, sim = self.real_cpu_us, self.sim_cpu_us
+        elif stat == "batch":
+            real, sim = self.real_batch, self.sim_batch
         else:
             real, sim = getattr(self.real, stat), getattr(self.sim, stat)
         if real is None or sim is None or real == 0:
@@ -178,7 +189,8 @@ def validate(request: ValidateRequest, echo: Callable[[str], None] = print) -> V
         validation.pairs.append(Pair(pattern.name, workload.name, workload.rate_per_s,
                                      Point.of(real, str(real_dir)), Point.of(sim.summary, sim_dir.name),
                                      cpu_us_per_order(real, with_broker), cpu_us_per_order(sim.summary, with_broker),
-                                     fitted=workload.rate_per_s in request.fit_rates))
+                                     fitted=workload.rate_per_s in request.fit_rates,
+                                     real_batch=messages_per_request(real), sim_batch=messages_per_request(sim.summary)))
         _write(validation, request)
     return validation
 
@@ -211,9 +223,12 @@ def _write(validation: Validation, request: ValidateRequest) -> Path:
         "fitted_on_rates": list(request.fit_rates),
         "fitted": {"contention_us": profile.contention_us, "request_cpu_us": profile.service_cpu_us.get("request", 0.0),
                    "idle_cores": profile.service_cpu_us.get("idle_cores", 0.0), "auditor_us": profile.auditor_us,
+                   "load_generator": dict(profile.load_generator),
                    "broker_cores_line": list(profile.broker_cores_line) if profile.broker_cores_line else None},
         "pairs": [{**asdict(p), "error": {k: p.error(f"{k}_ms") for k in ("p50", "p99")} |
-                   {"cpu": p.error("cpu"), "throughput": p.error("rate_achieved_per_s")}} for p in validation.pairs],
+                   {"cpu": p.error("cpu"), "throughput": p.error("rate_achieved_per_s"),
+                                                                    "batch": p.error("batch")}}
+                  for p in validation.pairs],
         "knees_per_s": [{"pattern": pattern, "workload": workload,
                          **dict(zip(("real", "sim"), validation.knees(pattern, workload)))}
                         for pattern, workload in validation.series()],
@@ -228,14 +243,16 @@ def render_table(validation: Validation) -> str:
     ms = lambda v: "-" if v is None else f"{v:.1f}"
     us = lambda v: "-" if v is None else f"{v:.0f}"
     rows = [("pattern", "workload", "rate/s", "cell", "real p50", "sim p50", "err", "real p99", "sim p99", "err",
-             "real us/order", "sim us/order", "err", "real done/s", "sim done/s", "err", "real valid")]
+             "real us/order", "sim us/order", "err", "real done/s", "sim done/s", "err",
+             "real msg/req", "sim msg/req", "err", "real valid")]
     for p in validation.pairs:
         rows.append((p.pattern, p.workload, rate_text(p.rate_per_s), "fit" if p.fitted else "judged",
                      ms(p.real.p50_ms), ms(p.sim.p50_ms), pct(p.error("p50_ms")),
                      ms(p.real.p99_ms), ms(p.sim.p99_ms), pct(p.error("p99_ms")),
                      us(p.real_cpu_us), us(p.sim_cpu_us), pct(p.error("cpu")),
                      ms(p.real.rate_achieved_per_s), ms(p.sim.rate_achieved_per_s),
-                     pct(p.error("rate_achieved_per_s")), "yes" if p.real.valid else "no"))
+                     pct(p.error("rate_achieved_per_s")), ms(p.real_batch), ms(p.sim_batch), pct(p.error("batch")),
+                     "yes" if p.real.valid else "no"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i < 2 or i == 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
@@ -251,12 +268,15 @@ def render_table(validation: Validation) -> str:
         lines.append(f"knee {pattern} ({workload}): real {show(real)}  sim {show(sim)}  err {error}")
     profile = validation.profile
     if profile is not None and any(p.fitted for p in validation.pairs):
-        line = profile.broker_cores_line
+        line, lg = profile.broker_cores_line, profile.load_generator
         lines.append(f"fitted on the 'fit' cells: {profile.service_cpu_us.get('request', 0.0):.1f} us of CPU per Kafka "
                      f"request, {profile.service_cpu_us.get('idle_cores', 0.0):.4f} cores per service instance at rest, "
                      f"audit {profile.auditor_us:.2f} us per record, "
                      f"contention {profile.contention_us:.0f} us per hop"
-                     + (f", broker {line[0]:.3f} cores + {line[1] * 1e6:.2f} per million messages/s" if line else ""))
+                     + (f", broker {line[0]:.3f} cores + {line[1] * 1e6:.2f} per million messages/s"
+                        + (f" + {line[2] * 1e3:.3f} per thousand requests/s" if len(line) > 2 else "") if line else "")
+                     + f"; load generator {lg['order_us']:.1f} us per order + {lg.get('request_us', 0.0):.1f} per request"
+                     + f" + {lg['idle_cores']:.4f} cores")
     lines.append(f"targets on the judged cells{' (the fit never saw them)' if any(p.fitted for p in validation.pairs) else ''} "
                  f"below saturation: p50 within {TARGETS['p50']:.0%}, p99 within {TARGETS['p99']:.0%}, "
                  f"CPU per order within {TARGETS['cpu']:.0%}; knee within {TARGETS['knee']:.0%}: "

@@ -323,7 +323,7 @@ def test_service_cpu_fitted_to_runs_at_several_rates_recovers_known_costs(tmp_pa
     refs = [fit.reference(simulation.run(simulation.SimRequest(patterns.get(name), small(rate=rate, duration=3.0),
                                                                known, output=tmp_path / f"{name}-{rate:g}"), quiet).directory)
             for name in ("choreography", "orchestration") for rate in (200.0, 1500.0)]
-    fitted = fit.fit_service_cpu(base, refs, quiet)
+    fitted = fit.fit_cpu(base, refs, quiet)
     assert fitted.service_cpu_us["request"] == pytest.approx(40.0, rel=0.15)
     assert fitted.service_cpu_us["idle_cores"] == pytest.approx(0.02, rel=0.15)
     # Per order, requests and rest cost less as the rate grows: the model's CPU per order falls.
@@ -332,13 +332,76 @@ def test_service_cpu_fitted_to_runs_at_several_rates_recovers_known_costs(tmp_pa
     assert per_order(high) < per_order(low)
 
 
+def test_load_generator_and_broker_cpu_fitted_per_request_recover_known_costs(tmp_path):
+    """Runs made by the model with known load generator and broker costs per Kafka request stand in for
+    real ones: the fit, starting from a profile with other values, finds them again from runs at
+    three rates (at 200/s a request carries one message, at 3000/s several)."""
+    from bench.sim import fit
+
+    quiet = lambda line: None
+    base = dataclasses.replace(load_profile(), contention_us=0.0)
+    known = dataclasses.replace(base, load_generator={"order_us": 20.0, "idle_cores": 0.01, "request_us": 100.0},
+                                broker_cores_line=(0.1, 0.0, 60e-6))
+    refs = [fit.reference(simulation.run(simulation.SimRequest(patterns.get("choreography"), small(rate=rate, duration=3.0),
+                                                               known, output=tmp_path / f"c-{rate:g}"), quiet).directory)
+            for rate in (200.0, 1000.0, 3000.0)]
+    start = dataclasses.replace(base, load_generator={"order_us": 50.0, "idle_cores": 0.03},
+                                broker_cores_line=(0.4, 3e-6))
+    fitted = fit.fit_cpu(start, refs, quiet)
+    assert fitted.load_generator["request_us"] == pytest.approx(100.0, rel=0.15)
+    assert fitted.load_generator["order_us"] == pytest.approx(20.0, abs=8.0)
+    rest, _, per_request = fitted.broker_cores_line
+    assert per_request == pytest.approx(60e-6, rel=0.2) and rest == pytest.approx(0.1, abs=0.03)
+
+
+def test_a_busy_host_grows_the_batches_it_handles():
+    """CPU asked for beyond the cores delays each process's next fetch and acknowledgement, so more
+    arrives per batch and the requests per message fall, as they do on a saturated machine: the
+    messages per produce request at a rate the host cannot keep up with are far above those of a host
+    with cores to spare (whose batches follow the rate alone)."""
+    w = small(rate=15000.0, duration=2.0)
+    pattern = patterns.get("choreography")
+    one_core = dataclasses.replace(load_profile(), cores=1)  # every process of the run on one core
+    spare = simulate(Scenario(pattern, w, one_core, placement="spread"))
+    busy = simulate(Scenario(pattern, w, one_core, placement="single"))
+    assert busy.mean_utilisation > 0.95
+    per_request = lambda r: r.batching["all"]["messages_per_produce_request"]
+    assert per_request(busy) > 2 * per_request(spare)
+
+
+def test_a_batch_whose_linger_runs_out_mid_handling_leaves_then():
+    """A service flushes after each batch it handles, but librdkafka sends a partition's batch when its
+    linger runs out whatever the application does: with 2 ms of processing per message and 5 ms of
+    linger, a batch of 20 messages leaves in several produce requests, not in one at the flush."""
+    env = Clock()
+    transport = Transport(env, FLAT.transport, 1, np.random.default_rng(1))
+    cluster = Cluster(env, 1, [Host(env, "b", None)], transport)
+    producer = Producer(env, cluster, Host(env, "h", None), 0.005, flushed=True)
+    for k in range(20):
+        producer.send("t", 0, ({"orderId": f"o{k}"}, k * 0.002), k * 0.002)
+    producer.flush(0.040)
+    assert producer.requests == 7  # 0-4 ms, 6-10, 12-16, 18-22, 24-28, 30-34, 36-38 (this one at the flush)
+
+
+def test_a_role_with_processing_time_pays_a_sleeps_cpu_per_message():
+    """The runtime sleeps per message for a step's processing time; the model charges the profile's
+    CPU of a sleep for each message that role handles, and nothing to the roles without one."""
+    six = load_workload(WORKLOADS / "saga-6-steps.yaml").with_overrides(rate_per_s=200.0, duration_s=2.0, warmup_s=1.0)
+    runs = [simulate(Scenario(patterns.get("choreography"), six,
+                              dataclasses.replace(load_profile(), contention_us=0.0, sleep_cpu_us=cpu)))
+            for cpu in (0.0, 50.0)]
+    assert runs[1].cpu_s["packing"] - runs[0].cpu_s["packing"] == pytest.approx(50e-6 * runs[1].processed["packing"],
+                                                                                  rel=0.01)
+    assert runs[1].cpu_s["payment"] == pytest.approx(runs[0].cpu_s["payment"])
+
+
 def test_service_cpu_at_rest_is_charged_per_instance_second():
     """An instance's CPU at rest follows how long it lives, not what it handles."""
     base = load_profile()
     quiet = dataclasses.replace(base, service_cpu_us={**base.service_cpu_us, "idle_cores": 0.0})
     idle = dataclasses.replace(base, service_cpu_us={**base.service_cpu_us, "idle_cores": 0.05})
     runs = [simulate(Scenario(patterns.get("choreography"), small(rate=50.0, duration=2.0), p)) for p in (quiet, idle)]
-    extra = {role: runs[1].cpu_s[role] - runs[0].cpu_s.get(role, 0.0) for role in runs[1].requests}
+    extra = {role: runs[1].cpu_s[role] - runs[0].cpu_s.get(role, 0.0) for role in runs[1].processed}
     for role, seconds in extra.items():
         assert seconds == pytest.approx(0.05 * runs[1].elapsed_s, rel=0.05), role
     assert runs[1].cpu_s["load_generator"] == pytest.approx(runs[0].cpu_s["load_generator"])
