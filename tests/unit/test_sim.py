@@ -248,6 +248,12 @@ def test_bad_profiles_are_named(tmp_path):
         parse_profile({**good, "surprise": 1})
     with pytest.raises(ProfileError, match="rebalance_s"):
         parse_profile({**good, "rebalance_s": -1})
+    with pytest.raises(ProfileError, match="broker_cores_line must be"):
+        parse_profile({**good, "broker_cores_line": [0.1, 0.0, 1e-5, 2.0]})
+    with pytest.raises(ProfileError, match="load_generator.request_us"):
+        parse_profile({**good, "load_generator": {**good["load_generator"], "request_us": -1}})
+    # A profile fitted before requests were counted (a line in messages/s only) still loads.
+    assert parse_profile({**good, "broker_cores_line": [0.4, 3e-6]}).broker_cores_line == (0.4, 3e-6)
     path = tmp_path / "broken.json"
     path.write_text("{")
     with pytest.raises(ProfileError, match="not valid JSON"):
