@@ -56,6 +56,7 @@ def kill(world, fault: Fault) -> Generator:
     if group.members:
         env.timeout(profile.session_timeout_s).callbacks.append(lambda _e: group.rebalance(profile.rebalance_s))
     yield env.timeout((fault.duration_s or 0.0) + profile.startup_s)
+    world.retired.setdefault(role, []).append(old)  # what it handled and sent still counts in the results
     new = world.instances[role][index] = world.new_instance(role, index, replays=True)
     # The coordinator admits the new member once the dead one's session has expired.
     yield env.timeout(max(0.0, detected_at - env.now))

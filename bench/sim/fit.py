@@ -64,7 +64,9 @@ def reference(directory: str | Path) -> Reference:
     auditor_s = (summary.get("cpu_s") or {}).get("auditor")
     load_s = (summary.get("cpu_s") or {}).get("load_generator")
     return Reference(summary["pattern"], workload.with_overrides(duration_s=min(workload.duration_s, MAX_FIT_DURATION_S)),
-                     p50, Path(directory), messages * workload.rate_per_s if messages else None,
+                     # the message rate over the same window as the CPU figures
+                     p50, Path(directory), (messages * started / window_s if started else messages * workload.rate_per_s)
+                     if messages else None,
                      broker_s / window_s if broker_s else None,
                      {role: s / started * 1e6 for role, s in services.items()} if services and started else None,
                      (auditor_s, messages * started) if auditor_s and messages and started else None,
@@ -153,6 +155,8 @@ def fit_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], N
     base = dataclasses.replace(profile, service_cpu_us={**profile.service_cpu_us, "request": 0.0, "idle_cores": 0.0},
                                load_generator={**profile.load_generator, "request_us": 0.0})
     services_y, services_x, load_y, load_x, broker_y, broker_x = [], [], [], [], [], []
+    load_rates: list[float] = []
+    rates: list[float] = []  # of the references that measured the broker
     for ref in refs:
         scenario = Scenario(PATTERNS[ref.pattern], ref.workload, base)
         result = simulate(scenario)
@@ -165,12 +169,14 @@ def fit_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], N
                 services_y.append(real_us - result.cpu_s.get(role, 0.0) / started * 1e6)
                 services_x.append((result.requests[role] / started, instances * result.elapsed_s / started * 1e6))
         if ref.load_generator_us is not None:
+            load_rates.append(ref.workload.rate_per_s)
             load_y.append(ref.load_generator_us)
             load_x.append((1.0, result.requests["load_generator"] / started, result.elapsed_s / started * 1e6))
         if ref.broker_cores is not None and ref.messages_per_s:
             brokers = scenario.broker_count
             broker_y.append(ref.broker_cores / brokers)
             broker_x.append((1.0, ref.messages_per_s / brokers, sum(result.requests.values()) / result.elapsed_s / brokers))
+            rates.append(ref.workload.rate_per_s)
     service_cpu, load_generator, line = dict(profile.service_cpu_us), dict(profile.load_generator), profile.broker_cores_line
     if services_x and any(r for r, _ in services_x):
         per_request, idle = _nonnegative_lstsq(np.asarray(services_x), np.asarray(services_y))
@@ -179,21 +185,22 @@ def fit_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], N
              f"fitted to {len(refs)} run(s)")
     else:
         echo("service CPU: no reference measured its services' CPU; keeping the profile's")
-    if len({x[2] for x in load_x}) >= 2:
+    # Three terms each: at least three references, at two rates or more, or the fit is not determined.
+    if len(load_x) >= 3 and len(set(load_rates)) >= 2:
         order, request, idle = _nonnegative_lstsq(np.asarray(load_x), np.asarray(load_y))
         load_generator.update(order_us=round(float(order), 2), request_us=round(float(request), 2),
                               idle_cores=round(float(idle), 5))
         echo(f"load generator CPU: {order:.1f} us per order, {request:.1f} us per Kafka request, "
              f"{idle:.4f} cores at rest")
     else:
-        echo("load generator CPU: references at fewer than two rates measured it; keeping the profile's")
-    if len({x[1] for x in broker_x}) >= 2:
+        echo("load generator CPU: fewer than three references, or all at one rate, measured it; keeping the profile's")
+    if len(broker_x) >= 3 and len(set(rates)) >= 2:
         rest, per_message, per_request = (float(v) for v in _nonnegative_lstsq(np.asarray(broker_x), np.asarray(broker_y)))
         line = (round(rest, 4), per_message, per_request)
         echo(f"broker CPU: {rest:.3f} cores + {per_message * 1e6:.2f} per million messages/s "
              f"+ {per_request * 1e3:.3f} per thousand requests/s")
     else:
-        echo("broker CPU: fewer than two references measured it at different rates; keeping the profile's")
+        echo("broker CPU: fewer than three references, or all at one rate, measured it; keeping the profile's")
     return dataclasses.replace(profile, service_cpu_us=service_cpu, load_generator=load_generator,
                                broker_cores_line=line)
 

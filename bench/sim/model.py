@@ -140,6 +140,7 @@ class World:
         self.fetch_rtt_s = profile.transport[0].transport_us.quantile(0.1) / 1e6
         self.groups: dict[str, Group] = {}
         self.instances: dict[str, list[Instance]] = {}
+        self.retired: dict[str, list[Instance]] = {}  # role -> instances a kill fault replaced
         self.producers: dict[str, list[Producer]] = {}  # role -> every producer its instances had
         replays = any(f.type in ("kill", "pause") for f in w.faults)
         if replays:
@@ -282,21 +283,28 @@ def _result(world: World) -> SimResult:
         started=load.started,
         outcomes=terminals.outcomes,
         mean_utilisation=mean_utilisation(world.hosts, world.env.now),
-        processed={role: sum(i.processed for i in insts) for role, insts in world.instances.items()},
+        processed={role: sum(i.processed for i in insts) for role, insts in _every_instance(world).items()},
         batching=_batching(world),
         requests={**{role: sum(i.fetches for i in insts) + sum(p.requests for p in world.producers.get(role, ()))
-                     for role, insts in world.instances.items()},
+                     for role, insts in _every_instance(world).items()},
                   "load_generator": world.load.producer.requests + world.reader.fetches},
     )
 
 
+def _every_instance(world: World) -> dict[str, list[Instance]]:
+    """Role -> every instance it had: the live ones and those a kill fault replaced."""
+    return {role: insts + world.retired.get(role, []) for role, insts in world.instances.items()}
+
+
 def _batching(world: World) -> dict[str, dict[str, float | None]]:
     """Messages per produce request and per fetch, per role and over every client (the load generator's
-    producer and terminal reader too), counted as librdkafka's statistics count them in a real run."""
+    producer and terminal reader too), as a real run reports them from librdkafka's statistics; the
+    model counts only fetch responses that brought messages (a real consumer's empty ones, one per
+    fetch.wait.max.ms when nothing comes, are few at any rate that matters here)."""
     counts = {role: {"produced": sum(i.outbox.emitted for i in insts),
                      "produce_requests": sum(p.requests for p in world.producers.get(role, ())),
                      "fetched": sum(i.processed for i in insts), "fetch_requests": sum(i.fetches for i in insts)}
-              for role, insts in world.instances.items()}
+              for role, insts in _every_instance(world).items()}
     counts["load_generator"] = {"produced": len(world.load.started), "produce_requests": world.load.producer.requests,
                                 "fetched": world.reader.processed, "fetch_requests": world.reader.fetches}
     every = {key: sum(c[key] for c in counts.values()) for key in kafkastats.COUNTS}

@@ -164,7 +164,7 @@ class Profile:
       ``request``: per Kafka request (fetch response taken, produce request sent), and
       ``idle_cores``: per second of an instance's life whatever it handles (its poll loop and
       librdkafka's timers waking), both fitted to real runs at several rates
-      (:func:`bench.sim.fit.fit_service_cpu`; 0 when not fitted).
+      (:func:`bench.sim.fit.fit_cpu`; 0 when not fitted).
     - ``load_generator``: CPU per order, whatever the rate per second, and (``request_us``, fitted)
       per Kafka request of its producer and its terminal reader.
     - ``cores``: CPUs of the calibrated machine.
