@@ -77,7 +77,7 @@ class SimResult:
     unexpected_outcomes: int
     mean_utilisation: float | None
     processed: dict[str, int]  # role -> messages handled
-    requests: dict[str, int]  # role -> Kafka requests of its instances (fetch responses taken, produce requests sent)
+    requests: dict[str, int]  # role (and load_generator) -> Kafka requests: fetch responses taken, produce requests sent
     # role ("all": every client) -> messages per produce request and per fetch, as a real run reports them
     batching: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
     # The model's own per-order record (a real run keeps none: its LoadResult has counts only).
@@ -193,13 +193,13 @@ class World:
         per_order_s = profile.load_generator["order_us"] / 1e6
         idle_s = profile.load_generator["idle_cores"]  # per second of load
         per_request_s = profile.load_generator.get("request_us", 0.0) / 1e6
-        charged = [0]  # its requests (produce requests, the reader's fetch responses) charged so far
+        charged = 0  # its requests (produce requests, the reader's fetch responses) charged so far
 
         def charge(orders: int, seconds: float) -> None:
+            nonlocal charged
             requests = producer.requests + reader.fetches
-            host.charge("load_generator", orders * per_order_s + idle_s * seconds
-                        + (requests - charged[0]) * per_request_s)
-            charged[0] = requests
+            host.charge("load_generator", orders * per_order_s + idle_s * seconds + (requests - charged) * per_request_s)
+            charged = requests
 
         self.load = LoadGenerator(self.env, w, producer, self.terminals, profile.slip_us.draws_s(rng), run_id,
                                   backlog=self.backlog, on_cpu=charge)
@@ -249,6 +249,7 @@ def simulate(scenario: Scenario, run_id: str | None = None) -> SimResult:
 
 def _result(world: World) -> SimResult:
     w, load, terminals = world.scenario.workload, world.load, world.terminals
+    counts = _client_counts(world)
     messages = dict(world.cluster.messages)
     cpu: dict[str, float] = {}
     for host in {id(h): h for h in world.hosts.values()}.values():
@@ -283,32 +284,29 @@ def _result(world: World) -> SimResult:
         started=load.started,
         outcomes=terminals.outcomes,
         mean_utilisation=mean_utilisation(world.hosts, world.env.now),
-        processed={role: sum(i.processed for i in insts) for role, insts in _every_instance(world).items()},
-        batching=_batching(world),
-        requests={**{role: sum(i.fetches for i in insts) + sum(p.requests for p in world.producers.get(role, ()))
-                     for role, insts in _every_instance(world).items()},
-                  "load_generator": world.load.producer.requests + world.reader.fetches},
+        processed={role: c["fetched"] for role, c in counts.items() if role != "load_generator"},
+        batching={**{role: kafkastats.ratios(c) for role, c in counts.items()},
+                  "all": kafkastats.ratios({key: sum(c[key] for c in counts.values()) for key in kafkastats.COUNTS})},
+        requests={role: c["produce_requests"] + c["fetch_requests"] for role, c in counts.items()},
     )
 
 
-def _every_instance(world: World) -> dict[str, list[Instance]]:
-    """Role -> every instance it had: the live ones and those a kill fault replaced."""
-    return {role: insts + world.retired.get(role, []) for role, insts in world.instances.items()}
-
-
-def _batching(world: World) -> dict[str, dict[str, float | None]]:
-    """Messages per produce request and per fetch, per role and over every client (the load generator's
-    producer and terminal reader too), as a real run reports them from librdkafka's statistics; the
-    model counts only fetch responses that brought messages (a real consumer's empty ones, one per
-    fetch.wait.max.ms when nothing comes, are few at any rate that matters here)."""
-    counts = {role: {"produced": sum(i.outbox.emitted for i in insts),
-                     "produce_requests": sum(p.requests for p in world.producers.get(role, ())),
-                     "fetched": sum(i.processed for i in insts), "fetch_requests": sum(i.fetches for i in insts)}
-              for role, insts in _every_instance(world).items()}
+def _client_counts(world: World) -> dict[str, dict[str, int]]:
+    """Per role (and the load generator's producer and terminal reader), every instance it had
+    included (the live ones and those a kill fault replaced): messages produced and fetched, and the
+    produce requests and fetch responses that carried them, as a real run counts them from
+    librdkafka's statistics (``kafkastats.COUNTS``). The model counts only fetch responses that
+    brought messages: a real consumer's empty ones, one per fetch.wait.max.ms when nothing comes, are
+    few at any rate that matters here."""
+    counts = {}
+    for role, live in world.instances.items():
+        insts = live + world.retired.get(role, [])
+        counts[role] = {"produced": sum(i.outbox.emitted for i in insts),
+                        "produce_requests": sum(p.requests for p in world.producers.get(role, ())),
+                        "fetched": sum(i.processed for i in insts), "fetch_requests": sum(i.fetches for i in insts)}
     counts["load_generator"] = {"produced": len(world.load.started), "produce_requests": world.load.producer.requests,
-                                "fetched": world.reader.processed, "fetch_requests": world.reader.fetches}
-    every = {key: sum(c[key] for c in counts.values()) for key in kafkastats.COUNTS}
-    return {**{role: kafkastats.ratios(c) for role, c in counts.items()}, "all": kafkastats.ratios(every)}
+                              "fetched": world.reader.processed, "fetch_requests": world.reader.fetches}
+    return counts
 
 
 def _sizes(samples: dict[str, list], padding: str) -> dict[str, float]:
