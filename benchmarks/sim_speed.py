@@ -15,6 +15,11 @@ seed, that the figures did not move.
 
 Issue 24's target: 50,000 simulated orders per wall second for the 50,000/s
 placement (the second command).
+
+With ``--handlers-alone`` it also prints the ceiling the model's speed cannot pass while
+it runs the real pattern handlers (the same code a real service runs): every
+``handle`` call the model made, replayed in the same order into fresh handlers with
+an outbox that does nothing, timed on their own, in orders per wall second.
 """
 from __future__ import annotations
 
@@ -31,12 +36,48 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import patterns  # noqa: E402
-from bench.sim import output  # noqa: E402
+from bench.sim import model, output  # noqa: E402
 from bench.sim.histograms import histogram_of  # noqa: E402
 from bench.sim.hosts import PLACEMENTS  # noqa: E402
 from bench.sim.model import Scenario, SimResult, simulate  # noqa: E402
 from bench.sim.profile import load_profile  # noqa: E402
 from bench.flow.workload import load_workload  # noqa: E402
+
+
+class _NullOutbox:
+    def emit(self, topic: str, event: dict) -> None:
+        pass
+
+
+def handlers_alone(scenario: Scenario) -> tuple[SimResult, float]:
+    """Simulate ``scenario`` recording every handle call of every service instance, then replay
+    them into fresh handlers: (the result, wall seconds the handlers alone took)."""
+    calls: list[tuple[int, str, int, dict]] = []  # (instance key, topic, partition, event)
+    instances: list[str] = []
+    new_instance = model.World.new_instance
+
+    def recording(world, role, index, replays=False):
+        instance = new_instance(world, role, index, replays)
+        key, handle = len(instances), instance.handler.handle
+        instances.append(role)
+
+        def record(topic, partition, event, out):
+            calls.append((key, topic, partition, event))
+            handle(topic, partition, event, out)
+        instance.handler.handle = record  # the instance's own attribute: _run looks it up per batch
+        return instance
+
+    model.World.new_instance = recording
+    try:
+        result = simulate(scenario)
+    finally:
+        model.World.new_instance = new_instance
+    handles = [scenario.topology.handler(role, scenario.workload).handle for role in instances]
+    out = _NullOutbox()
+    began = time.perf_counter()
+    for key, topic, partition, event in calls:
+        handles[key](topic, partition, event, out)
+    return result, time.perf_counter() - began
 
 
 def figures(result: SimResult) -> str:
@@ -63,8 +104,10 @@ def figures(result: SimResult) -> str:
 @click.option("--duration-s", type=float, default=None, help="Measured load (overrides the workload).")
 @click.option("--figures/--no-figures", "show_figures", default=False, help="Print what the model computed.")
 @click.option("--no-write", is_flag=True, help="Skip writing the result directory.")
+@click.option("--handlers-alone", "handlers_alone_too", is_flag=True, help="Also time the real handlers' calls on their own (a ceiling).")
 def main(workload_path: str, profile_path: str | None, placement: str, network_rtt_us: float | None,
-         pattern_names: tuple[str, ...], duration_s: float | None, show_figures: bool, no_write: bool) -> None:
+         pattern_names: tuple[str, ...], duration_s: float | None, show_figures: bool, no_write: bool,
+         handlers_alone_too: bool) -> None:
     workload, profile = load_workload(workload_path), load_profile(profile_path)
     if duration_s is not None:
         workload = dataclasses.replace(workload, duration_s=duration_s)
@@ -91,6 +134,11 @@ def main(workload_path: str, profile_path: str | None, placement: str, network_r
                    f"{orders / wall_s:>14.0f} {orders / cpu_s:>13.0f} {wall_s / load_s:>10.2f} {write_s:>8.1f}")
         if show_figures:
             click.echo(f"{'':<14} {figures(result)}")
+        if handlers_alone_too:
+            # A second model run of its own (recording slows it): only its replay is timed.
+            _, handlers_s = handlers_alone(scenario)
+            click.echo(f"{'':<14} the real handlers alone: {orders / handlers_s:.0f} orders per wall s "
+                       f"({handlers_s:.1f} s of the model's {wall_s:.1f})")
 
 
 if __name__ == "__main__":

@@ -119,9 +119,12 @@ def mean_log_error(profile: Profile, refs: Sequence[Reference]) -> float:
     return sum(math.log(simulated_p50_ms(profile, r) / r.p50_ms) for r in refs) / len(refs)
 
 
-def _nonnegative_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _nonnegative_lstsq(x: np.ndarray, y: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
     """Least squares with every coefficient >= 0: the best of the fits on each subset of the columns
-    whose coefficients all come out non-negative (a few columns: every subset is cheap)."""
+    whose coefficients all come out non-negative (a few columns: every subset is cheap). ``scale``
+    (one value per row, the real figure the row explains): minimise the errors relative to it."""
+    if scale is not None:
+        x, y = x / scale[:, None], y / scale
     n = x.shape[1]
     best, best_error = np.zeros(n), float(y @ y)
     for mask in range(1, 1 << n):
@@ -155,6 +158,7 @@ def fit_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], N
     base = dataclasses.replace(profile, service_cpu_us={**profile.service_cpu_us, "request": 0.0, "idle_cores": 0.0},
                                load_generator={**profile.load_generator, "request_us": 0.0})
     services_y, services_x, load_y, load_x, broker_y, broker_x = [], [], [], [], [], []
+    services_real: list[float] = []  # each services row's real CPU per order, which its error is relative to
     load_rates: list[float] = []
     rates: list[float] = []  # of the references that measured the broker
     for ref in refs:
@@ -167,6 +171,7 @@ def fit_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], N
             if role in result.processed:
                 instances = ref.workload.instances.get(role, 1)
                 services_y.append(real_us - result.cpu_s.get(role, 0.0) / started * 1e6)
+                services_real.append(real_us)
                 services_x.append((result.requests[role] / started, instances * result.elapsed_s / started * 1e6))
         if ref.load_generator_us is not None:
             load_rates.append(ref.workload.rate_per_s)
@@ -179,7 +184,9 @@ def fit_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], N
             rates.append(ref.workload.rate_per_s)
     service_cpu, load_generator, line = dict(profile.service_cpu_us), dict(profile.load_generator), profile.broker_cores_line
     if services_x and any(r for r, _ in services_x):
-        per_request, idle = _nonnegative_lstsq(np.asarray(services_x), np.asarray(services_y))
+        # Relative errors: a run at 200/s costs ten times the CPU per order of one at 5000/s, and in
+        # absolute terms would decide the fit alone; the targets are relative.
+        per_request, idle = _nonnegative_lstsq(np.asarray(services_x), np.asarray(services_y), np.asarray(services_real))
         service_cpu.update(request=round(float(per_request), 2), idle_cores=round(float(idle), 5))
         echo(f"service CPU: {per_request:.1f} us per Kafka request, {idle:.4f} cores per instance at rest, "
              f"fitted to {len(refs)} run(s)")
@@ -187,7 +194,7 @@ def fit_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], N
         echo("service CPU: no reference measured its services' CPU; keeping the profile's")
     # Three terms each: at least three references, at two rates or more, or the fit is not determined.
     if len(load_x) >= 3 and len(set(load_rates)) >= 2:
-        order, request, idle = _nonnegative_lstsq(np.asarray(load_x), np.asarray(load_y))
+        order, request, idle = _nonnegative_lstsq(np.asarray(load_x), np.asarray(load_y), np.asarray(load_y))
         load_generator.update(order_us=round(float(order), 2), request_us=round(float(request), 2),
                               idle_cores=round(float(idle), 5))
         echo(f"load generator CPU: {order:.1f} us per order, {request:.1f} us per Kafka request, "

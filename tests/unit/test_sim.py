@@ -338,6 +338,21 @@ def test_service_cpu_fitted_to_runs_at_several_rates_recovers_known_costs(tmp_pa
     assert per_order(high) < per_order(low)
 
 
+def test_cpu_fit_weighs_each_run_by_its_own_cpu_per_order():
+    """Two runs whose CPU per order differs a hundredfold (200/s against 20,000/s) and that no single
+    cost per request explains: fitted on absolute errors, the costly run decides the term alone and
+    the cheap one is 50% off; on errors relative to each run's own figure, the worse miss is smaller."""
+    from bench.sim import fit
+
+    x = np.array([[10.0], [0.05]])  # Kafka requests per order
+    y = np.array([1000.0, 10.0])  # us per order: 100 us per request for the first run, 200 for the second
+    worst = lambda c: float(np.max(np.abs(x[:, 0] * c / y - 1)))
+    absolute = fit._nonnegative_lstsq(x, y)[0]
+    relative = fit._nonnegative_lstsq(x, y, scale=y)[0]
+    assert absolute == pytest.approx(100.0, rel=0.01) and worst(absolute) == pytest.approx(0.5, rel=0.01)
+    assert relative == pytest.approx(120.0, rel=0.01) and worst(relative) == pytest.approx(0.4, rel=0.01)
+
+
 def test_load_generator_and_broker_cpu_fitted_per_request_recover_known_costs(tmp_path):
     """Runs made by the model with known load generator and broker costs per Kafka request stand in for
     real ones: the fit, starting from a profile with other values, finds them again from runs at
