@@ -72,7 +72,17 @@ def _cost_line(cost: dict | None) -> str:
     return (f"\n  cost    CPU us/order harness {fmt(us['harness'], '.0f')}  broker {fmt(us['broker'], '.0f')}  "
             f"total {fmt(us['total'], '.0f')}  cores busy {fmt(cost['cores_busy'], '.2f')}  "
             f"messages/produce request {fmt(batching['messages_per_produce_request'], '.1f')}  "
-            f"messages/fetch {fmt(batching['messages_per_fetch'], '.1f')}")
+            f"messages/fetch {fmt(batching['messages_per_fetch'], '.1f')}{_wait(cost.get('wait_for_core_us'))}")
+
+
+def _wait(waits) -> str:
+    """The longest wait for a core per turn on one, among the processes (older runs did not measure it)."""
+    per_run = {name: w["per_run"] for name, w in (waits if isinstance(waits, dict) else {}).items()
+               if isinstance(w, dict) and type(w.get("per_run")) in (int, float)}
+    if not per_run:
+        return ""
+    name = max(per_run, key=per_run.get)
+    return f"  wait for a core {per_run[name]:.0f} us per run ({name}, the longest)"
 
 
 def describe_clock(clock: dict | None) -> str | None:

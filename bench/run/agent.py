@@ -286,12 +286,12 @@ class Agent:
         if path == "/status":
             # The current incarnation's CPU only: the coordinator adds up earlier ones (it killed them).
             return {"instances": {name: {"alive": inst.alive(), "backlog": inst.backlog,
-                                         "usage": _usage(inst.usage() or procstat.Usage())}
+                                         "usage": (inst.usage() or procstat.Usage()).to_dict()}
                                   for name, inst in list(hosted.supervisor.instances.items())},
                     "brokers": {name: {"alive": node.is_ours(), "cpu_s": hosted.broker_cpu_s(name)}
                                 for name, (node, _, _) in list(hosted.brokers.items())},
                     "load_workers": {name: {"alive": worker.alive(),
-                                            "usage": _usage(procstat.usage(worker.process.pid) or procstat.Usage())}
+                                            "usage": (procstat.usage(worker.process.pid) or procstat.Usage()).to_dict()}
                                      for name, (worker, _) in list(hosted.workers.items())}}
         if path == "/log":
             if _string(request, "name") in hosted.workers:
@@ -398,10 +398,6 @@ def _string(request: dict, key: str) -> str:
     if type(value) is not str or not value or len(value) > MAX_BODY:
         raise Refused(400, f"{key}: a non-empty string")
     return value
-
-
-def _usage(usage: procstat.Usage) -> dict:
-    return {"main_s": usage.main_s, "other_s": usage.other_s, "switches": usage.switches}
 
 
 def _handler(agent: Agent) -> type[BaseHTTPRequestHandler]:

@@ -7,6 +7,10 @@ threads (librdkafka's network threads; for the load generator also its
 terminal-event consumer). Batching comes from librdkafka's statistics:
 messages per produce request and per fetch, empty fetches included; both
 are what the broker's CPU follows at the rates these patterns run at.
+``wait_for_core_us``: how long each process's main thread was runnable but
+waiting for a core (the kernel's run-queue delay), per order and per time it was
+put on a core (a wake-up, mostly): what a busy host adds to every hop, measured
+rather than fitted.
 """
 from __future__ import annotations
 
@@ -20,6 +24,13 @@ LOAD_GENERATOR = "load_generator"
 
 def _us(seconds: float, orders: int) -> float | None:
     return round(seconds / orders * 1e6, 1) if orders else None
+
+
+def _waits(used: procstat.Usage, orders: int) -> dict[str, float | None]:
+    """A main thread's wait for a core per order and per time it was put on one (None: not reported)."""
+    if used.waited_s is None:
+        return {"per_order": None, "per_run": None}
+    return {"per_order": _us(used.waited_s, orders), "per_run": _us(used.waited_s, used.runs)}
 
 
 def cost(orders: int, seconds: float, processes: Mapping[str, procstat.Usage], broker_s: float | None,
@@ -41,5 +52,6 @@ def cost(orders: int, seconds: float, processes: Mapping[str, procstat.Usage], b
         },
         "cores_busy": None if broker_s is None or not seconds else round((harness_s + broker_s) / seconds, 2),
         "switches_per_s": {name: round(u.switches / seconds) if seconds else None for name, u in processes.items()},
+        "wait_for_core_us": {name: _waits(u, orders) for name, u in processes.items()},
         "batching": {**{name: kafkastats.ratios(c) for name, c in batching.items()}, "all": kafkastats.ratios(totals)},
     }

@@ -68,13 +68,7 @@ def _decode(text: str) -> HdrHistogram:
 def _cpu() -> dict:
     """This process's CPU so far, as the coordinator adds it up: a worker reports its own, so a
     worker on another host is measured as one on this host is."""
-    used = procstat.usage(os.getpid()) or procstat.Usage()
-    return {"main_s": used.main_s, "other_s": used.other_s, "switches": used.switches}
-
-
-def _usage(cpu: dict | None) -> procstat.Usage:
-    cpu = cpu or {}
-    return procstat.Usage(float(cpu.get("main_s", 0.0)), float(cpu.get("other_s", 0.0)), int(cpu.get("switches", 0)))
+    return (procstat.usage(os.getpid()) or procstat.Usage()).to_dict()
 
 
 def worker_main(argv: list[str] | None = None) -> int:
@@ -167,11 +161,11 @@ class _Progress:
             self.cpu = said["cpu"]
         if "ready" in message:
             self.ready = True
-            self.base = _usage(message.get("cpu"))
+            self.base = procstat.Usage.from_dict(message.get("cpu"))
 
     def usage(self) -> procstat.Usage:
         """Its CPU since it was ready, as it last reported (once a second, and when done)."""
-        return _usage(self.cpu) - self.base if self.cpu is not None else procstat.Usage()
+        return procstat.Usage.from_dict(self.cpu) - self.base if self.cpu is not None else procstat.Usage()
 
 
 class WorkerProcess(_Progress):

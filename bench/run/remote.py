@@ -200,11 +200,9 @@ class RemoteInstance:
 
     def usage(self) -> procstat.Usage | None:
         state = self.host.fresh_status().get(self.name, {})
-        used = state.get("usage") or {}
         if not state.get("alive"):
             return None
-        return procstat.Usage(float(used.get("main_s", 0.0)), float(used.get("other_s", 0.0)),
-                              int(used.get("switches", 0)))
+        return procstat.Usage.from_dict(state.get("usage"))
 
     def send(self, sig: int) -> None:
         self.host.signal(self.name, sig)

@@ -148,6 +148,8 @@ def test_services_on_two_other_hosts_with_a_kill_there_audit_clean(hosts, bridge
         roles_s = summary["cpu_s"]["services"]
         assert placed["h2"]["cpu_s"] == pytest.approx(roles_s["shipping"] + roles_s["inventory"], rel=0.05, abs=0.05)
         assert placed["h1"]["cpu_s"] == pytest.approx(roles_s["payment"], rel=0.05, abs=0.05)
+        # The agents report each instance's wait for a core too (Usage.to_dict / from_dict).
+        assert summary["cost"]["wait_for_core_us"]["payment"]["per_run"] is not None
         per_order = summary["cost"]["cpu_us_per_order"]
         assert per_order["payment"]["main"] > 0 and per_order["shipping"]["main"] > 0
         # The run ended on every agent: no service left, their run directories removed.

@@ -60,6 +60,8 @@ def test_every_order_finishes_with_compensations_and_a_clean_audit(bootstrap_ser
     for name in roles | {"load_generator"}:
         assert cost["cpu_us_per_order"][name]["main"] > 0 and cost["cpu_us_per_order"][name]["library"] > 0, name
         assert cost["switches_per_s"][name] > 0, name
+        # Its main thread's wait for a core, from the kernel (schedstat): put on a core many times.
+        assert cost["wait_for_core_us"][name]["per_run"] is not None and cost["wait_for_core_us"][name]["per_run"] >= 0, name
         assert cost["batching"][name]["messages_per_produce_request"] >= 1.0, name
         assert cost["batching"][name]["messages_per_fetch"] > 0, name
     assert s["services"][next(iter(roles))]["produce_requests"] > 0
