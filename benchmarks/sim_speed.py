@@ -19,7 +19,9 @@ placement (the second command).
 With ``--handlers-alone`` it also prints the ceiling the model's speed cannot pass while
 it runs the real pattern handlers (the same code a real service runs): every
 ``handle`` call the model made, replayed in the same order into fresh handlers with
-an outbox that does nothing, timed on their own, in orders per wall second.
+an outbox that does nothing, timed on their own, in orders per wall second. Only
+``handle`` is replayed (not ``tick``, ``restore`` or ``revoke``), so the figure is an
+upper bound on the handlers' speed, as a ceiling should be.
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ models; None where the kernel does not report it.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,16 @@ class Usage:
     def from_dict(raw: dict | None) -> "Usage":
         """A reported usage; what is missing or not a number counts as nothing (waited: not reported)."""
         raw = raw if isinstance(raw, dict) else {}
-        number = lambda key: float(raw[key]) if type(raw.get(key)) in (int, float) else None
+
+        def number(key: str) -> float | None:
+            value = raw.get(key)
+            if type(value) not in (int, float):
+                return None
+            try:
+                value = float(value)
+            except OverflowError:  # an integer too large for a float
+                return None
+            return value if math.isfinite(value) else None
         return Usage(number("main_s") or 0.0, number("other_s") or 0.0, int(number("switches") or 0), number("waited_s"),
                      int(number("runs") or 0))
 
@@ -73,9 +83,10 @@ def _waits(pid: int) -> tuple[float | None, int]:
     # schedstat: time on a core, time waiting on a run queue (both ns), times put on a core
     try:
         _, waited_ns, runs = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[:3]
-        return int(waited_ns) / 1e9, int(runs)
     except (OSError, ValueError):
         return None, 0
+    # A kernel that keeps no scheduler statistics writes zeros; a live thread has been on a core.
+    return (int(waited_ns) / 1e9, int(runs)) if int(runs) > 0 else (None, 0)
 
 
 def usage(pid: int) -> Usage | None:

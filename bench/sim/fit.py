@@ -68,7 +68,7 @@ def reference(directory: str | Path) -> Reference:
                      p50, Path(directory), (messages * started / window_s if started else messages * workload.rate_per_s)
                      if messages else None,
                      broker_s / window_s if broker_s else None,
-                     {role: s / started * 1e6 for role, s in services.items()} if services and started else None,
+                     {role: s / started * 1e6 for role, s in services.items() if s is not None} if services and started else None,
                      (auditor_s, messages * started) if auditor_s and messages and started else None,
                      load_s / started * 1e6 if load_s and started else None)
 
@@ -168,12 +168,13 @@ def fit_cpu(profile: Profile, refs: Sequence[Reference], echo: Callable[[str], N
         if not started:
             continue
         for role, real_us in (ref.services_us or {}).items():
-            if role in result.processed:
+            # A row's error is relative to its real figure (below): none to be relative to, no row.
+            if role in result.processed and math.isfinite(real_us) and real_us > 0:
                 instances = ref.workload.instances.get(role, 1)
                 services_y.append(real_us - result.cpu_s.get(role, 0.0) / started * 1e6)
                 services_real.append(real_us)
                 services_x.append((result.requests[role] / started, instances * result.elapsed_s / started * 1e6))
-        if ref.load_generator_us is not None:
+        if ref.load_generator_us is not None and math.isfinite(ref.load_generator_us) and ref.load_generator_us > 0:
             load_rates.append(ref.workload.rate_per_s)
             load_y.append(ref.load_generator_us)
             load_x.append((1.0, result.requests["load_generator"] / started, result.elapsed_s / started * 1e6))
