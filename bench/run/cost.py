@@ -26,7 +26,7 @@ def _us(seconds: float, orders: int) -> float | None:
     return round(seconds / orders * 1e6, 1) if orders else None
 
 
-def _waits(used: procstat.Usage, orders: int) -> dict[str, float | None]:
+def _wait_for_core(used: procstat.Usage, orders: int) -> dict[str, float | None]:
     """A main thread's wait for a core per order and per time it was put on one (None: not reported)."""
     if used.waited_s is None:
         return {"per_order": None, "per_run": None}
@@ -52,6 +52,6 @@ def cost(orders: int, seconds: float, processes: Mapping[str, procstat.Usage], b
         },
         "cores_busy": None if broker_s is None or not seconds else round((harness_s + broker_s) / seconds, 2),
         "switches_per_s": {name: round(u.switches / seconds) if seconds else None for name, u in processes.items()},
-        "wait_for_core_us": {name: _waits(u, orders) for name, u in processes.items()},
+        "wait_for_core_us": {name: _wait_for_core(u, orders) for name, u in processes.items()},
         "batching": {**{name: kafkastats.ratios(c) for name, c in batching.items()}, "all": kafkastats.ratios(totals)},
     }
